@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table, and with --json a JSON object as its last line."""

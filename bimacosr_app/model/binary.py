@@ -1,0 +1,290 @@
+"""BiMaCoSR binarized layers in training (fake-quant) form.
+
+A binarized layer computes (DESIGN.md sections 1 and 3)
+
+    y = RPReLU(beta_o * conv(alpha * sign(x), sign(W_b)) + b) + SMB(x) + LRMB(x)
+
+* ``sign(0) = +1`` everywhere (training and packing), so the packed model computes exactly
+  what was trained.
+* weights: ``beta_o * sign(W_b)`` with ``beta_o = mean |W_b|`` over (Cin, kh, kw), recomputed
+  from the latent weights every call; the gradient of sign is the clipped straight-through
+  estimator ``1{|W_b| <= 1}``.
+* activations: ``alpha_p * sign(x)`` with ``alpha_p = mean |x|`` over channels, one scale per
+  pixel (per token for linears); the gradient of sign is Bi-Real's polynomial
+  ``2 - 2|x|`` for ``|x| < 1``, else 0. Zero padding of the binarized input is exactly
+  "alpha = 0 at padded pixels".
+* RPReLU (convs only): ``u = y + shift_in; PReLU(u, slope) + shift_out``, per channel.
+* SMB (Sparse Matrix Branch): ``n`` fixed positions of a Cin->Cout 1x1 operator with
+  trainable values, on the full-precision input.
+* LRMB (Low-Rank Matrix Branch): ``up @ down`` of rank r, a 1x1 Cin->r->Cout pair on the
+  full-precision input.
+Both branches use the conv's stride (stride-matched, DESIGN.md 2.6): for a 3x3 conv with
+padding 1 and stride s, output pixel p's centre tap reads input pixel s*p, which is what a 1x1
+conv with stride s reads.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "BinaryConv2d",
+    "BinaryLinear",
+    "RPReLU",
+    "binarize_activation",
+    "binarize_weight",
+    "sign",
+]
+
+
+def sign(x: torch.Tensor) -> torch.Tensor:
+    """+1 where x >= 0, -1 elsewhere (sign(0) = +1)."""
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+class _ApproxSign(torch.autograd.Function):
+    """sign(x) forward; Bi-Real polynomial STE backward: d/dx = max(0, 2 - 2|x|)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return sign(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.clamp(2.0 - 2.0 * x.abs(), min=0.0)
+
+
+class _ClippedSign(torch.autograd.Function):
+    """sign(w) forward; clipped straight-through backward: d/dw = 1{|w| <= 1}."""
+
+    @staticmethod
+    def forward(ctx, w):
+        ctx.save_for_backward(w)
+        return sign(w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (w,) = ctx.saved_tensors
+        return grad * (w.abs() <= 1.0).to(grad.dtype)
+
+
+def binarize_activation(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """alpha_p * sign(x) with alpha_p = mean |x| over ``channel_dim`` (kept)."""
+    alpha = x.abs().mean(dim=channel_dim, keepdim=True)
+    return alpha * _ApproxSign.apply(x)
+
+
+def binarize_weight(w: torch.Tensor) -> torch.Tensor:
+    """beta_o * sign(w) with beta_o = mean |w| over every dim but the first."""
+    beta = w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+    return beta * _ClippedSign.apply(w)
+
+
+class RPReLU(nn.Module):
+    """Per-channel shift -> PReLU -> shift (ReActNet). ``channel_dim`` of the input."""
+
+    def __init__(self, channels: int, slope_init: float = 0.25, channel_dim: int = 1):
+        super().__init__()
+        self.channel_dim = channel_dim
+        self.shift_in = nn.Parameter(torch.zeros(channels))
+        self.slope = nn.Parameter(torch.full((channels,), float(slope_init)))
+        self.shift_out = nn.Parameter(torch.zeros(channels))
+
+    def _view(self, p: torch.Tensor, ndim: int) -> torch.Tensor:
+        shape = [1] * ndim
+        shape[self.channel_dim] = -1
+        return p.view(shape)
+
+    def forward(self, x):
+        u = x + self._view(self.shift_in, x.dim())
+        u = torch.where(u > 0, u, u * self._view(self.slope, x.dim()))
+        return u + self._view(self.shift_out, x.dim())
+
+
+class _MatrixBranches(nn.Module):
+    """SMB and LRMB shared by BinaryConv2d and BinaryLinear.
+
+    Buffers/parameters (absent when the branch is off):
+      smb_index  (n,)       int64, flat positions o * Cin + i, fixed
+      smb_value  (n,)       trainable values
+      lrmb_down  (r, Cin)   "B" = sqrt(S_r) V_r^T
+      lrmb_up    (Cout, r)  "A" = U_r sqrt(S_r)
+    """
+
+    in_features: int
+    out_features: int
+
+    def _init_branches(self):
+        self.register_buffer("smb_index", None)
+        self.smb_value = None
+        self.lrmb_down = None
+        self.lrmb_up = None
+
+    @property
+    def has_smb(self) -> bool:
+        return self.smb_value is not None
+
+    @property
+    def has_lrmb(self) -> bool:
+        return self.lrmb_up is not None
+
+    def smb_matrix(self) -> torch.Tensor:
+        """The sparse branch as a dense (Cout, Cin) matrix (differentiable in the values)."""
+        dense = self.smb_value.new_zeros(self.out_features * self.in_features)
+        dense = dense.index_put((self.smb_index,), self.smb_value)
+        return dense.view(self.out_features, self.in_features)
+
+    def branch_matrix(self) -> torch.Tensor | None:
+        """SMB + LRMB as one dense (Cout, Cin) matrix, or None without branches."""
+        m = None
+        if self.has_smb:
+            m = self.smb_matrix()
+        if self.has_lrmb:
+            low = self.lrmb_up @ self.lrmb_down
+            m = low if m is None else m + low
+        return m
+
+    @torch.no_grad()
+    def decompose(
+        self,
+        weight: torch.Tensor,
+        smb: bool,
+        lrmb: bool,
+        rank: int,
+        svd_init: bool,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Split ``weight`` into branches; return the binary part ``W_b = W - centre(S + L)``.
+
+        M = mean of W over its k*k taps (Cout, Cin). SMB keeps the n = 2 * max(Cin, Cout)
+        entries of M largest in magnitude (S). LRMB is the rank-r truncated SVD of M - S (L).
+        Both act as 1x1 operators, so they are subtracted from the centre tap of W and
+        ``conv(x, W_b) + S x + L x == conv(x, W)`` holds exactly at conversion.
+        With ``svd_init=False`` LRMB starts LoRA-style (down Gaussian, up zero: L = 0).
+        """
+        cout, cin = weight.shape[:2]
+        w = weight.detach().to(torch.float32)
+        m = w.reshape(cout, cin, -1).mean(dim=2)  # (Cout, Cin)
+        removed = torch.zeros_like(m)
+        if smb:
+            n = min(2 * max(cin, cout), cout * cin)
+            index = torch.topk(m.abs().flatten(), n, sorted=True).indices
+            self.smb_index = index.to(torch.int64)
+            self.smb_value = nn.Parameter(m.flatten()[index].clone())
+            removed = self.smb_matrix().detach().clone()
+        if lrmb:
+            r = min(rank, cin, cout)
+            if svd_init:
+                u, s, vh = torch.linalg.svd((m - removed).double(), full_matrices=False)
+                root = s[:r].sqrt()
+                up = (u[:, :r] * root).float()
+                down = (root[:, None] * vh[:r]).float()
+                removed = removed + up @ down
+            else:
+                down = torch.randn(r, cin, generator=generator) / cin**0.5
+                up = torch.zeros(cout, r)
+            self.lrmb_up = nn.Parameter(up.contiguous())
+            self.lrmb_down = nn.Parameter(down.contiguous())
+        w_b = w.clone()
+        if w.dim() == 4:
+            kh, kw = w.shape[2:]
+            w_b[:, :, kh // 2, kw // 2] -= removed
+        else:
+            w_b -= removed
+        return w_b.to(weight.dtype)
+
+
+class BinaryConv2d(_MatrixBranches):
+    """Binarized conv (square kernel, padding k//2, stride 1 or 2) with RPReLU, SMB, LRMB."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, bias=True,
+                 rprelu_slope=0.25):
+        super().__init__()
+        self.in_features = self.in_channels = in_channels
+        self.out_features = self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.rprelu = RPReLU(out_channels, rprelu_slope)
+        self._init_branches()
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, *, smb=True, lrmb=True, rank=8, svd_init=True,
+                  rprelu_slope=0.25, generator=None) -> BinaryConv2d:
+        k = conv.kernel_size[0]
+        if conv.kernel_size != (k, k) or conv.padding != (k // 2, k // 2) or conv.groups != 1:
+            raise ValueError(f"cannot binarize {conv}: square kernel, 'same' padding, groups=1")
+        layer = cls(conv.in_channels, conv.out_channels, k, conv.stride[0],
+                    bias=conv.bias is not None, rprelu_slope=rprelu_slope)
+        layer.to(conv.weight.device)
+        w_b = layer.decompose(conv.weight, smb, lrmb, rank, svd_init, generator)
+        with torch.no_grad():
+            layer.weight.copy_(w_b)
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias)
+        return layer
+
+    def binary_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """beta * conv(alpha * sign(x), sign(W_b)) + b: the part the 1-bit kernels compute."""
+        xb = binarize_activation(x, channel_dim=1)  # (B,Cin,H,W)
+        wb = binarize_weight(self.weight)  # (Cout,Cin,k,k)
+        return F.conv2d(xb, wb, self.bias, self.stride, self.padding)
+
+    def branches(self, x: torch.Tensor) -> torch.Tensor | None:
+        """SMB(x) + LRMB(x) on the full-precision input (one dense 1x1 conv), or None."""
+        m = self.branch_matrix()
+        return None if m is None else F.conv2d(x, m[:, :, None, None], stride=self.stride)
+
+    def forward(self, x):  # (B,Cin,H,W) -> (B,Cout,H/s,W/s)
+        y = self.rprelu(self.binary_conv(x))
+        extra = self.branches(x)
+        return y if extra is None else y + extra
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
+                f"stride={self.stride}, smb={self.has_smb}, lrmb={self.has_lrmb}")
+
+
+class BinaryLinear(_MatrixBranches):
+    """Binarized linear over the last dim (per-token alpha), with SMB and LRMB; no RPReLU."""
+
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self._init_branches()
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, *, smb=True, lrmb=True, rank=8, svd_init=True,
+                    generator=None) -> BinaryLinear:
+        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None)
+        layer.to(linear.weight.device)
+        w_b = layer.decompose(linear.weight, smb, lrmb, rank, svd_init, generator)
+        with torch.no_grad():
+            layer.weight.copy_(w_b)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        return layer
+
+    def binary_linear(self, x: torch.Tensor) -> torch.Tensor:
+        xb = binarize_activation(x, channel_dim=-1)  # (..., Cin)
+        return F.linear(xb, binarize_weight(self.weight), self.bias)
+
+    def forward(self, x):  # (..., Cin) -> (..., Cout)
+        y = self.binary_linear(x)
+        m = self.branch_matrix()
+        return y if m is None else y + F.linear(x, m)
+
+    def extra_repr(self):
+        return (f"{self.in_features}, {self.out_features}, smb={self.has_smb}, "
+                f"lrmb={self.has_lrmb}")

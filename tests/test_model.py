@@ -1,0 +1,259 @@
+"""The network: schedule, latent, binarized layers (exact formulas), binarize(), model_cost."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from bimacosr_app.model import (
+    BinaryConv2d,
+    BinaryLinear,
+    Denoiser,
+    ModelConfig,
+    ResShiftSchedule,
+    binarizable_layers,
+    binarize,
+    from_latent,
+    model_cost,
+    to_latent,
+    upscale_tile,
+)
+from bimacosr_app.model.binary import _ApproxSign, _ClippedSign
+
+# sqrt(eta_t) for T = 15, p = 0.3, sqrt(eta_0) = 0.02, sqrt(eta_14) = 0.99 (docs/ARCHITECTURE.md)
+SQRT_ETA_T15 = [0.02, 0.117165, 0.176305, 0.233629, 0.291574, 0.351009, 0.412356, 0.475858,
+                0.541672, 0.60991, 0.680658, 0.753985, 0.829951, 0.908606, 0.99]
+CHANNELS = [1, 63, 64, 65, 127, 128, 129]
+
+
+def test_schedule_values_match_documented_list():
+    s = ResShiftSchedule()
+    assert s.steps == 15 and s.kappa == 2.0
+    np.testing.assert_allclose(s.sqrt_eta.numpy(), SQRT_ETA_T15, atol=5e-7)
+    np.testing.assert_allclose(s.eta.numpy(), np.square(SQRT_ETA_T15), atol=1e-6)
+    assert s.input_scale(14) == pytest.approx(1 / np.sqrt(4 * 0.99**2 + 1))
+
+
+def test_deterministic_step_maps_forward_marginals_exactly():
+    # With the true x0, the step t -> t-1 turns q_sample(t, eps) into q_sample(t-1, eps).
+    s = ResShiftSchedule()
+    g = torch.Generator().manual_seed(0)
+    x0, y, eps = (torch.randn(2, 48, 5, 7, generator=g, dtype=torch.float64) for _ in range(3))
+    for t in range(1, s.steps):
+        k, m, j = s.step_coefficients(t)
+        assert k + m + j == pytest.approx(1.0)
+        x_t = s.q_sample(x0, y, t, eps)
+        torch.testing.assert_close(s.ddim_step(x0, x_t, y, t), s.q_sample(x0, y, t - 1, eps))
+    assert s.step_coefficients(0) == (1.0, 0.0, 0.0)
+    # the prior replaces x0 + eta_T (y - x0) by y: they differ by (1 - eta_T)(y - x0)
+    prior = s.prior_sample(y, eps)
+    shift = (1 - s.eta[-1]) * (y - x0)
+    torch.testing.assert_close(prior, s.q_sample(x0, y, s.steps - 1, eps) + shift)
+
+
+def test_pixel_unshuffle_round_trip_is_exact():
+    img = torch.rand(2, 3, 36, 52)
+    z = to_latent(img)
+    assert z.shape == (2, 48, 9, 13)
+    assert torch.equal(from_latent(z), img)
+
+
+def _float64_binary_conv(x, w_b, bias, stride):
+    """DESIGN.md 3: y[p,o] = beta_o sum_t alpha[p+t] (Cin - 2 popcount(xbits ^ wbits)) + b_o,
+    with alpha = 0 at padded pixels. Bits: 1 = negative, sign(0) = +1."""
+    x = x.double().numpy()[0]  # (Cin, H, W)
+    w = w_b.double().numpy()  # (Cout, Cin, k, k)
+    cin, h, wd = x.shape
+    cout, _, k, _ = w.shape
+    pad = k // 2
+    alpha = np.abs(x).mean(axis=0)
+    xbits = np.pad(x < 0, ((0, 0), (pad, pad), (pad, pad)))
+    alpha = np.pad(alpha, pad)
+    wbits = w < 0
+    beta = np.abs(w).mean(axis=(1, 2, 3))
+    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    y = np.zeros((cout, ho, wo))
+    for dy in range(k):
+        for dx in range(k):
+            xs = xbits[:, dy: dy + stride * ho: stride, dx: dx + stride * wo: stride]
+            a = alpha[dy: dy + stride * ho: stride, dx: dx + stride * wo: stride]
+            mism = (xs[None] ^ wbits[:, :, dy, dx, None, None]).sum(axis=1)  # popcount
+            y += a[None] * (cin - 2 * mism)
+    return beta[:, None, None] * y + bias.double().numpy()[:, None, None]
+
+
+@pytest.mark.parametrize("cin", CHANNELS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_binary_conv_equals_popcount_formula(cin, stride):
+    g = torch.Generator().manual_seed(cin * 10 + stride)
+    cout = CHANNELS[(CHANNELS.index(cin) + 3) % len(CHANNELS)]
+    conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+    layer = BinaryConv2d.from_conv(conv, rank=4, generator=g)
+    with torch.no_grad():
+        for p in layer.rprelu.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    x = torch.randn(1, cin, 9, 7, generator=g)
+    x[0, :, 2, 3] = 0.0  # sign(0) = +1
+    expected = _float64_binary_conv(x, layer.weight.detach(), layer.bias.detach(), stride)
+    r = layer.rprelu
+    u = expected + r.shift_in.detach().double().numpy()[:, None, None]
+    slope = r.slope.detach().double().numpy()[:, None, None]
+    expected = np.where(u > 0, u, slope * u) + r.shift_out.detach().double().numpy()[:, None, None]
+    branch = layer.branch_matrix().detach().double().numpy()
+    xs = x.double().numpy()[0][:, ::stride, ::stride]
+    expected = expected + np.einsum("oi,ihw->ohw", branch, xs)
+    with torch.no_grad():
+        got = layer(x).double().numpy()[0]
+    # float32 conv over <= 9*129 terms of size ~1: absolute error well under 1e-4
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("cin", CHANNELS)
+def test_binary_linear_equals_popcount_formula(cin):
+    g = torch.Generator().manual_seed(cin)
+    lin = nn.Linear(cin, 65)
+    layer = BinaryLinear.from_linear(lin, generator=g)
+    x = torch.randn(3, 5, cin, generator=g)
+    xd, w = x.double().numpy(), layer.weight.detach().double().numpy()
+    mism = ((xd[..., None, :] < 0) ^ (w < 0)).sum(-1)  # (3,5,65)
+    expected = (np.abs(xd).mean(-1, keepdims=True) * np.abs(w).mean(1) * (cin - 2 * mism)
+                + layer.bias.detach().double().numpy()
+                + xd @ layer.branch_matrix().detach().double().numpy().T)
+    with torch.no_grad():
+        got = layer(x).double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("cin,cout,k,stride", [(64, 128, 3, 1), (129, 63, 3, 2), (65, 65, 1, 1)])
+def test_decomposition_is_exact_at_conversion(cin, cout, k, stride):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+    layer = BinaryConv2d.from_conv(conv, rank=8)
+    w = conv.weight.detach()
+    m = w.mean(dim=(2, 3))  # (Cout, Cin)
+    # SMB: the n = 2 max(Cin, Cout) largest |M| entries, with M's values
+    n = 2 * max(cin, cout)
+    assert layer.smb_index.shape == (n,) and layer.smb_index.dtype == torch.int64
+    top = set(torch.topk(m.abs().flatten(), n).indices.tolist())
+    assert set(layer.smb_index.tolist()) == top
+    s = layer.smb_matrix().detach()
+    assert torch.equal(s.flatten()[layer.smb_index], m.flatten()[layer.smb_index])
+    # LRMB: the rank-8 truncated SVD of M - S
+    u, sv, vh = torch.linalg.svd((m - s).double())
+    truncated = (u[:, :8] * sv[:8]) @ vh[:8]
+    low = (layer.lrmb_up @ layer.lrmb_down).detach().double()
+    torch.testing.assert_close(low, truncated, rtol=0, atol=1e-6)
+    # W_b + centre(S + L) == W
+    rebuilt = layer.weight.detach().clone()
+    rebuilt[:, :, k // 2, k // 2] += s + low.float()
+    torch.testing.assert_close(rebuilt, w, rtol=0, atol=1e-6)
+    # and as functions: conv(x, W_b) + S x + L x == conv(x, W)
+    x = torch.randn(1, cin, 11, 10)
+    fp = nn.functional.conv2d(x, layer.weight, layer.bias, stride, k // 2) + layer.branches(x)
+    torch.testing.assert_close(fp, conv(x), rtol=1e-4, atol=1e-4)
+
+
+def test_ablation_switches():
+    conv = nn.Conv2d(32, 32, 3, padding=1)
+    bmb = BinaryConv2d.from_conv(conv, smb=False, lrmb=False)
+    assert not bmb.has_smb and not bmb.has_lrmb and bmb.branches(torch.zeros(1, 32, 4, 4)) is None
+    assert torch.equal(bmb.weight, conv.weight)
+    lora = BinaryConv2d.from_conv(conv, smb=False, svd_init=False,
+                                  generator=torch.Generator().manual_seed(0))
+    assert torch.count_nonzero(lora.lrmb_up) == 0 and torch.count_nonzero(lora.lrmb_down) > 0
+    assert torch.equal(lora.weight, conv.weight)  # L = 0 at start, nothing subtracted
+
+
+def test_activation_ste_is_bireal_polynomial():
+    x = torch.tensor([-1.5, -1.0, -0.5, -0.0, 0.0, 0.25, 0.75, 1.0, 2.0], requires_grad=True)
+    y = _ApproxSign.apply(x)
+    assert y.tolist() == [-1, -1, -1, 1, 1, 1, 1, 1, 1]
+    y.backward(torch.ones_like(x))
+    expected = torch.clamp(2 - 2 * x.detach().abs(), min=0)
+    assert torch.equal(x.grad, expected)
+    assert x.grad[0] == 0 and x.grad[3] == 2 and x.grad[2] == 1
+
+
+def test_weight_ste_is_clipped_identity():
+    w = torch.tensor([[-2.0, -1.0, -0.3, 0.0, 0.5, 1.0, 1.5]], requires_grad=True)
+    _ClippedSign.apply(w).backward(torch.full_like(w, 3.0))
+    assert w.grad.tolist() == [[0.0, 3.0, 3.0, 3.0, 3.0, 3.0, 0.0]]
+
+
+def test_gradients_reach_every_trainable_tensor_with_their_shapes():
+    torch.manual_seed(0)
+    layer = BinaryConv2d.from_conv(nn.Conv2d(16, 24, 3, stride=2, padding=1), rank=4)
+    x = torch.randn(2, 16, 9, 9, requires_grad=True)
+    layer(x).square().mean().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape, name
+        assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+    assert x.grad.shape == x.shape
+    assert not layer.smb_index.requires_grad
+
+
+def _tiny_config():
+    return ModelConfig(widths=(16, 32, 32, 32), time_dim=32, head_dim=16)
+
+
+def test_full_model_runs_on_odd_sizes_fp_and_binarized():
+    torch.manual_seed(0)
+    model = Denoiser(_tiny_config()).eval()
+    schedule = ResShiftSchedule()
+    lr = torch.rand(1, 3, 37, 53)
+    with torch.no_grad():
+        hr_fp = upscale_tile(model, schedule, lr, seed=3)
+        binarize(model)
+        hr_bin = upscale_tile(model, schedule, lr, seed=3)
+    assert hr_fp.shape == hr_bin.shape == (1, 3, 148, 212)
+    assert hr_fp.min() >= 0 and hr_fp.max() <= 1 and not torch.equal(hr_fp, hr_bin)
+    assert all(isinstance(model.get_submodule(n), (BinaryConv2d, BinaryLinear))
+               for n in binarizable_layers(model))
+
+
+def test_default_model_size_and_binarized_layers():
+    model = Denoiser()
+    assert sum(p.numel() for p in model.parameters()) <= 8_000_000
+    names = binarizable_layers(model)
+    assert "conv_in" not in names and "conv_out" not in names
+    assert not any("film" in n or "time_embed" in n for n in names)
+    binarize(model)
+    assert isinstance(model.conv_in, nn.Conv2d) and isinstance(model.conv_out, nn.Conv2d)
+    assert isinstance(model.downsample[0].conv, BinaryConv2d)
+    assert model.downsample[0].conv.stride == 2
+    assert isinstance(model.down[2][0].attn.attn.qkv, BinaryLinear)
+    with torch.no_grad():
+        out = model(torch.randn(1, 48, 37, 53), torch.randn(1, 3, 37, 53), 14)
+    assert out.shape == (1, 48, 37, 53)
+
+
+def test_model_cost_matches_hand_count():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        BinaryConv2d.from_conv(nn.Conv2d(8, 8, 3, padding=1), rank=2),
+        nn.Conv2d(8, 3, 3, padding=1),
+    )
+    cost = model_cost(model, 4, 4)
+    px = 16
+    first = (3 * 8 * 9 + 8, 3 * 8 * 9 * px)
+    last = (8 * 3 * 9 + 3, 8 * 3 * 9 * px)
+    w_bin = 8 * 8 * 9
+    fp_extra = 8 + 3 * 8 + 2 * 8 + 2 * (8 + 8)  # bias, RPReLU, SMB n=16, LRMB rank 2
+    branch_macs = (2 * 8 + 2 * (8 + 8)) * px
+    assert cost.params == first[0] + w_bin + fp_extra + last[0]
+    assert cost.params_effective == first[0] + w_bin / 32 + fp_extra + last[0]
+    assert cost.macs == first[1] + w_bin * px + branch_macs + last[1]
+    assert cost.ops_effective == first[1] + w_bin * px / 64 + branch_macs + last[1]
+
+
+def test_binarized_default_model_is_cheaper_by_paper_rule():
+    fp = model_cost(Denoiser(), 64, 64)
+    binary = model_cost(binarize(copy.deepcopy(Denoiser())), 64, 64)
+    assert fp.params == fp.params_effective
+    assert fp.params / binary.params_effective > 10
+    assert fp.macs / binary.ops_effective > 8
