@@ -12,6 +12,9 @@ clean latent ``x0_hat`` (B, 48, h, w).
   block of ``attn_levels`` (the two lowest resolutions).
 * FiLM time conditioning in every block; per-pixel normalization (LayerNorm over channels),
   never GroupNorm, so a tile computes what the whole image computes (DESIGN.md 2.2).
+* With ``residual`` (default) the output is ``z_y + f(...)``, where ``z_y = PU(bicubic(LR))``
+  is recomputed from the LR input: the network still predicts x0, but only its difference
+  from bicubic has to be learnt, which short training budgets need.
 * ``conv_in`` and ``conv_out`` stay full precision; ``time_embed`` and every block's ``film``
   are constants of the one-step model (t = T-1) and are folded at export. Every other Conv2d
   and Linear is what ``binarize()`` converts.
@@ -30,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .latent import LATENT_CHANNELS
+from .latent import LATENT_CHANNELS, bicubic_upscale, to_latent
 
 __all__ = ["FULL_PRECISION_NAMES", "Denoiser", "ModelConfig"]
 
@@ -49,6 +52,7 @@ class ModelConfig:
     time_dim: int = 128
     in_channels: int = LATENT_CHANNELS + 3
     out_channels: int = LATENT_CHANNELS
+    residual: bool = True  # predict x0 as z_y + f(...): a global residual over bicubic
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -294,5 +298,7 @@ class Denoiser(nn.Module):
             x = self.fuse[level](torch.cat([x, skips[level]], dim=1))
             for stage in self.up[level]:
                 x = stage(x, temb)
-        x = self.conv_out(F.silu(self.norm_out(x)))
-        return x[:, :, :h, :w]
+        x = self.conv_out(F.silu(self.norm_out(x)))[:, :, :h, :w]
+        if self.config.residual:
+            x = x + to_latent(bicubic_upscale(lr))
+        return x

@@ -1,0 +1,286 @@
+"""What every training stage shares: configuration, data-parallel setup, the training loop
+with bf16 autocast, EMA, warmup + cosine learning rate, a wall-clock budget, JSONL logs,
+validation with a PNG grid, and resumable checkpoints (bf16 safetensors, see ``weights``).
+
+A stage supplies ``build_model``, ``loss`` and ``predict``; run it with torchrun for several
+GPUs (``torchrun --nproc_per_node=N -m bimacosr_app.training.<stage> ...``): each rank draws
+its own batches, gradients are averaged by DistributedDataParallel, rank 0 logs and saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from PIL import Image
+
+from ..metrics import psnr_y
+from ..model import Denoiser, DiffusionConfig, ModelConfig, ResShiftSchedule, binarize
+from .data import DegradationConfig, PhotoSet, TrainBatches, default_data_dir, validation_pairs
+from .weights import load_weights, save_weights, weight_files
+
+__all__ = ["StageConfig", "Trainer", "parse_stage_args"]
+
+
+@dataclass
+class StageConfig:
+    stage: str = "teacher"
+    model: dict = field(default_factory=lambda: ModelConfig().to_dict())
+    diffusion: dict = field(default_factory=lambda: DiffusionConfig(steps=4).to_dict())
+    train_dir: str | None = None  # default: shared/data/train
+    val_dir: str | None = None  # default: shared/data/val
+    realistic_fraction: float = 0.5
+    batch_size: int = 32  # per GPU
+    crop_size: int = 256  # HR crop; LR is crop_size / 4
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    steps: int = 20000  # length of the cosine schedule; training stops there
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    log_every: int = 50
+    val_every: int = 1000
+    save_every: int = 1000
+    init: str | None = None  # run directory whose EMA weights initialise the model
+    target_run: str | None = None  # run directory of the frozen model that gives targets
+    gt_weight: float = 0.0  # weight of an extra MSE to the ground truth latent
+    binarize: dict = field(default_factory=lambda: {"rank": 8, "smb": True, "lrmb": True,
+                                                    "svd_init": True, "rprelu_slope": 0.25})
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model)
+
+    def schedule(self) -> ResShiftSchedule:
+        return ResShiftSchedule(DiffusionConfig(**self.diffusion))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StageConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def parse_stage_args(stage: str, argv=None) -> tuple[StageConfig, Path, float | None]:
+    p = argparse.ArgumentParser(prog=f"python -m bimacosr_app.training.{stage}")
+    p.add_argument("--config", type=Path, help="JSON file of StageConfig fields")
+    p.add_argument("--out", type=Path, required=True, help="run directory (resumed if present)")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="stop cleanly and checkpoint after this much wall time")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="override one config field, e.g. --set steps=500")
+    args = p.parse_args(argv)
+    d = {"stage": stage}
+    if args.config:
+        d.update(json.loads(args.config.read_text()))
+    for item in args.set:
+        key, _, value = item.partition("=")
+        d[key] = json.loads(value)
+    d["stage"] = stage
+    return StageConfig.from_dict(d), args.out, args.budget_minutes
+
+
+def _init_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def load_ema_model(run_dir: str | Path, device) -> tuple[Denoiser, StageConfig]:
+    """The EMA weights of a finished (FP) run as a frozen Denoiser."""
+    state, cfg = load_weights(Path(run_dir), "ema")
+    config = StageConfig.from_dict(cfg)
+    model = Denoiser(config.model_config())
+    if config.stage == "binarize":
+        binarize(model, **config.binarize)
+    model.load_state_dict(state)
+    return model.to(device).eval().requires_grad_(False), config
+
+
+class Trainer:
+    """The training loop; a stage passes ``build_model(cfg, device) -> nn.Module``,
+    ``loss(model, lr, hr) -> tensor`` ([0,1] images) and ``predict(model, lr) -> hr``."""
+
+    def __init__(self, cfg: StageConfig, out: Path, budget_minutes: float | None,
+                 build_model, loss, predict):
+        self.cfg, self.out, self.budget = cfg, Path(out), budget_minutes
+        self.loss_fn, self.predict_fn = loss, predict
+        self.rank, self.world, self.device = _init_distributed()
+        self.is_main = self.rank == 0
+        torch.manual_seed(cfg.seed + self.rank)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+        self.model = build_model(cfg, self.device).to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.step = 0
+        self._resume()
+        self.module = self.model
+        if self.world > 1:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        decay, no_decay = [], []
+        for name, p in self.module.named_parameters():
+            (no_decay if p.dim() <= 1 or "rel_bias" in name else decay).append(p)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+
+        train_dir = cfg.train_dir or default_data_dir("train")
+        photos = PhotoSet(train_dir, device=self.device)
+        degradation = DegradationConfig(realistic_fraction=cfg.realistic_fraction)
+        self.batches = TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
+                                    seed=cfg.seed + 7919 * self.step, rank=self.rank)
+        self.val = validation_pairs(cfg.val_dir, "bicubic", max_side=256) if self.is_main else []
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+            self._log({"event": "start", "step": self.step, "world": self.world,
+                       "device": str(self.device), "train_photos": len(photos),
+                       "train_megapixels": round(photos.megapixels, 1),
+                       "params": sum(p.numel() for p in self.module.parameters())})
+
+    # -- state ---------------------------------------------------------------------------
+    def _resume(self):
+        state_file = self.out / "state.json"
+        if not state_file.exists() or not weight_files(self.out, "model"):
+            return
+        model_state, _ = load_weights(self.out, "model", self.device)
+        ema_state, _ = load_weights(self.out, "ema", self.device)
+        self.model.load_state_dict(model_state)
+        self.ema.load_state_dict(ema_state)
+        self.step = json.loads(state_file.read_text())["step"]
+
+    def save(self):
+        if not self.is_main:
+            return
+        cfg = asdict(self.cfg)
+        save_weights(self.module.state_dict(), self.out, "model", cfg)
+        save_weights(self.ema.state_dict(), self.out, "ema", cfg)
+        tmp = self.out / ".state.json.part"
+        tmp.write_text(json.dumps({"step": self.step}))
+        os.replace(tmp, self.out / "state.json")
+
+    def _log(self, record: dict):
+        if self.is_main:
+            record["time"] = round(time.time(), 1)
+            with open(self.out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(json.dumps(record), flush=True)
+
+    # -- loop ----------------------------------------------------------------------------
+    def lr_at(self, step: int, time_fraction: float = 0.0) -> float:
+        """Linear warmup, then cosine to ``min_lr_ratio``; progress is the larger of the step
+        fraction and the fraction of the wall-clock budget used (so a budget-limited run
+        still anneals; a resumed run restarts the time fraction: a warm restart)."""
+        cfg = self.cfg
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        progress = min(1.0, max(progress, time_fraction))
+        floor = cfg.min_lr_ratio
+        return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    @torch.no_grad()
+    def _update_ema(self):
+        d = self.cfg.ema_decay
+        ema = [p for p in self.ema.parameters()]
+        live = [p.detach() for p in self.module.parameters()]
+        torch._foreach_lerp_(ema, live, 1 - d)
+
+    def _shared_time_fraction(self, start: float) -> float:
+        """Fraction of the wall-clock budget used, as rank 0 sees it, so that every rank
+        takes the same learning rate and stops at the same step."""
+        if self.budget is None:
+            return 0.0
+        fraction = torch.tensor([(time.time() - start) / 60 / self.budget], device=self.device)
+        if self.world > 1:
+            dist.broadcast(fraction, src=0)
+        return float(fraction)
+
+    def train(self):
+        cfg = self.cfg
+        start = time.time()
+        losses = []
+        stop_reason = "steps"
+        self.model.train()
+        while self.step < cfg.steps:
+            time_fraction = self._shared_time_fraction(start)
+            if time_fraction >= 1.0:
+                stop_reason = "budget"
+                break
+            lr = self.lr_at(self.step, time_fraction)
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+            lr_img, hr_img = next(self.batches)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=self.device.type == "cuda"):
+                loss = self.loss_fn(self.model, lr_img, hr_img)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(self.module.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self._update_ema()
+            self.step += 1
+            losses.append(loss.detach())
+            if self.step % cfg.log_every == 0:
+                mean = float(torch.stack(losses).mean())
+                losses.clear()
+                self._log({"step": self.step, "loss": mean, "lr": lr,
+                           "grad_norm": float(grad_norm),
+                           "elapsed_s": round(time.time() - start, 1)})
+            if self.step % cfg.val_every == 0:
+                self.validate()
+            if self.step % cfg.save_every == 0:
+                self.save()
+        self.save()
+        self.validate()
+        self._log({"event": "stop", "reason": stop_reason, "step": self.step,
+                   "elapsed_s": round(time.time() - start, 1)})
+        if self.world > 1:
+            dist.barrier()
+            dist.destroy_process_group()
+
+    @torch.no_grad()
+    def validate(self):
+        if not self.is_main or not self.val:
+            return
+        self.ema.eval()
+        scores, bicubic, tiles = [], [], []
+        for i, (_, lr, hr) in enumerate(self.val):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=self.device.type == "cuda"):
+                sr = self.predict_fn(self.ema, lr[None].to(self.device)).float().cpu()
+            up = torch.nn.functional.interpolate(lr[None], scale_factor=4, mode="bicubic",
+                                                 align_corners=False).clamp(0, 1)
+            scores.append(psnr_y(sr, hr[None]))
+            bicubic.append(psnr_y(up, hr[None]))
+            if i < 4:
+                tiles.append(torch.stack([up[0], sr[0], hr])[:, :, :128, :128])
+        self._log({"event": "val", "step": self.step, "psnr_y": float(np.mean(scores)),
+                   "bicubic_psnr_y": float(np.mean(bicubic))})
+        # rows: validation crops; columns: bicubic, model, ground truth
+        grid = torch.cat([torch.cat(list(row), dim=2) for row in tiles], dim=1)
+        grid = grid.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0)
+        Image.fromarray(grid.numpy()).save(self.out / "val_grid.png")
