@@ -1,0 +1,204 @@
+// nanobind bindings: thin wrappers over C-contiguous CPU arrays (NumPy arrays, or torch CPU
+// tensors and anything else exposing DLPack, without copies). Inputs are checked strictly
+// (dtype, shape, C-contiguity); nothing is converted implicitly. Outputs are new NumPy arrays.
+// The GIL is released while the kernels run.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "api.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+using AnyArray = nb::ndarray<nb::ro, nb::device::cpu>;
+using OutF32 = nb::ndarray<nb::numpy, float>;
+using OutU64 = nb::ndarray<nb::numpy, uint64_t>;
+
+[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+std::string shape_str(const AnyArray& a) {
+    std::string s = "(";
+    for (size_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+bool c_contiguous(const AnyArray& a) {
+    int64_t expect = 1;
+    for (size_t i = a.ndim(); i-- > 0;) {
+        if (a.shape(i) != 1 && a.stride(i) != expect) return false;
+        expect *= static_cast<int64_t>(a.shape(i));
+    }
+    return true;
+}
+
+enum class Kind { F32, U64 };
+
+// Checks dtype (float32, or uint64/int64 bit words), rank, C-contiguity and, for every entry of
+// `shape` >= 0, the extent. Returns the data pointer.
+const void* check(const AnyArray& a, const char* name, Kind kind, std::vector<int64_t> shape) {
+    const auto dt = a.dtype();
+    const bool ok_dtype =
+        kind == Kind::F32
+            ? dt == nb::dtype<float>()
+            : (dt == nb::dtype<uint64_t>() || dt == nb::dtype<int64_t>());
+    if (!ok_dtype)
+        fail(std::string(name) + (kind == Kind::F32 ? " must be float32" : " must be uint64 (or int64)"));
+    if (a.ndim() != shape.size())
+        fail(std::string(name) + " must have " + std::to_string(shape.size()) + " dimensions, got shape " +
+             shape_str(a));
+    for (size_t i = 0; i < shape.size(); ++i)
+        if (shape[i] >= 0 && static_cast<int64_t>(a.shape(i)) != shape[i]) {
+            std::string want = "(";
+            for (size_t j = 0; j < shape.size(); ++j)
+                want += (j ? ", " : "") + (shape[j] >= 0 ? std::to_string(shape[j]) : std::string("*"));
+            fail(std::string(name) + " has shape " + shape_str(a) + ", expected " + want +
+                 (shape.size() == 1 ? ",)" : ")"));
+        }
+    if (!c_contiguous(a)) fail(std::string(name) + " must be C-contiguous");
+    return a.data();
+}
+
+template <typename T>
+std::pair<T*, nb::capsule> alloc(size_t n) {
+    T* p = new T[n > 0 ? n : 1];
+    nb::capsule owner(p, [](void* q) noexcept { delete[] static_cast<T*>(q); });
+    return {p, owner};
+}
+
+int64_t words_for(int64_t c) { return (c + 63) / 64; }
+
+using RPReLU = std::tuple<AnyArray, AnyArray, AnyArray>;
+
+struct Epi {
+    const float* bias = nullptr;
+    const float* sin = nullptr;
+    const float* slope = nullptr;
+    const float* sout = nullptr;
+    const float* add = nullptr;
+};
+
+Epi check_epilogue(int64_t cout, const std::optional<AnyArray>& bias,
+                   const std::optional<RPReLU>& rprelu, const std::optional<AnyArray>& add,
+                   std::vector<int64_t> add_shape) {
+    Epi e;
+    if (bias) e.bias = static_cast<const float*>(check(*bias, "bias", Kind::F32, {cout}));
+    if (rprelu) {
+        e.sin = static_cast<const float*>(check(std::get<0>(*rprelu), "rprelu[0] (shift_in)", Kind::F32, {cout}));
+        e.slope = static_cast<const float*>(check(std::get<1>(*rprelu), "rprelu[1] (slope)", Kind::F32, {cout}));
+        e.sout = static_cast<const float*>(check(std::get<2>(*rprelu), "rprelu[2] (shift_out)", Kind::F32, {cout}));
+    }
+    if (add) e.add = static_cast<const float*>(check(*add, "add", Kind::F32, std::move(add_shape)));
+    return e;
+}
+
+nb::tuple pack_activations(const AnyArray& x) {
+    const auto* xp = static_cast<const float*>(check(x, "x", Kind::F32, {-1, -1, -1, -1}));
+    const size_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C = x.shape(3);
+    const size_t Cw = static_cast<size_t>(words_for(static_cast<int64_t>(C)));
+    auto [bits, bits_owner] = alloc<uint64_t>(N * H * W * Cw);
+    auto [alpha, alpha_owner] = alloc<float>(N * H * W);
+    {
+        nb::gil_scoped_release release;
+        bk::pack_activations(xp, static_cast<int64_t>(N * H * W), static_cast<int64_t>(C), bits, alpha);
+    }
+    OutU64 b(bits, {N, H, W, Cw}, bits_owner);
+    OutF32 a(alpha, {N, H, W}, alpha_owner);
+    // NumPy may label these 'ulonglong' rather than numpy.uint64 ('ulong' on LP64), which
+    // torch.from_numpy rejects: view them as numpy.uint64 (same bits, no copy).
+    nb::object bits_arr = nb::cast(b).attr("view")(nb::module_::import_("numpy").attr("uint64"));
+    return nb::make_tuple(bits_arr, a);
+}
+
+OutF32 binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, const AnyArray& wbits,
+                      int64_t cin, const AnyArray& beta, const std::optional<AnyArray>& bias,
+                      int64_t stride, const std::optional<RPReLU>& rprelu,
+                      const std::optional<AnyArray>& add) {
+    if (stride != 1 && stride != 2) fail("stride must be 1 or 2");
+    if (cin < 1) fail("cin must be >= 1");
+    const int64_t Cw = words_for(cin);
+    const auto* xp = static_cast<const uint64_t*>(check(bits, "bits", Kind::U64, {-1, -1, -1, Cw}));
+    const int64_t N = bits.shape(0), H = bits.shape(1), W = bits.shape(2);
+    const auto* ap = static_cast<const float*>(check(alpha, "alpha", Kind::F32, {N, H, W}));
+    const auto* wp = static_cast<const uint64_t*>(check(wbits, "wbits", Kind::U64, {-1, 3, 3, Cw}));
+    const int64_t Cout = wbits.shape(0);
+    const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {Cout}));
+    const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0;
+    const int64_t Wo = W > 0 ? (W - 1) / stride + 1 : 0;
+    const Epi e = check_epilogue(Cout, bias, rprelu, add, {N, Ho, Wo, Cout});
+    auto [out, owner] = alloc<float>(static_cast<size_t>(N * Ho * Wo * Cout));
+    {
+        nb::gil_scoped_release release;
+        bk::binary_conv3x3(xp, ap, wp, N, H, W, Cw, cin, Cout, stride, bp, e.bias, e.sin, e.slope,
+                           e.sout, e.add, out);
+    }
+    return OutF32(out, {size_t(N), size_t(Ho), size_t(Wo), size_t(Cout)}, owner);
+}
+
+OutF32 binary_gemm(const AnyArray& bits, const AnyArray& alpha, const AnyArray& wbits, int64_t k,
+                   const AnyArray& beta, const std::optional<AnyArray>& bias,
+                   const std::optional<RPReLU>& rprelu, const std::optional<AnyArray>& add) {
+    if (k < 1) fail("k must be >= 1");
+    const int64_t Kw = words_for(k);
+    const auto* xp = static_cast<const uint64_t*>(check(bits, "bits", Kind::U64, {-1, Kw}));
+    const int64_t M = bits.shape(0);
+    const auto* ap = static_cast<const float*>(check(alpha, "alpha", Kind::F32, {M}));
+    const auto* wp = static_cast<const uint64_t*>(check(wbits, "wbits", Kind::U64, {-1, Kw}));
+    const int64_t Nout = wbits.shape(0);
+    const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {Nout}));
+    const Epi e = check_epilogue(Nout, bias, rprelu, add, {M, Nout});
+    auto [out, owner] = alloc<float>(static_cast<size_t>(M * Nout));
+    {
+        nb::gil_scoped_release release;
+        bk::binary_gemm(xp, ap, wp, M, Kw, k, Nout, bp, e.bias, e.sin, e.slope, e.sout, e.add, out);
+    }
+    return OutF32(out, {size_t(M), size_t(Nout)}, owner);
+}
+
+}  // namespace
+
+NB_MODULE(_bitkernels, m) {
+    m.doc() =
+        "XNOR-popcount kernels of the BiMaCoSR upscaler (see kernels/README.md).\n\n"
+        "Layout: activations NHWC float32; sign bits packed along channels into 64-bit "
+        "little-endian words, bit j of word w = sign of channel 64w+j, 1 = negative (x < 0), "
+        "pad bits 0. 3x3 weights: uint64[Cout, 3, 3, ceil(Cin/64)].";
+
+    m.def("pack_activations", &pack_activations, "x"_a,
+          "pack_activations(x: float32[N,H,W,C]) -> (bits: uint64[N,H,W,ceil(C/64)], "
+          "alpha: float32[N,H,W])\n\nSign bits along channels (1 = x < 0) and alpha = mean |x| "
+          "over the C channels.");
+    m.def("binary_conv3x3", &binary_conv3x3, "bits"_a, "alpha"_a, "wbits"_a, "cin"_a, "beta"_a,
+          "bias"_a.none() = nb::none(), "stride"_a = 1, "rprelu"_a.none() = nb::none(),
+          "add"_a.none() = nb::none(),
+          "Binary 3x3 conv, padding 1, stride 1 or 2 -> float32[N,Ho,Wo,Cout]:\n"
+          "y = beta[o] * sum_t alpha[p*s+t] * (cin - 2*popcount(x[p*s+t] ^ w[o,t])) + bias[o]; "
+          "then optional RPReLU (shift_in, slope, shift_out), then optional y += add.");
+    m.def("binary_gemm", &binary_gemm, "bits"_a, "alpha"_a, "wbits"_a, "k"_a, "beta"_a,
+          "bias"_a.none() = nb::none(), "rprelu"_a.none() = nb::none(), "add"_a.none() = nb::none(),
+          "Binary GEMM -> float32[M,Nout]: y = alpha[m]*beta[o]*(k - 2*popcount(x[m]^w[o])) + "
+          "bias[o]; then optional RPReLU, then optional y += add.");
+    m.def("cpu_features", &bk::cpu_features, "CPU (and OS) features relevant to the kernels.");
+    m.def("available_kernels", &bk::available_kernels, "Kernels usable on this CPU and build.");
+    m.def("kernel_name", &bk::kernel_name, "The active kernel: avx512, avx2, neon or reference.");
+    m.def("set_kernel", &bk::set_kernel, "name"_a,
+          "Select 'auto', 'reference', 'avx2', 'avx512' or 'neon' (ValueError if unavailable).");
+    m.def("set_num_threads", &bk::set_num_threads, "n"_a, "Threads of the private pool (>= 1).");
+    m.def("get_num_threads", &bk::get_num_threads);
+
+    const std::string warning = bk::init_kernel_from_env();
+    if (!warning.empty() && PyErr_WarnEx(PyExc_RuntimeWarning, warning.c_str(), 1) != 0)
+        throw nb::python_error();
+}

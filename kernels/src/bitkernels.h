@@ -1,0 +1,120 @@
+// BiMaCoSR 1-bit kernels: XNOR/popcount binary convolutions and GEMMs on the CPU.
+//
+// LAYOUT RULE (shared by every kernel, the Python packer bimacosr_app/checkpoint/bitpack.py
+// and the packed checkpoint format):
+//   * Activations are NHWC float32, C-contiguous.
+//   * Sign bits are packed along the channel axis into 64-bit little-endian words:
+//     bit j of word w is the sign of channel 64*w + j; 1 = negative (x < 0), 0 = non-negative.
+//     sign(0) = +1, so 0 (and -0.0) packs as bit 0. Pad bits (channels >= C) are 0.
+//     Packed activations are uint64[N, H, W, Cw] with Cw = ceil(C / 64).
+//   * alpha[n, h, w] = mean |x[n, h, w, :]| over the C true channels (float32[N, H, W]).
+//   * Weights of a kh x kw conv are packed as uint64[Cout, kh, kw, Cw], Cw = ceil(Cin / 64),
+//     same bit rule (pad bits must be 0). Binary linears / 1x1 convs: uint64[Nout, Kw].
+//   * 3x3 conv (padding 1, stride 1 or 2), per output pixel p and output channel o:
+//       y[n,p,o] = beta[o] * sum_t alpha[n, p*s + t] * (Cin - 2*popcount(x[n, p*s + t] ^ w[o, t]))
+//                  + bias[o]
+//     padded pixels have alpha = 0 and contribute exactly 0.
+//   * GEMM: y[m, o] = alpha[m] * beta[o] * (K - 2*popcount(x[m] ^ w[o])) + bias[o].
+//   * Epilogue: optional RPReLU  u = y + shift_in[o]; y = (u > 0 ? u : slope[o]*u) + shift_out[o],
+//     then optional residual add  y += add[n, p, o].
+//
+// This header is included by every instruction-set translation unit (each compiled with its
+// own -m / /arch flags). It must therefore contain ONLY plain declarations and POD structs:
+// an inline function or template instantiated in an AVX translation unit could be picked by the
+// linker for a call made from generic code and execute AVX instructions on a CPU without them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+// CMake requests instruction sets with BK_BUILD_*; an ISA is compiled in only when the target
+// architecture also matches (so one source list serves x86-64, AArch64 and universal builds).
+#if defined(BK_BUILD_AVX2) && (defined(__x86_64__) || defined(_M_X64) || defined(_M_AMD64))
+#define BK_HAVE_AVX2 1
+#endif
+#if defined(BK_BUILD_AVX512) && (defined(__x86_64__) || defined(_M_X64) || defined(_M_AMD64))
+#define BK_HAVE_AVX512 1
+#endif
+#if defined(BK_BUILD_NEON) && (defined(__aarch64__) || defined(_M_ARM64))
+#define BK_HAVE_NEON 1
+#endif
+
+namespace bk {
+
+// Per-output-channel epilogue parameters, each padded with zeros to `Cpad` entries
+// (bias is never null: zeros when absent; the three RPReLU pointers are all null when absent).
+struct Epilogue {
+    const float* beta;
+    const float* bias;
+    const float* shift_in;
+    const float* slope;
+    const float* shift_out;
+};
+
+struct PackArgs {
+    const float* x;   // [P, C]
+    uint64_t* bits;   // [P, Cw]
+    float* alpha;     // [P]
+    int64_t P;
+    int64_t C;
+    int64_t Cw;
+};
+
+// The vector kernels read weights repacked by their own `repack` function (output channels in
+// groups of `group`), and some read activations re-encoded by their own `prep_x` function
+// (`xprep` uint64 per packed word, e.g. the AVX2 kernel's nibble lookup offsets).
+struct ConvArgs {
+    const uint64_t* x;      // [N, H, W, Cw], or [N, H, W, Cw * xprep] after prep_x
+    const float* alpha;     // [N, H, W]
+    const uint64_t* w;      // reference: [Cout, 3, 3, Cw]; vector kernels: repacked (see above)
+    int64_t N, H, W, Cw, cin;
+    int64_t Cout, Cpad;
+    int64_t stride, Ho, Wo;
+    Epilogue ep;
+    const float* add;       // [N, Ho, Wo, Cout] or null
+    float* out;             // [N, Ho, Wo, Cout]
+};
+
+struct GemmArgs {
+    const uint64_t* x;      // [M, Kw], or [M, Kw * xprep] after prep_x
+    const float* alpha;     // [M]
+    const uint64_t* w;      // reference: [Nout, Kw]; vector kernels: repacked, one "tap"
+    int64_t M, Kw, k;
+    int64_t Nout, Cpad;
+    Epilogue ep;
+    const float* add;       // [M, Nout] or null
+    float* out;             // [M, Nout]
+};
+
+// One instruction-set implementation. The row functions compute a half-open range of work and
+// are called concurrently from the thread pool on disjoint ranges.
+struct KernelImpl {
+    const char* name;
+    int group;              // output channels per group; Cpad = Cout rounded up to it
+    // Activation re-encoding (xprep = 0 and prep_x null when the kernel reads packed words):
+    // prep_x(x, i0, i1, dst) writes words [i0, i1) of x as xprep uint64 each at dst + i * xprep.
+    int64_t xprep;
+    void (*prep_x)(const uint64_t* x, int64_t i0, int64_t i1, uint64_t* dst);
+    // Weight repacking (null for the reference, which reads [Cout, taps, Cw] directly):
+    // number of uint64 for Cpad channels, and the repack of w[Cout, taps, Cw] into dst.
+    int64_t (*repacked_size)(int64_t Cpad, int64_t taps, int64_t Cw);
+    void (*repack)(const uint64_t* w, int64_t Cout, int64_t taps, int64_t Cw, int64_t Cpad,
+                   uint64_t* dst);
+    void (*pack)(const PackArgs&, int64_t p0, int64_t p1);
+    void (*conv3x3)(const ConvArgs&, int64_t n, int64_t oy0, int64_t oy1);
+    void (*gemm)(const GemmArgs&, int64_t m0, int64_t m1);
+};
+
+// Defined in the per-ISA translation units (only those that were compiled in).
+extern const KernelImpl kImplReference;
+#if defined(BK_HAVE_AVX2)
+extern const KernelImpl kImplAvx2;
+#endif
+#if defined(BK_HAVE_AVX512)
+extern const KernelImpl kImplAvx512;
+#endif
+#if defined(BK_HAVE_NEON)
+extern const KernelImpl kImplNeon;
+#endif
+
+}  // namespace bk

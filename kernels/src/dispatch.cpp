@@ -1,0 +1,505 @@
+// Run-time ISA dispatch, the private thread pool and the top-level kernel drivers.
+// Compiled with baseline flags only: nothing here may execute AVX/NEON instructions itself; the
+// vector code is reached only through KernelImpl tables of kernels the CPU (and OS) support.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "api.h"
+#include "bitkernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(_M_AMD64)
+#define BK_X86 1
+#include <emmintrin.h>  // _mm_pause (SSE2: baseline on x86-64)
+#if defined(_MSC_VER)
+#include <intrin.h>
+#include <immintrin.h>
+#else
+#include <cpuid.h>
+#endif
+#endif
+
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
+#if !defined(_WIN32)
+#include <pthread.h>
+#endif
+
+namespace bk {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// CPU features
+struct Features {
+    bool sse42 = false, popcnt = false, avx = false, avx2 = false, fma = false;
+    bool avx512f = false, avx512bw = false, avx512vpopcntdq = false, neon = false;
+};
+
+#if defined(BK_X86)
+void cpuid(int leaf, int sub, unsigned r[4]) {
+#if defined(_MSC_VER)
+    int v[4];
+    __cpuidex(v, leaf, sub);
+    for (int i = 0; i < 4; ++i) r[i] = static_cast<unsigned>(v[i]);
+#else
+    __cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+#endif
+}
+
+uint64_t xgetbv0() {
+#if defined(_MSC_VER)
+    return _xgetbv(0);
+#else
+    unsigned eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return (static_cast<uint64_t>(edx) << 32) | eax;
+#endif
+}
+
+#if defined(__APPLE__)
+bool sysctl_flag(const char* name) {
+    int v = 0;
+    size_t len = sizeof(v);
+    return sysctlbyname(name, &v, &len, nullptr, 0) == 0 && v != 0;
+}
+#endif
+#endif  // BK_X86
+
+Features detect() {
+    Features f;
+#if defined(BK_X86)
+    unsigned r[4];
+    cpuid(0, 0, r);
+    const unsigned max_leaf = r[0];
+    if (max_leaf < 1) return f;
+    cpuid(1, 0, r);
+    const unsigned ecx1 = r[2];
+    f.sse42 = (ecx1 >> 20) & 1;
+    f.popcnt = (ecx1 >> 23) & 1;
+    const bool osxsave = (ecx1 >> 27) & 1;
+    const bool cpu_avx = (ecx1 >> 28) & 1;
+    const bool cpu_fma = (ecx1 >> 12) & 1;
+    uint64_t xcr0 = osxsave ? xgetbv0() : 0;
+    const bool os_ymm = (xcr0 & 0x6) == 0x6;          // SSE + AVX state
+    bool os_zmm = (xcr0 & 0xE6) == 0xE6;              // + opmask, ZMM_Hi256, Hi16_ZMM state
+    unsigned ebx7 = 0, ecx7 = 0;
+    if (max_leaf >= 7) {
+        cpuid(7, 0, r);
+        ebx7 = r[1];
+        ecx7 = r[2];
+    }
+#if defined(__APPLE__)
+    // macOS enables AVX-512 state lazily on first use; XCR0 does not show it before that.
+    if (os_ymm && sysctl_flag("hw.optional.avx512f")) os_zmm = true;
+#endif
+    f.avx = cpu_avx && os_ymm;
+    f.fma = f.avx && cpu_fma;
+    f.avx2 = f.avx && ((ebx7 >> 5) & 1);
+    f.avx512f = f.avx2 && os_zmm && ((ebx7 >> 16) & 1);
+    f.avx512bw = f.avx512f && ((ebx7 >> 30) & 1);
+    f.avx512vpopcntdq = f.avx512f && ((ecx7 >> 14) & 1);
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+    f.neon = true;  // Advanced SIMD is mandatory on AArch64
+#endif
+    return f;
+}
+
+const Features& features() {
+    static const Features f = detect();
+    return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel registry
+std::vector<const KernelImpl*> usable_kernels() {  // best first
+    std::vector<const KernelImpl*> v;
+    const Features& f = features();
+#if defined(BK_HAVE_AVX512)
+    if (f.avx512f && f.avx512bw && f.avx512vpopcntdq && f.avx2 && f.fma && f.popcnt)
+        v.push_back(&kImplAvx512);
+#endif
+#if defined(BK_HAVE_AVX2)
+    if (f.avx2 && f.fma && f.popcnt) v.push_back(&kImplAvx2);
+#endif
+#if defined(BK_HAVE_NEON)
+    if (f.neon) v.push_back(&kImplNeon);
+#endif
+    (void) f;
+    v.push_back(&kImplReference);
+    return v;
+}
+
+std::atomic<const KernelImpl*> g_kernel{nullptr};
+
+const KernelImpl* current() {
+    const KernelImpl* k = g_kernel.load(std::memory_order_acquire);
+    if (!k) {
+        k = usable_kernels().front();
+        g_kernel.store(k, std::memory_order_release);
+    }
+    return k;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread pool: the caller runs tasks too; n-1 workers sleep on a condition variable.
+// Not OpenMP on purpose (a second OpenMP runtime next to torch's crashes on macOS).
+int default_threads() {
+    const unsigned hc = std::thread::hardware_concurrency();
+    return hc > 0 ? static_cast<int>(hc) : 1;
+}
+
+std::atomic<int> g_threads{default_threads()};
+
+inline void cpu_relax() {
+#if defined(BK_X86)
+    _mm_pause();
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    __asm__ volatile("yield");
+#endif
+}
+
+// Workers and the waiting caller spin this long before blocking: kernels are called back to back
+// (layer after layer), and a condition-variable wake-up costs tens of microseconds.
+constexpr std::chrono::microseconds kSpin{100};
+
+class Pool {
+  public:
+    // Runs fn(0..ntasks-1); returns when all are done. Concurrent callers (other Python
+    // threads) do not wait for the pool: they run their tasks serially on their own thread.
+    void run(int64_t ntasks, const std::function<void(int64_t)>& fn) {
+        if (ntasks <= 0) return;
+        std::unique_lock<std::mutex> run_lock(run_mu_, std::try_to_lock);
+        const int want = g_threads.load();
+        if (!run_lock.owns_lock() || want <= 1 || ntasks == 1) {
+            for (int64_t i = 0; i < ntasks; ++i) fn(i);
+            return;
+        }
+        if (static_cast<int>(workers_.size()) != want - 1) resize(want - 1);
+        fn_ = &fn;
+        ntasks_ = ntasks;
+        next_.store(0);
+        pending_.store(static_cast<int>(workers_.size()));
+        generation_.fetch_add(1);  // seq_cst: publishes the job, ordered before reading sleepers_
+        if (sleepers_.load() > 0) {
+            std::lock_guard<std::mutex> lk(mu_);
+            cv_work_.notify_all();
+        }
+        for (int64_t i; (i = next_.fetch_add(1)) < ntasks;) fn(i);
+        // Wait for every worker to be done with this job (not just for the tasks), so that the
+        // next job cannot be mistaken for this one.
+        const auto t0 = std::chrono::steady_clock::now();
+        for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+            cpu_relax();
+            if ((spins & 255) == 255 && std::chrono::steady_clock::now() - t0 > kSpin)
+                std::this_thread::yield();
+        }
+        fn_ = nullptr;
+    }
+
+    ~Pool() { resize(0); }
+
+  private:
+    void resize(int n) {
+        if (!workers_.empty()) {
+            stop_.store(true);
+            {
+                std::lock_guard<std::mutex> lk(mu_);
+                cv_work_.notify_all();
+            }
+            for (auto& t : workers_) t.join();
+            workers_.clear();
+            stop_.store(false);
+        }
+        const uint64_t gen = generation_.load();
+        for (int i = 0; i < n; ++i) workers_.emplace_back([this, gen] { worker(gen); });
+    }
+
+    void worker(uint64_t seen) {
+        for (;;) {
+            // spin for a new job, then sleep
+            const auto t0 = std::chrono::steady_clock::now();
+            unsigned spins = 0;
+            while (generation_.load() == seen && !stop_.load()) {
+                cpu_relax();
+                if ((++spins & 255) == 0 && std::chrono::steady_clock::now() - t0 > kSpin) {
+                    std::unique_lock<std::mutex> lk(mu_);
+                    sleepers_.fetch_add(1);  // seq_cst: ordered before re-reading generation_
+                    cv_work_.wait(lk, [&] { return generation_.load() != seen || stop_.load(); });
+                    sleepers_.fetch_sub(1);
+                    break;
+                }
+            }
+            if (stop_.load()) return;
+            seen = generation_.load();
+            const std::function<void(int64_t)>* fn = fn_;
+            const int64_t ntasks = ntasks_;
+            for (int64_t i; (i = next_.fetch_add(1)) < ntasks;) (*fn)(i);
+            pending_.fetch_sub(1, std::memory_order_release);
+        }
+    }
+
+    std::mutex run_mu_;  // one parallel run at a time
+    std::mutex mu_;      // only for sleeping workers
+    std::condition_variable cv_work_;
+    std::vector<std::thread> workers_;
+    const std::function<void(int64_t)>* fn_ = nullptr;  // written before generation_ changes
+    int64_t ntasks_ = 0;
+    std::atomic<int64_t> next_{0};
+    std::atomic<int> pending_{0};
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<int> sleepers_{0};
+    std::atomic<bool> stop_{false};
+};
+
+// The pool is created on first use and deliberately never destroyed (workers blocked at
+// interpreter exit must not be joined from a static destructor). After fork() the child has no
+// worker threads: the old pool is abandoned and a new one is made on next use.
+std::atomic<Pool*> g_pool{nullptr};
+
+#if !defined(_WIN32)
+void after_fork_child() { g_pool.store(nullptr); }
+#endif
+
+Pool& pool() {
+    Pool* p = g_pool.load(std::memory_order_acquire);
+    if (p) return *p;
+#if !defined(_WIN32)
+    static const int registered = pthread_atfork(nullptr, nullptr, after_fork_child);
+    (void) registered;
+#endif
+    Pool* fresh = new Pool();
+    if (!g_pool.compare_exchange_strong(p, fresh)) {
+        delete fresh;  // has no workers yet
+        return *p;
+    }
+    return *fresh;
+}
+
+void parallel_for(int64_t ntasks, const std::function<void(int64_t)>& fn) {
+    if (ntasks <= 1 || g_threads.load() <= 1) {
+        for (int64_t i = 0; i < ntasks; ++i) fn(i);
+        return;
+    }
+    pool().run(ntasks, fn);
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Number of tasks for `units` units of work costing `cost` each: enough for load balance
+// (4 per thread), none smaller than ~`min_cost` of work, at most `units`.
+int64_t task_count(int64_t units, double cost, double min_cost) {
+    const int64_t t = g_threads.load();
+    if (t <= 1 || units <= 1) return units > 0 ? 1 : 0;
+    int64_t n = std::min<int64_t>(units, 4 * t);
+    const int64_t by_cost = static_cast<int64_t>(static_cast<double>(units) * cost / min_cost);
+    n = std::min(n, std::max<int64_t>(by_cost, 1));
+    return n;
+}
+
+// 64-byte aligned scratch buffer.
+template <typename T>
+struct Aligned {
+    std::vector<T> store;
+    T* ptr = nullptr;
+    explicit Aligned(size_t n) : store(n + 64 / sizeof(T), T{}) {
+        const uintptr_t p = reinterpret_cast<uintptr_t>(store.data());
+        ptr = reinterpret_cast<T*>((p + 63) & ~uintptr_t{63});
+    }
+};
+
+uint64_t pad_mask(int64_t cin) {
+    const int64_t r = cin & 63;
+    return r == 0 ? ~uint64_t{0} : ((uint64_t{1} << r) - 1);
+}
+
+void check_weight_pad_bits(const uint64_t* w, int64_t rows, int64_t Cw, int64_t cin) {
+    const uint64_t keep = pad_mask(cin);
+    if (keep == ~uint64_t{0}) return;
+    for (int64_t r = 0; r < rows; ++r)
+        if (w[r * Cw + Cw - 1] & ~keep)
+            throw std::invalid_argument(
+                "weight bits have pad bits set (channels >= cin must pack as 0)");
+}
+
+struct Params {
+    Aligned<float> buf;
+    Epilogue ep{};
+    Params(int64_t Cout, int64_t Cpad, const float* beta, const float* bias, const float* sin,
+           const float* slope, const float* sout)
+        : buf(static_cast<size_t>(5 * Cpad)) {
+        float* b = buf.ptr;
+        const float* src[5] = {beta, bias, sin, slope, sout};
+        for (int i = 0; i < 5; ++i)
+            if (src[i]) std::copy(src[i], src[i] + Cout, b + i * Cpad);
+        ep.beta = b;
+        ep.bias = b + Cpad;
+        if (sin) {
+            ep.shift_in = b + 2 * Cpad;
+            ep.slope = b + 3 * Cpad;
+            ep.shift_out = b + 4 * Cpad;
+        }
+    }
+};
+
+struct Weights {
+    Aligned<uint64_t> buf;
+    const uint64_t* ptr;
+    Weights(const KernelImpl& k, const uint64_t* w, int64_t Cout, int64_t taps, int64_t Cw,
+            int64_t Cpad)
+        : buf(k.repack ? static_cast<size_t>(k.repacked_size(Cpad, taps, Cw)) : 0), ptr(w) {
+        if (k.repack) {
+            k.repack(w, Cout, taps, Cw, Cpad, buf.ptr);
+            ptr = buf.ptr;
+        }
+    }
+};
+
+// Activations re-encoded for kernels that want it (prep_x), in parallel.
+struct PrepX {
+    Aligned<uint64_t> buf;
+    const uint64_t* ptr;
+    PrepX(const KernelImpl& k, const uint64_t* x, int64_t words)
+        : buf(k.prep_x ? static_cast<size_t>(k.xprep * words) : 0), ptr(x) {
+        if (!k.prep_x) return;
+        uint64_t* d = buf.ptr;
+        const int64_t ntasks = task_count(words, 4.0, 1 << 15);
+        const int64_t per = ceil_div(words, std::max<int64_t>(ntasks, 1));
+        parallel_for(ceil_div(words, per), [&](int64_t i) {
+            k.prep_x(x, i * per, std::min(words, (i + 1) * per), d);
+        });
+        ptr = d;
+    }
+};
+
+const char* const kKnownNames[] = {"reference", "avx2", "avx512", "neon"};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+std::vector<std::string> cpu_features() {
+    const Features& f = features();
+    std::vector<std::string> v;
+    if (f.sse42) v.push_back("sse4.2");
+    if (f.popcnt) v.push_back("popcnt");
+    if (f.avx) v.push_back("avx");
+    if (f.avx2) v.push_back("avx2");
+    if (f.fma) v.push_back("fma");
+    if (f.avx512f) v.push_back("avx512f");
+    if (f.avx512bw) v.push_back("avx512bw");
+    if (f.avx512vpopcntdq) v.push_back("avx512vpopcntdq");
+    if (f.neon) v.push_back("neon");
+    return v;
+}
+
+std::vector<std::string> available_kernels() {
+    std::vector<std::string> v{"reference"};
+    for (const KernelImpl* k : usable_kernels())
+        if (k != &kImplReference) v.push_back(k->name);
+    return v;
+}
+
+std::string kernel_name() { return current()->name; }
+
+void set_kernel(const std::string& name) {
+    if (name == "auto") {
+        g_kernel.store(usable_kernels().front());
+        return;
+    }
+    for (const KernelImpl* k : usable_kernels())
+        if (name == k->name) {
+            g_kernel.store(k);
+            return;
+        }
+    for (const char* known : kKnownNames)
+        if (name == known)
+            throw std::invalid_argument("kernel '" + name +
+                                        "' is not available on this CPU/build");
+    throw std::invalid_argument("unknown kernel '" + name +
+                                "' (expected auto, reference, avx2, avx512 or neon)");
+}
+
+std::string init_kernel_from_env() {
+    const char* env = std::getenv("BIMACOSR_KERNEL");
+    if (!env || !*env) return "";
+    try {
+        set_kernel(env);
+    } catch (const std::exception& e) {
+        set_kernel("auto");
+        return std::string("BIMACOSR_KERNEL ignored: ") + e.what() + "; using '" + kernel_name() + "'";
+    }
+    return "";
+}
+
+void set_num_threads(int n) {
+    if (n < 1) throw std::invalid_argument("number of threads must be >= 1");
+    g_threads.store(n);
+}
+
+int get_num_threads() { return g_threads.load(); }
+
+void pack_activations(const float* x, int64_t P, int64_t C, uint64_t* bits, float* alpha) {
+    const KernelImpl& k = *current();
+    PackArgs a{x, bits, alpha, P, C, ceil_div(C, 64)};
+    const int64_t ntasks = task_count(P, static_cast<double>(C), 1 << 16);
+    if (ntasks == 0) return;
+    const int64_t per = ceil_div(P, ntasks);
+    parallel_for(ceil_div(P, per), [&](int64_t i) {
+        k.pack(a, i * per, std::min(P, (i + 1) * per));
+    });
+}
+
+void binary_conv3x3(const uint64_t* x, const float* alpha, const uint64_t* w, int64_t N, int64_t H,
+                    int64_t W, int64_t Cw, int64_t cin, int64_t Cout, int64_t stride,
+                    const float* beta, const float* bias, const float* shift_in,
+                    const float* slope, const float* shift_out, const float* add, float* out) {
+    check_weight_pad_bits(w, Cout * 9, Cw, cin);
+    const KernelImpl& k = *current();
+    const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0;
+    const int64_t Wo = W > 0 ? (W - 1) / stride + 1 : 0;
+    if (N * Ho * Wo * Cout == 0) return;
+    const int64_t Cpad = ceil_div(Cout, k.group) * k.group;
+    Params params(Cout, Cpad, beta, bias, shift_in, slope, shift_out);
+    const Weights wts(k, w, Cout, 9, Cw, Cpad);
+    const PrepX xs(k, x, N * H * W * Cw);
+    ConvArgs a{xs.ptr, alpha, wts.ptr, N, H, W, Cw, cin, Cout, Cpad,
+               stride, Ho, Wo, params.ep, add, out};
+    const int64_t rows = N * Ho;
+    const int64_t ntasks = task_count(rows, static_cast<double>(Wo * Cpad * 9 * Cw), 1 << 17);
+    const int64_t per_n = std::max<int64_t>(1, ceil_div(ntasks, N));  // tasks per image
+    const int64_t rb = ceil_div(Ho, per_n);                           // rows per task
+    const int64_t blocks = ceil_div(Ho, rb);
+    parallel_for(N * blocks, [&](int64_t i) {
+        const int64_t n = i / blocks, b = i % blocks;
+        k.conv3x3(a, n, b * rb, std::min(Ho, (b + 1) * rb));
+    });
+}
+
+void binary_gemm(const uint64_t* x, const float* alpha, const uint64_t* w, int64_t M, int64_t Kw,
+                 int64_t kbits, int64_t Nout, const float* beta, const float* bias,
+                 const float* shift_in, const float* slope, const float* shift_out,
+                 const float* add, float* out) {
+    check_weight_pad_bits(w, Nout, Kw, kbits);
+    const KernelImpl& k = *current();
+    if (M * Nout == 0) return;
+    const int64_t Cpad = ceil_div(Nout, k.group) * k.group;
+    Params params(Nout, Cpad, beta, bias, shift_in, slope, shift_out);
+    const Weights wts(k, w, Nout, 1, Kw, Cpad);
+    const PrepX xs(k, x, M * Kw);
+    GemmArgs a{xs.ptr, alpha, wts.ptr, M, Kw, kbits, Nout, Cpad, params.ep, add, out};
+    const int64_t ntasks = task_count(M, static_cast<double>(Cpad * Kw), 1 << 17);
+    const int64_t per = ceil_div(M, std::max<int64_t>(ntasks, 1));
+    parallel_for(ceil_div(M, per), [&](int64_t i) {
+        k.gemm(a, i * per, std::min(M, (i + 1) * per));
+    });
+}
+
+}  // namespace bk

@@ -1,0 +1,97 @@
+// Scalar reference kernels: plain loops, portable popcount, no intrinsics.
+// Compiled with the project's baseline flags only. These define the semantics that every
+// optimized kernel is tested against (see bitkernels.h for the layout and the formulas).
+#include "bitkernels.h"
+
+namespace bk {
+namespace {
+
+inline int popcount64(uint64_t v) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_popcountll(v);  // portable: a library routine when POPCNT is not enabled
+#else
+    v = v - ((v >> 1) & 0x5555555555555555ULL);
+    v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+    v = (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return static_cast<int>((v * 0x0101010101010101ULL) >> 56);
+#endif
+}
+
+inline float epilogue(const Epilogue& ep, int64_t o, float y) {
+    if (ep.shift_in) {
+        const float u = y + ep.shift_in[o];
+        y = (u > 0.0f ? u : ep.slope[o] * u) + ep.shift_out[o];
+    }
+    return y;
+}
+
+void pack_ref(const PackArgs& a, int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+        const float* x = a.x + p * a.C;
+        uint64_t* bits = a.bits + p * a.Cw;
+        for (int64_t w = 0; w < a.Cw; ++w) bits[w] = 0;
+        double sum = 0.0;
+        for (int64_t c = 0; c < a.C; ++c) {
+            const float v = x[c];
+            if (v < 0.0f) bits[c >> 6] |= uint64_t{1} << (c & 63);
+            sum += v < 0.0f ? -static_cast<double>(v) : static_cast<double>(v);
+        }
+        a.alpha[p] = a.C > 0 ? static_cast<float>(sum / static_cast<double>(a.C)) : 0.0f;
+    }
+}
+
+void conv3x3_ref(const ConvArgs& a, int64_t n, int64_t oy0, int64_t oy1) {
+    const int64_t Cw = a.Cw;
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+        for (int64_t ox = 0; ox < a.Wo; ++ox) {
+            float* out = a.out + ((n * a.Ho + oy) * a.Wo + ox) * a.Cout;
+            const float* add = a.add ? a.add + ((n * a.Ho + oy) * a.Wo + ox) * a.Cout : nullptr;
+            for (int64_t o = 0; o < a.Cout; ++o) {
+                float acc = 0.0f;
+                for (int64_t ky = 0; ky < 3; ++ky) {
+                    const int64_t iy = oy * a.stride - 1 + ky;
+                    if (iy < 0 || iy >= a.H) continue;  // padded pixel: alpha = 0
+                    for (int64_t kx = 0; kx < 3; ++kx) {
+                        const int64_t ix = ox * a.stride - 1 + kx;
+                        if (ix < 0 || ix >= a.W) continue;
+                        const int64_t pix = (n * a.H + iy) * a.W + ix;
+                        const uint64_t* xw = a.x + pix * Cw;
+                        const uint64_t* ww = a.w + ((o * 3 + ky) * 3 + kx) * Cw;
+                        int64_t pc = 0;
+                        for (int64_t w = 0; w < Cw; ++w) pc += popcount64(xw[w] ^ ww[w]);
+                        acc += a.alpha[pix] * static_cast<float>(a.cin - 2 * pc);
+                    }
+                }
+                float y = a.ep.beta[o] * acc + a.ep.bias[o];
+                y = epilogue(a.ep, o, y);
+                if (add) y += add[o];
+                out[o] = y;
+            }
+        }
+    }
+}
+
+void gemm_ref(const GemmArgs& a, int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+        const uint64_t* xw = a.x + m * a.Kw;
+        float* out = a.out + m * a.Nout;
+        const float* add = a.add ? a.add + m * a.Nout : nullptr;
+        for (int64_t o = 0; o < a.Nout; ++o) {
+            const uint64_t* ww = a.w + o * a.Kw;
+            int64_t pc = 0;
+            for (int64_t w = 0; w < a.Kw; ++w) pc += popcount64(xw[w] ^ ww[w]);
+            float y = a.alpha[m] * a.ep.beta[o] * static_cast<float>(a.k - 2 * pc) + a.ep.bias[o];
+            y = epilogue(a.ep, o, y);
+            if (add) y += add[o];
+            out[o] = y;
+        }
+    }
+}
+
+}  // namespace
+
+const KernelImpl kImplReference = {
+    "reference", /*group=*/1, /*xprep=*/0, /*prep_x=*/nullptr, /*repacked_size=*/nullptr,
+    /*repack=*/nullptr, pack_ref, conv3x3_ref, gemm_ref};
+
+}  // namespace bk

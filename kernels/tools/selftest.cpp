@@ -1,0 +1,133 @@
+// Stand-alone parity self-test of every kernel usable on this machine against the scalar
+// reference (no Python needed; e.g. for cross-compiled builds run under qemu):
+//   cmake -S kernels -B build/selftest -DBIMACOSR_KERNELS_SELFTEST=ON && cmake --build build/selftest
+//   build/selftest/bk_selftest
+// The Python parity harness (tests/test_kernels.py) is the main test; this one only checks that
+// the optimized kernels agree with the reference (exact bits, outputs within float32 rounding).
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "api.h"
+
+namespace {
+
+int failures = 0;
+
+void check(bool ok, const std::string& what) {
+    if (!ok) {
+        ++failures;
+        std::printf("FAIL %s\n", what.c_str());
+    }
+}
+
+struct Rng {
+    std::mt19937_64 g{12345};
+    float normal() { return std::normal_distribution<float>(0.f, 1.f)(g); }
+    float uniform(float a, float b) { return std::uniform_real_distribution<float>(a, b)(g); }
+};
+
+void pack_cases(const std::string& kernel, Rng& rng) {
+    for (int C : {1, 7, 8, 16, 63, 64, 65, 127, 128, 129, 200, 256}) {
+        const int P = 37;
+        std::vector<float> x(P * C);
+        for (auto& v : x) v = rng.normal();
+        x[0] = 0.0f;
+        x[x.size() / 2] = -0.0f;
+        const int Cw = (C + 63) / 64;
+        std::vector<uint64_t> b0(P * Cw), b1(P * Cw);
+        std::vector<float> a0(P), a1(P);
+        bk::set_kernel("reference");
+        bk::pack_activations(x.data(), P, C, b0.data(), a0.data());
+        bk::set_kernel(kernel);
+        bk::pack_activations(x.data(), P, C, b1.data(), a1.data());
+        bool ok = b0 == b1;
+        for (int p = 0; p < P; ++p) ok = ok && std::fabs(a0[p] - a1[p]) <= 1e-5f * std::fabs(a0[p]);
+        check(ok, kernel + " pack C=" + std::to_string(C));
+    }
+}
+
+void conv_cases(const std::string& kernel, Rng& rng) {
+    const int chans[] = {1, 63, 64, 65, 127, 128, 129};
+    int idx = 0;
+    for (int cin : chans)
+        for (int cout : chans) {
+            const int N = 1 + idx % 2, H = 7 + idx % 3, W = 5 + idx % 4, stride = 1 + idx % 2;
+            const bool epi = idx % 3 != 0;
+            ++idx;
+            const int Cw = (cin + 63) / 64;
+            const uint64_t keep = cin % 64 ? (uint64_t{1} << (cin % 64)) - 1 : ~uint64_t{0};
+            std::vector<uint64_t> x(N * H * W * Cw), w(cout * 9 * Cw);
+            for (size_t i = 0; i < x.size(); ++i) x[i] = rng.g() & ((i % Cw == size_t(Cw - 1)) ? keep : ~0ULL);
+            for (size_t i = 0; i < w.size(); ++i) w[i] = rng.g() & ((i % Cw == size_t(Cw - 1)) ? keep : ~0ULL);
+            std::vector<float> alpha(N * H * W), beta(cout), bias(cout), sin(cout), slope(cout), sout(cout);
+            for (auto& v : alpha) v = rng.uniform(0.05f, 2.f);
+            for (int o = 0; o < cout; ++o) {
+                beta[o] = rng.uniform(0.01f, 1.f);
+                bias[o] = rng.normal();
+                sin[o] = rng.normal();
+                slope[o] = rng.uniform(0.f, 0.5f);
+                sout[o] = rng.normal();
+            }
+            const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+            std::vector<float> add(N * Ho * Wo * cout), y0(add.size()), y1(add.size());
+            for (auto& v : add) v = rng.normal();
+            for (int run = 0; run < 2; ++run) {
+                bk::set_kernel(run == 0 ? "reference" : kernel);
+                bk::binary_conv3x3(x.data(), alpha.data(), w.data(), N, H, W, Cw, cin, cout, stride,
+                                   beta.data(), epi ? bias.data() : nullptr, epi ? sin.data() : nullptr,
+                                   epi ? slope.data() : nullptr, epi ? sout.data() : nullptr,
+                                   epi ? add.data() : nullptr, run == 0 ? y0.data() : y1.data());
+            }
+            bool ok = true;
+            for (size_t i = 0; i < y0.size(); ++i)
+                ok = ok && std::fabs(y0[i] - y1[i]) <= 1e-5f * (cin * 9 * 2.f + 10.f);
+            check(ok, kernel + " conv cin=" + std::to_string(cin) + " cout=" + std::to_string(cout));
+        }
+}
+
+void gemm_cases(const std::string& kernel, Rng& rng) {
+    for (int k : {1, 63, 64, 65, 128, 129, 256, 2000})
+        for (int nout : {1, 8, 17, 64, 65, 129}) {
+            const int M = 23, Kw = (k + 63) / 64;
+            const uint64_t keep = k % 64 ? (uint64_t{1} << (k % 64)) - 1 : ~uint64_t{0};
+            std::vector<uint64_t> x(M * Kw), w(nout * Kw);
+            for (size_t i = 0; i < x.size(); ++i) x[i] = rng.g() & ((i % Kw == size_t(Kw - 1)) ? keep : ~0ULL);
+            for (size_t i = 0; i < w.size(); ++i) w[i] = rng.g() & ((i % Kw == size_t(Kw - 1)) ? keep : ~0ULL);
+            std::vector<float> alpha(M), beta(nout), bias(nout), add(M * nout), y0(M * nout), y1(M * nout);
+            for (auto& v : alpha) v = rng.uniform(0.05f, 2.f);
+            for (auto& v : beta) v = rng.uniform(0.01f, 1.f);
+            for (auto& v : bias) v = rng.normal();
+            for (auto& v : add) v = rng.normal();
+            for (int run = 0; run < 2; ++run) {
+                bk::set_kernel(run == 0 ? "reference" : kernel);
+                bk::binary_gemm(x.data(), alpha.data(), w.data(), M, Kw, k, nout, beta.data(), bias.data(),
+                                nullptr, nullptr, nullptr, add.data(),
+                                run == 0 ? y0.data() : y1.data());
+            }
+            bool ok = true;
+            for (size_t i = 0; i < y0.size(); ++i) ok = ok && std::fabs(y0[i] - y1[i]) <= 1e-5f * (2.f * k + 10.f);
+            check(ok, kernel + " gemm k=" + std::to_string(k) + " nout=" + std::to_string(nout));
+        }
+}
+
+}  // namespace
+
+int main() {
+    std::printf("cpu features:");
+    for (const auto& f : bk::cpu_features()) std::printf(" %s", f.c_str());
+    std::printf("\n");
+    Rng rng;
+    for (int threads : {1, 3}) {
+        bk::set_num_threads(threads);
+        for (const auto& k : bk::available_kernels()) {
+            pack_cases(k, rng);
+            conv_cases(k, rng);
+            gemm_cases(k, rng);
+            std::printf("kernel %-9s threads %d: %s\n", k.c_str(), threads, failures ? "FAILURES" : "ok");
+        }
+    }
+    return failures ? 1 : 0;
+}

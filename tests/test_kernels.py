@@ -1,0 +1,516 @@
+"""Parity harness for the native XNOR-popcount kernels (bimacosr_app._bitkernels).
+
+Every kernel usable on this CPU (the scalar reference and each optimized one, selected with
+``set_kernel``) runs on the same random inputs and is compared with a float64 NumPy evaluation
+of the formulas in docs / DESIGN section 3:
+
+    conv: y[n,p,o] = beta[o] * sum_t alpha[n,p*s+t] * (cin - 2*popcount(x[n,p*s+t] ^ w[o,t])) + b[o]
+    gemm: y[m,o]   = alpha[m] * beta[o] * (k - 2*popcount(x[m] ^ w[o])) + b[o]
+
+then RPReLU and the residual add. ``cin - 2*popcount(x ^ w)`` equals the +-1 dot product of the
+unpacked signs, which is what the NumPy side computes.
+
+Tolerance: the kernels accumulate in float32 (exact integer popcounts, then about ten float32
+multiply-adds per output), so their error is bounded by a few tens of float32 epsilons (6e-8)
+times the magnitude of the terms, ``|beta| * cin * sum_t alpha_t + |bias|`` (plus the RPReLU
+shifts and the added tensor). We allow 1e-5 of that scale (relative ~1e-5, a 5x margin over the
+bound); cancellation can make the *result* small, so a plain relative error on y is meaningless.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+from bimacosr_app.checkpoint.bitpack import num_words, pack_signs, unpack_signs
+
+bk = pytest.importorskip(
+    "bimacosr_app._bitkernels",
+    reason="native kernels not built (pip install -e . needs a C++ compiler)",
+)
+
+KERNELS = list(bk.available_kernels())
+CHANNELS = [1, 63, 64, 65, 127, 128, 129]
+RTOL = 1e-5
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    bk.set_kernel(request.param)
+    assert bk.kernel_name() == request.param
+    yield request.param
+    bk.set_kernel("auto")
+
+
+# ----------------------------------------------------------------------------------------------
+# float64 NumPy references
+
+
+def signs(a: np.ndarray) -> np.ndarray:
+    return np.where(a < 0, -1.0, 1.0)
+
+
+def ref_epilogue(y, rprelu, add):
+    if rprelu is not None:
+        s_in, slope, s_out = (np.asarray(v, np.float64) for v in rprelu)
+        u = y + s_in
+        y = np.where(u > 0, u, slope * u) + s_out
+    if add is not None:
+        y = y + add.astype(np.float64)
+    return y
+
+
+def ref_conv3x3(xs, alpha, ws, beta, bias, stride, rprelu, add):
+    """xs: +-1 [N,H,W,Cin]; alpha [N,H,W]; ws: +-1 [Cout,3,3,Cin]. Returns (y, error scale)."""
+    n, h, w, _ = xs.shape
+    cin = xs.shape[-1]
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    a64 = alpha.astype(np.float64)
+    xa = np.zeros((n, h + 2, w + 2, cin))
+    xa[:, 1:-1, 1:-1] = a64[..., None] * xs
+    apad = np.zeros((n, h + 2, w + 2))
+    apad[:, 1:-1, 1:-1] = np.abs(a64)
+    acc = np.zeros((n, ho, wo, ws.shape[0]))
+    asum = np.zeros((n, ho, wo))
+    for ky in range(3):
+        for kx in range(3):
+            ys = slice(ky, ky + stride * (ho - 1) + 1, stride)
+            xsl = slice(kx, kx + stride * (wo - 1) + 1, stride)
+            acc += xa[:, ys, xsl] @ ws[:, ky, kx, :].T
+            asum += apad[:, ys, xsl]
+    b64 = np.zeros(ws.shape[0]) if bias is None else bias.astype(np.float64)
+    y = beta.astype(np.float64) * acc + b64
+    scale = np.abs(beta.astype(np.float64)) * cin * asum[..., None] + np.abs(b64)
+    return ref_epilogue(y, rprelu, add), error_scale(scale, rprelu, add)
+
+
+def ref_gemm(xs, alpha, ws, beta, bias, rprelu, add):
+    k = xs.shape[-1]
+    ab = alpha.astype(np.float64)[:, None] * beta.astype(np.float64)[None, :]
+    b64 = np.zeros(ws.shape[0]) if bias is None else bias.astype(np.float64)
+    y = ab * (xs @ ws.T) + b64
+    scale = np.abs(ab) * k + np.abs(b64)
+    return ref_epilogue(y, rprelu, add), error_scale(scale, rprelu, add)
+
+
+def error_scale(scale, rprelu, add):
+    if rprelu is not None:
+        s_in, slope, s_out = (np.abs(np.asarray(v, np.float64)) for v in rprelu)
+        scale = (scale + s_in) * np.maximum(1.0, slope) + s_out
+    if add is not None:
+        scale = scale + np.abs(add)
+    return scale + 1e-30
+
+
+def assert_close(got, want, scale):
+    assert got.dtype == np.float32
+    assert got.shape == want.shape
+    err = np.abs(got.astype(np.float64) - want) / scale
+    assert np.all(np.isfinite(got))
+    assert err.max() <= RTOL, f"max scaled error {err.max():.3g} > {RTOL}"
+
+
+# ----------------------------------------------------------------------------------------------
+# random problems
+
+
+def make_conv(rng, n, h, w, cin, cout, stride, *, bias=True, rprelu=True, add=True):
+    x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
+    x[rng.random(x.shape) < 0.05] = 0.0  # sign(0) = +1
+    alpha = rng.uniform(0.05, 2.0, (n, h, w)).astype(np.float32)
+    wt = rng.standard_normal((cout, 3, 3, cin)).astype(np.float32)
+    beta = rng.uniform(0.01, 1.0, cout).astype(np.float32)
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    return {
+        "x": x,
+        "bits": pack_signs(x),
+        "alpha": alpha,
+        "w": wt,
+        "wbits": pack_signs(wt),
+        "beta": beta,
+        "bias": rng.standard_normal(cout).astype(np.float32) if bias else None,
+        "rprelu": (
+            tuple(
+                v.astype(np.float32)
+                for v in (
+                    rng.standard_normal(cout),
+                    rng.uniform(0.0, 0.5, cout),
+                    rng.standard_normal(cout),
+                )
+            )
+            if rprelu
+            else None
+        ),
+        "add": rng.standard_normal((n, ho, wo, cout)).astype(np.float32) if add else None,
+        "stride": stride,
+    }
+
+
+def run_conv(p):
+    return bk.binary_conv3x3(
+        p["bits"],
+        p["alpha"],
+        p["wbits"],
+        p["x"].shape[-1],
+        p["beta"],
+        p["bias"],
+        p["stride"],
+        rprelu=p["rprelu"],
+        add=p["add"],
+    )
+
+
+def check_conv(p):
+    got = run_conv(p)
+    want, scale = ref_conv3x3(
+        signs(p["x"]),
+        p["alpha"],
+        signs(p["w"]),
+        p["beta"],
+        p["bias"],
+        p["stride"],
+        p["rprelu"],
+        p["add"],
+    )
+    assert_close(got, want, scale)
+    return got
+
+
+def make_gemm(rng, m, k, nout, *, bias=True, rprelu=True, add=True):
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    x[rng.random(x.shape) < 0.05] = 0.0
+    wt = rng.standard_normal((nout, k)).astype(np.float32)
+    return {
+        "x": x,
+        "bits": pack_signs(x),
+        "alpha": rng.uniform(0.05, 2.0, m).astype(np.float32),
+        "w": wt,
+        "wbits": pack_signs(wt),
+        "beta": rng.uniform(0.01, 1.0, nout).astype(np.float32),
+        "bias": rng.standard_normal(nout).astype(np.float32) if bias else None,
+        "rprelu": (
+            tuple(
+                v.astype(np.float32)
+                for v in (
+                    rng.standard_normal(nout),
+                    rng.uniform(0.0, 0.5, nout),
+                    rng.standard_normal(nout),
+                )
+            )
+            if rprelu
+            else None
+        ),
+        "add": rng.standard_normal((m, nout)).astype(np.float32) if add else None,
+    }
+
+
+def check_gemm(p):
+    got = bk.binary_gemm(
+        p["bits"],
+        p["alpha"],
+        p["wbits"],
+        p["x"].shape[-1],
+        p["beta"],
+        p["bias"],
+        rprelu=p["rprelu"],
+        add=p["add"],
+    )
+    want, scale = ref_gemm(
+        signs(p["x"]), p["alpha"], signs(p["w"]), p["beta"], p["bias"], p["rprelu"], p["add"]
+    )
+    assert_close(got, want, scale)
+    return got
+
+
+EPILOGUES = {
+    "plain": {"bias": False, "rprelu": False, "add": False},
+    "bias": {"bias": True, "rprelu": False, "add": False},
+    "rprelu": {"bias": False, "rprelu": True, "add": False},
+    "add": {"bias": False, "rprelu": False, "add": True},
+    "all": {"bias": True, "rprelu": True, "add": True},
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# conv3x3
+
+
+@pytest.mark.parametrize("cin", CHANNELS)
+@pytest.mark.parametrize("cout", CHANNELS)
+def test_conv3x3_channels(kernel, cin, cout):
+    rng = np.random.default_rng(1000 * cin + cout)
+    stride = 1 + (cin + cout) % 2
+    check_conv(make_conv(rng, 2, 7, 5, cin, cout, stride))
+
+
+@pytest.mark.parametrize("hw", [(7, 5), (1, 1), (13, 9), (2, 3), (8, 8)])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("epi", list(EPILOGUES))
+def test_conv3x3_shapes(kernel, hw, stride, n, epi):
+    rng = np.random.default_rng(zlib.crc32(repr((hw, stride, n, epi)).encode()))
+    for cin, cout in [(65, 17), (128, 129)]:
+        check_conv(make_conv(rng, n, *hw, cin, cout, stride, **EPILOGUES[epi]))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv3x3_threaded_large(kernel, stride):
+    """Enough work to be split over the thread pool; results must not depend on threads."""
+    rng = np.random.default_rng(7 + stride)
+    p = make_conv(rng, 2, 33, 31, 128, 72, stride)
+    threads = bk.get_num_threads()
+    try:
+        bk.set_num_threads(1)
+        one = check_conv(p)
+        bk.set_num_threads(3)
+        three = check_conv(p)
+    finally:
+        bk.set_num_threads(threads)
+    np.testing.assert_array_equal(one, three)  # each output is computed by exactly one thread
+
+
+def test_conv3x3_matches_torch_conv2d_convention(kernel):
+    """Tap (ky, kx) reads input pixel (p*s + ky - 1, p*s + kx - 1): PyTorch's cross-correlation."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    for stride in (1, 2):
+        p = make_conv(rng, 1, 9, 6, 70, 11, stride, bias=True, rprelu=False, add=False)
+        xa = torch.from_numpy(p["alpha"][..., None] * signs(p["x"])).permute(0, 3, 1, 2)
+        wb = torch.from_numpy(signs(p["w"])).permute(0, 3, 1, 2)
+        ref = torch.nn.functional.conv2d(xa.double(), wb.double(), stride=stride, padding=1)
+        ref = ref * torch.from_numpy(p["beta"]).double()[None, :, None, None]
+        ref = ref + torch.from_numpy(p["bias"]).double()[None, :, None, None]
+        got = run_conv(p)
+        np.testing.assert_allclose(got, ref.permute(0, 2, 3, 1).numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_conv3x3_single_weight_bit(kernel):
+    """One set weight bit (output o0, tap t0, channel c0) against all-positive inputs."""
+    cin, cout, h, w = 130, 20, 6, 7
+    o0, ky0, kx0, c0 = 13, 0, 2, 66
+    alpha = np.zeros((1, h, w), np.float32)
+    alpha[0, 3, 4] = 1.5  # one input pixel with weight: its outputs show where each tap reads
+    bits = np.zeros((1, h, w, num_words(cin)), np.uint64)
+    wbits = np.zeros((cout, 3, 3, num_words(cin)), np.uint64)
+    wbits[o0, ky0, kx0, c0 // 64] = np.uint64(1) << np.uint64(c0 % 64)
+    beta = np.ones(cout, np.float32)
+    y = bk.binary_conv3x3(bits, alpha, wbits, cin, beta, None, 1)
+    want = np.zeros((1, h, w, cout), np.float32)
+    for ky in range(3):
+        for kx in range(3):
+            want[0, 3 - ky + 1, 4 - kx + 1, :] = 1.5 * cin
+    want[0, 3 - ky0 + 1, 4 - kx0 + 1, o0] = 1.5 * (cin - 2)
+    np.testing.assert_array_equal(y, want)
+
+
+def test_conv3x3_padding_contributes_zero(kernel):
+    """At a corner only 4 taps exist; all-ones alpha and equal signs give beta * 4 * cin."""
+    cin, cout = 64, 8
+    bits = np.zeros((1, 4, 4, 1), np.uint64)
+    alpha = np.ones((1, 4, 4), np.float32)
+    wbits = np.zeros((cout, 3, 3, 1), np.uint64)
+    y = bk.binary_conv3x3(bits, alpha, wbits, cin, np.ones(cout, np.float32), None, 1)
+    assert y[0, 0, 0, 0] == 4 * cin
+    assert y[0, 0, 1, 0] == 6 * cin
+    assert y[0, 1, 1, 0] == 9 * cin
+
+
+# ----------------------------------------------------------------------------------------------
+# gemm
+
+
+@pytest.mark.parametrize("k", CHANNELS)
+@pytest.mark.parametrize("nout", CHANNELS)
+def test_gemm_channels(kernel, k, nout):
+    rng = np.random.default_rng(77 * k + nout)
+    check_gemm(make_gemm(rng, 37, k, nout))
+
+
+@pytest.mark.parametrize("m", [1, 2, 513])
+@pytest.mark.parametrize("epi", list(EPILOGUES))
+def test_gemm_shapes(kernel, m, epi):
+    rng = np.random.default_rng(m)
+    for k, nout in [(256, 256), (129, 33), (2000, 9)]:
+        check_gemm(make_gemm(rng, m, k, nout, **EPILOGUES[epi]))
+
+
+def test_gemm_single_bit(kernel):
+    k, nout = 200, 24
+    bits = np.zeros((3, num_words(k)), np.uint64)
+    bits[1, 2] = np.uint64(1) << np.uint64(5)  # input 1, channel 133 negative
+    wbits = np.zeros((nout, num_words(k)), np.uint64)
+    wbits[17, 2] = np.uint64(1) << np.uint64(5)  # output 17 has the same bit -> agrees
+    wbits[4, 0] = np.uint64(1)  # output 4, channel 0 negative
+    alpha = np.array([1.0, 2.0, 0.5], np.float32)
+    y = bk.binary_gemm(bits, alpha, wbits, k, np.ones(nout, np.float32), None)
+    want = alpha[:, None] * np.full((3, nout), k, np.float32)
+    want[1, :] -= 2 * 2.0  # input 1 disagrees with every output on channel 133 ...
+    want[1, 17] += 2 * 2.0  # ... except output 17
+    want[[0, 2], 17] -= 2 * alpha[[0, 2]]  # inputs 0, 2 disagree with output 17 on channel 133
+    want[:, 4] -= 2 * alpha  # output 4 disagrees with every input on channel 0
+    np.testing.assert_array_equal(y, want)
+
+
+# ----------------------------------------------------------------------------------------------
+# packing
+
+
+@pytest.mark.parametrize("c", [1, 7, 8, 16, 63, 64, 65, 127, 128, 129, 200, 256])
+def test_pack_activations(kernel, c):
+    rng = np.random.default_rng(c)
+    x = rng.standard_normal((2, 3, 5, c)).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = 0.0
+    x[rng.random(x.shape) < 0.05] = -0.0  # -0.0 is not < 0: bit 0
+    bits, alpha = bk.pack_activations(x)
+    assert bits.dtype == np.uint64 and bits.shape == (2, 3, 5, num_words(c))
+    assert alpha.dtype == np.float32 and alpha.shape == (2, 3, 5)
+    np.testing.assert_array_equal(bits, pack_signs(x))
+    np.testing.assert_allclose(alpha, np.abs(x.astype(np.float64)).mean(-1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("c", [1, 63, 64, 65, 130, 200])
+def test_pack_bit_order(kernel, c):
+    """A single negative channel 64w+j sets exactly bit j of word w (pixel i: channel i)."""
+    x = np.ones((1, 1, c, c), np.float32)
+    x[0, 0, np.arange(c), np.arange(c)] = -1.0
+    bits, _ = bk.pack_activations(x)
+    for i in range(c):
+        want = np.zeros(num_words(c), np.uint64)
+        want[i // 64] = np.uint64(1) << np.uint64(i % 64)
+        np.testing.assert_array_equal(bits[0, 0, i], want)
+    np.testing.assert_array_equal(bits, pack_signs(x))
+
+
+def test_pack_signs_reference():
+    a = np.array([-1.0, 0.0, -0.0, 2.0] + [-3.0] * 61 + [1.0, -1.0], np.float32)  # 67 values
+    words = pack_signs(a)
+    assert words.dtype == np.uint64 and words.shape == (2,)
+    w0 = 1 | sum(1 << j for j in range(4, 64))
+    assert int(words[0]) == w0
+    assert int(words[1]) == 0b101  # channel 64 (-3) and 66 (-1) negative, 65 positive
+    rng = np.random.default_rng(0)
+    for shape in [(5,), (3, 64), (2, 3, 4, 129), (4, 0)]:
+        v = rng.standard_normal(shape)
+        packed = pack_signs(v)
+        assert packed.shape == (*shape[:-1], num_words(shape[-1]))
+        np.testing.assert_array_equal(unpack_signs(packed, shape[-1]), signs(v))
+        np.testing.assert_array_equal(unpack_signs(packed.view(np.int64), shape[-1]), signs(v))
+
+
+# ----------------------------------------------------------------------------------------------
+# interface
+
+
+def test_torch_tensors_without_copies():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    p = make_conv(rng, 1, 6, 7, 96, 40, 1)
+    x_cl = (
+        torch.from_numpy(p["x"]).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    )
+    x_nhwc = x_cl.permute(0, 2, 3, 1)  # a C-contiguous NHWC view of the channels_last tensor
+    bits, alpha = bk.pack_activations(x_nhwc)
+    np.testing.assert_array_equal(bits, p["bits"])
+    args = [
+        torch.from_numpy(bits),
+        torch.from_numpy(alpha),
+        torch.from_numpy(p["wbits"]),
+        96,
+        torch.from_numpy(p["beta"]),
+        torch.from_numpy(p["bias"]),
+        1,
+    ]
+    y_t = bk.binary_conv3x3(
+        *args,
+        rprelu=tuple(torch.from_numpy(v) for v in p["rprelu"]),
+        add=torch.from_numpy(p["add"]),
+    )
+    y_n = bk.binary_conv3x3(
+        bits, alpha, p["wbits"], 96, p["beta"], p["bias"], 1, rprelu=p["rprelu"], add=p["add"]
+    )
+    np.testing.assert_array_equal(y_t, y_n)
+    # int64 words (torch's usual integer dtype) carry the same bits
+    y_i = bk.binary_conv3x3(
+        bits.view(np.int64),
+        alpha,
+        p["wbits"].view(np.int64),
+        96,
+        p["beta"],
+        p["bias"],
+        1,
+        rprelu=p["rprelu"],
+        add=p["add"],
+    )
+    np.testing.assert_array_equal(y_i, y_n)
+
+
+def test_invalid_arguments():
+    rng = np.random.default_rng(6)
+    p = make_conv(rng, 1, 4, 4, 70, 8, 1, rprelu=False, add=False)
+    ok = (p["bits"], p["alpha"], p["wbits"], 70, p["beta"], None, 1)
+    with pytest.raises(ValueError, match="float32"):
+        bk.pack_activations(p["x"].astype(np.float64))
+    with pytest.raises(ValueError, match="contiguous"):
+        bk.pack_activations(np.asfortranarray(p["x"]))
+    with pytest.raises(ValueError, match="shape"):
+        bk.binary_conv3x3(*ok[:3], 200, *ok[4:])  # cin needs 4 words, bits have 2
+    with pytest.raises(ValueError, match="stride"):
+        bk.binary_conv3x3(*ok[:6], 3)
+    with pytest.raises(ValueError, match="add"):
+        bk.binary_conv3x3(*ok, add=np.zeros((1, 2, 2, 8), np.float32))
+    bad_w = p["wbits"].copy()
+    bad_w[0, 0, 0, 1] |= np.uint64(1) << np.uint64(63)  # channel 127 >= cin = 70
+    with pytest.raises(ValueError, match="pad bits"):
+        bk.binary_conv3x3(p["bits"], p["alpha"], bad_w, 70, p["beta"], None, 1)
+    with pytest.raises(ValueError):
+        bk.set_kernel("bogus")
+    for name in {"reference", "avx2", "avx512", "neon"} - set(KERNELS):
+        with pytest.raises(ValueError, match="not available"):
+            bk.set_kernel(name)
+    with pytest.raises(ValueError):
+        bk.set_num_threads(0)
+
+
+def test_introspection():
+    assert KERNELS[0] == "reference"
+    assert bk.kernel_name() in KERNELS
+    assert all(isinstance(f, str) for f in bk.cpu_features())
+    if "avx2" in KERNELS:
+        assert {"avx2", "fma", "popcnt"} <= set(bk.cpu_features())
+    if "avx512" in KERNELS:
+        assert {"avx512f", "avx512bw", "avx512vpopcntdq"} <= set(bk.cpu_features())
+    bk.set_kernel("auto")
+    assert bk.kernel_name() == (KERNELS[1] if len(KERNELS) > 1 else "reference")  # best one
+    threads = bk.get_num_threads()
+    assert threads >= 1
+    bk.set_num_threads(1)
+    assert bk.get_num_threads() == 1
+    bk.set_num_threads(threads)
+
+
+def test_env_forces_reference_kernel():
+    env = dict(os.environ, BIMACOSR_KERNEL="reference")
+    out = subprocess.run(
+        [sys.executable, "-c", "import bimacosr_app._bitkernels as b; print(b.kernel_name())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "reference"
+
+
+def test_kernels_status():
+    from bimacosr_app.engine.kernels import kernels_status, load_kernels
+
+    assert load_kernels() is bk
+    status = kernels_status()
+    assert status["available"] is True and status["reason"] is None
+    assert status["kernel"] == bk.kernel_name()
+    assert status["kernels"] == KERNELS
+    assert status["threads"] == bk.get_num_threads()
