@@ -1,5 +1,5 @@
 # Shared by scripts/bimacosr and scripts/test: create or refresh the project's .venv.
-# Usage: . scripts/_venv.sh EXTRAS   (EXTRAS: "" or "dev"); sets $VENV_PY.
+# Usage: extras=dev; . scripts/_venv.sh   (extras: "" or "dev"); sets $ROOT and $VENV_PY.
 set -e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV="$ROOT/.venv"
@@ -17,7 +17,7 @@ pick_python() {
     return 1
 }
 
-extras=${1:-}
+extras=${extras:-}
 if [ ! -x "$VENV/bin/python" ]; then
     py=$(pick_python)
     echo "Creating $VENV with $py ..." >&2
