@@ -58,6 +58,7 @@ class StageConfig:
     gt_weight: float = 0.0  # weight of an extra MSE to the ground truth latent
     binarize: dict = field(default_factory=lambda: {"rank": 8, "smb": True, "lrmb": True,
                                                     "svd_init": True, "rprelu_slope": 0.25})
+    compile: bool = False  # torch.compile the trained model (CUDA only)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.model)
@@ -137,6 +138,8 @@ class Trainer:
         self.step = 0
         self._resume()
         self.module = self.model
+        if cfg.compile and self.device.type == "cuda":
+            self.model = torch.compile(self.model)
         if self.world > 1:
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -159,7 +162,8 @@ class Trainer:
             self._log({"event": "start", "step": self.step, "world": self.world,
                        "device": str(self.device), "train_photos": len(photos),
                        "train_megapixels": round(photos.megapixels, 1),
-                       "params": sum(p.numel() for p in self.module.parameters())})
+                       "params": sum(p.numel() for p in self.module.parameters()),
+                       "data_batches_per_s": round(self._data_rate(), 1)})
 
     # -- state ---------------------------------------------------------------------------
     def _resume(self):
@@ -208,6 +212,20 @@ class Trainer:
         ema = [p for p in self.ema.parameters()]
         live = [p.detach() for p in self.module.parameters()]
         torch._foreach_lerp_(ema, live, 1 - d)
+
+    def _data_rate(self, batches: int = 10) -> float:
+        """Batches per second the data pipeline alone delivers (to compare with steps/s)."""
+        probe = TrainBatches(self.batches.photos, self.cfg.batch_size, self.cfg.crop_size,
+                             self.batches.config, seed=self.cfg.seed, rank=1000 + self.rank)
+        next(probe)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.time()
+        for _ in range(batches):
+            next(probe)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return batches / (time.time() - start)
 
     def _shared_time_fraction(self, start: float) -> float:
         """Fraction of the wall-clock budget used, as rank 0 sees it, so that every rank

@@ -1,0 +1,133 @@
+"""``python -m bimacosr_app.training.evaluate --checkpoint PATH [--lr-dir DIR --gt-dir DIR]
+[--save DIR] [--json] [--device cpu|cuda]``
+
+Upscales every LR image and reports PSNR-Y and SSIM-Y (BT.601 luma, 4-pixel border shaved,
+see :mod:`bimacosr_app.metrics`) per image and as means, next to bicubic.
+
+``--checkpoint`` is a packed model file (run by the engine's ``reference`` backend, or
+``--backend``) or a training run directory (its EMA weights; a teacher run samples all T
+steps, the other stages one). Without ``--lr-dir``/``--gt-dir`` it measures the validation
+photos on both tracks (bicubic and realistic, fixed seeds: see ``data.validation_pairs``);
+with them, LR and ground-truth images are paired by file stem. ``--save`` writes the outputs
+as PNG named like the inputs (one sub-folder per track for the validation photos).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..metrics import psnr_y, ssim_y
+from ..model import LATENT_CHANNELS, bicubic_upscale, from_latent, to_latent
+from .data import decode_photo, list_photos, validation_pairs
+from .trainer import load_ema_model
+
+__all__ = ["evaluate_pairs", "load_upscaler", "main"]
+
+
+def load_upscaler(checkpoint: Path, device: torch.device, backend: str = "reference"):
+    """A function lr01 (1,3,h,w) -> hr01 (1,3,4h,4w), and a short description."""
+    if checkpoint.is_dir():
+        model, cfg = load_ema_model(checkpoint, device)
+        schedule = cfg.schedule()
+        steps = None if cfg.stage == "teacher" else 1
+
+        @torch.no_grad()
+        def run(lr01):
+            lr = lr01.to(device) * 2 - 1
+            g = torch.Generator().manual_seed(0)
+            noise = torch.randn(1, LATENT_CHANNELS, *lr.shape[-2:], generator=g).to(device)
+            y = to_latent(bicubic_upscale(lr))
+            x0 = schedule.sample(lambda x, t: model(x, lr, t), y, noise, steps=steps)
+            return ((from_latent(x0) + 1) * 0.5).clamp(0, 1).cpu()
+
+        return run, f"{cfg.stage} run {checkpoint} ({'T' if steps is None else 1} steps)"
+
+    from ..engine import select_backend  # the packed format lives with the engine
+
+    engine = select_backend(backend, checkpoint=checkpoint, device=device)
+
+    @torch.no_grad()
+    def run(lr01):
+        return engine.upscale(lr01)
+
+    return run, f"packed {checkpoint.name} on {engine.name}"
+
+
+def evaluate_pairs(upscale, pairs, save_dir: Path | None = None) -> dict:
+    rows = []
+    for name, lr, hr in pairs:
+        sr = upscale(lr[None])
+        bic = F.interpolate(lr[None], scale_factor=4, mode="bicubic",
+                            align_corners=False).clamp(0, 1)
+        rows.append({"image": name, "psnr_y": psnr_y(sr, hr[None]), "ssim_y": ssim_y(sr, hr[None]),
+                     "bicubic_psnr_y": psnr_y(bic, hr[None]),
+                     "bicubic_ssim_y": ssim_y(bic, hr[None])})
+        if save_dir is not None:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            img = sr[0].mul(255).round().byte().permute(1, 2, 0).numpy()
+            Image.fromarray(img).save(save_dir / f"{Path(name).stem}.png")
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "image"}
+    return {"images": rows, "mean": mean}
+
+
+def _dir_pairs(lr_dir: Path, gt_dir: Path):
+    gts = {p.stem: p for p in list_photos(gt_dir)}
+    pairs = []
+    for p in list_photos(lr_dir):
+        if p.stem not in gts:
+            raise SystemExit(f"no ground truth for {p.name} in {gt_dir}")
+        lr = decode_photo(p).float() / 255
+        hr = decode_photo(gts[p.stem]).float() / 255
+        h, w = lr.shape[-2] * 4, lr.shape[-1] * 4
+        if hr.shape[-2] < h or hr.shape[-1] < w:
+            raise SystemExit(f"{gts[p.stem].name} is smaller than 4x {p.name}")
+        pairs.append((p.name, lr, hr[:, :h, :w]))
+    return pairs
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bimacosr_app.training.evaluate",
+                                description="PSNR-Y / SSIM-Y of a model against bicubic.")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--lr-dir", type=Path)
+    p.add_argument("--gt-dir", type=Path)
+    p.add_argument("--save", type=Path, help="write the outputs as PNG here")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--backend", default="reference", help="engine backend for packed files")
+    args = p.parse_args(argv)
+    if (args.lr_dir is None) != (args.gt_dir is None):
+        p.error("--lr-dir and --gt-dir go together")
+    upscale, what = load_upscaler(args.checkpoint, torch.device(args.device), args.backend)
+    if args.lr_dir:
+        sets = {"dirs": _dir_pairs(args.lr_dir, args.gt_dir)}
+    else:
+        sets = {track: validation_pairs(track=track) for track in ("bicubic", "realistic")}
+    results = {"checkpoint": str(args.checkpoint), "model": what}
+    for track, pairs in sets.items():
+        save = None if args.save is None else (args.save if args.lr_dir else args.save / track)
+        results[track] = evaluate_pairs(upscale, pairs, save)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(what)
+    for track, r in results.items():
+        if not isinstance(r, dict):
+            continue
+        print(f"\n{track}: {'image':<40}{'PSNR-Y':>8}{'SSIM-Y':>8}{'bic PSNR':>10}{'bic SSIM':>10}")
+        for row in [*r["images"], {"image": "mean", **r["mean"]}]:
+            print(f"  {row['image']:<46}{row['psnr_y']:>8.2f}{row['ssim_y']:>8.4f}"
+                  f"{row['bicubic_psnr_y']:>10.2f}{row['bicubic_ssim_y']:>10.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
