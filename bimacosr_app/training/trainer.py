@@ -31,6 +31,8 @@ from .weights import load_weights, save_weights, weight_files
 
 __all__ = ["StageConfig", "Trainer", "parse_stage_args"]
 
+BUDGET_CHECK_EVERY = 20  # steps between wall-clock budget checks
+
 
 @dataclass
 class StageConfig:
@@ -243,11 +245,14 @@ class Trainer:
         losses = []
         stop_reason = "steps"
         self.model.train()
+        time_fraction = 0.0
         while self.step < cfg.steps:
-            time_fraction = self._shared_time_fraction(start)
-            if time_fraction >= 1.0:
-                stop_reason = "budget"
-                break
+            # The budget check syncs host and GPU, so it runs every BUDGET_CHECK_EVERY steps.
+            if self.step % BUDGET_CHECK_EVERY == 0:
+                time_fraction = self._shared_time_fraction(start)
+                if time_fraction >= 1.0:
+                    stop_reason = "budget"
+                    break
             lr = self.lr_at(self.step, time_fraction)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
