@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
+from . import info
 
 __all__ = ["build_parser", "main"]
 
@@ -16,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upscale photos 4x offline with a 1-bit diffusion super-resolution model.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    info.add_parser(subparsers)
     return parser
 
 

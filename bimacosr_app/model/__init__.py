@@ -5,6 +5,7 @@ from .binarize import binarizable_layers, binarize
 from .binary import BinaryConv2d, BinaryLinear, RPReLU, sign
 from .cost import ModelCost, model_cost
 from .diffusion import DiffusionConfig, ResShiftSchedule
+from .fold import fold_time
 from .latent import LATENT_CHANNELS, SCALE, bicubic_upscale, from_latent, to_latent
 from .noise import position_noise
 from .pipeline import one_step_latent, upscale_tile
@@ -24,6 +25,7 @@ __all__ = [
     "bicubic_upscale",
     "binarizable_layers",
     "binarize",
+    "fold_time",
     "from_latent",
     "model_cost",
     "one_step_latent",

@@ -109,10 +109,11 @@ class ResBlock(nn.Module):
         scale, shift = self.film(F.silu(temb))[:, :, None, None].chunk(2, dim=1)
         return scale, shift
 
-    def forward(self, x, temb):  # (B,Cin,H,W), (B,time_dim) -> (B,Cout,H,W)
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.film_terms(temb)
-        h = self.norm2(h) * (1 + scale) + shift
+    def forward(self, x, temb):  # (B,Cin,H,W), (B,time_dim) or None -> (B,Cout,H,W)
+        h = self.norm2(self.conv1(F.silu(self.norm1(x))))
+        if self.film is not None:  # None once fold_time() moved FiLM into norm2
+            scale, shift = self.film_terms(temb)
+            h = h * (1 + scale) + shift
         h = self.conv2(F.silu(h))
         return self.skip(x) + h
 
@@ -265,6 +266,8 @@ class Denoiser(nn.Module):
 
         self.norm_out = LayerNorm2d(ch)
         self.conv_out = nn.Conv2d(ch, cfg.out_channels, 3, padding=1)
+        # Set by model.fold.fold_time(): the only t accepted once the time path is folded.
+        self.folded_t: int | None = None
 
     @property
     def required_multiple(self) -> int:
@@ -276,8 +279,13 @@ class Denoiser(nn.Module):
     def forward(self, x_t: torch.Tensor, lr: torch.Tensor, t) -> torch.Tensor:
         """x_t (B,48,h,w) already scaled, lr (B,3,h,w) in [-1,1], t int or (B,) -> (B,48,h,w)."""
         b, _, h, w = x_t.shape
-        t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(b)
-        temb = self.time_embedding(t)  # (B, time_dim)
+        if self.folded_t is None:
+            t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(b)
+            temb = self.time_embedding(t)  # (B, time_dim)
+        elif bool((torch.as_tensor(t) != self.folded_t).any()):
+            raise ValueError(f"the time path is folded at t={self.folded_t}; got t={t}")
+        else:
+            temb = None
         m = self.required_multiple
         ph, pw = -h % m, -w % m
         x = torch.cat([x_t, lr], dim=1)

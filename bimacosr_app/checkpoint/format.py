@@ -1,0 +1,209 @@
+"""The packed BiMaCoSR checkpoint, format ``bimacosr-packed`` version 1: the specification.
+
+docs/CHECKPOINT.md is the same text for humans, with a worked example of the bit layout.
+
+File
+----
+A safetensors file: an 8-byte little-endian u64 header length N, N bytes of UTF-8 JSON header
+(padded with spaces to a multiple of 8), then the data section. Every tensor is little-endian,
+C order, and the data section holds each tensor exactly once with no gaps. The writer here is
+deterministic (same model, metadata and provenance -> the same bytes): the header lists
+``__metadata__`` (keys sorted) and then the tensors in sorted name order, and the data section
+stores them by decreasing item size, then name, so every tensor is aligned to its item size.
+
+Network
+-------
+The tensors describe the one-step, time-folded deploy form of ``Denoiser(architecture)``
+binarized by ``binarize(rank, smb, lrmb)`` (``model/``): ``time_embed`` and every ResBlock's
+``film`` are gone, their constants at ``t = time_folded_at = diffusion.steps - 1`` folded into
+each ResBlock's ``norm2`` (``model/fold.py``). Stride, kernel size and which branches exist are
+implied by the architecture and binarization metadata, never stored per tensor.
+
+Tensors of a binarized layer
+----------------------------
+For every layer ``binarizable_layers()`` names (every Conv2d and Linear except ``conv_in`` and
+``conv_out``), with prefix ``P`` = its qualified module name (e.g. ``down.1.0.res.conv1``),
+``Cw = ceil(Cin / 64)``, ``n = min(2 * max(Cin, Cout), Cin * Cout)``,
+``r = min(rank, Cin, Cout)``:
+
+    name                  dtype    shape              content
+    P.bits                uint64   [Cout, k, k, Cw]   sign bits of the latent weight W_b (convs,
+                                   [Cout, Cw]         1x1 too), resp. linears
+    P.beta                float32  [Cout]             beta_o = mean |W_b| over (Cin, kh, kw)
+    P.bias                float32  [Cout]             bias b (when the layer has one)
+    P.rprelu.shift_in     float32  [Cout]             RPReLU (convs only)
+    P.rprelu.slope        float32  [Cout]
+    P.rprelu.shift_out    float32  [Cout]
+    P.smb.index           int32    [n]                SMB positions o * Cin + i, each in
+                                                      [0, Cout * Cin)  (when ``smb``)
+    P.smb.value           float16  [n]                SMB values
+    P.lrmb.down           float16  [r, Cin]           LRMB "B"  (when ``lrmb``)
+    P.lrmb.up             float16  [Cout, r]          LRMB "A"
+
+Bit rule: W_b is permuted to (Cout, kh, kw, Cin) (linears: (Cout, Cin)) and its LAST axis is
+packed into 64-bit little-endian words: bit j of word w is the sign of input channel 64w + j,
+1 = negative (W_b < 0), 0 = non-negative, so ``sign(0) = +1`` packs as 0; pad bits (channels
+>= Cin in the last word) are 0. ``checkpoint.bitpack.pack_signs`` implements the rule.
+
+The layer computes ``y = RPReLU(beta_o * conv(alpha * sign(x), sign(W_b)) + b) + SMB(x) +
+LRMB(x)`` with ``alpha_p = mean |x|`` over channels per pixel (per token for linears), and SMB
+and LRMB as 1x1 Cin -> Cout operators (stride-matched) on the full-precision input; linears have
+no RPReLU (DESIGN.md 3). beta is exactly what training computes from the latent weights, so
+``beta_o * sign`` is the ``binarize_weight()`` output training used.
+
+Full-precision tensors
+----------------------
+Every other state-dict entry of the folded network, under its state-dict name: ``conv_in``,
+``conv_out``, all LayerNorms (``norm2`` folded), attention ``rel_bias``. Dtype rule for the whole
+file: per-channel vectors (rank-1: biases, norm affines, beta, RPReLU) are float32; weights
+(rank >= 2: conv/linear weights, ``rel_bias``, LRMB factors) and SMB values are float16; sign
+bits are uint64 and SMB positions int32.
+
+Metadata (all values strings)
+-----------------------------
+    format            "bimacosr-packed"
+    format_version    "1"; readers reject versions they do not know
+    architecture      ModelConfig.to_dict() as JSON
+    binarization      JSON with at least rank (int >= 1), smb, lrmb (bool); the other
+                      binarize() options are informational
+    diffusion         DiffusionConfig.to_dict() as JSON (T = steps)
+    time_folded_at    the t the time path was folded at, decimal; always steps - 1
+    provenance        JSON from the exporter's caller (source commit, data, steps, metrics)
+    content_sha256    hex sha256 of the tensors (below)
+
+JSON values are written with sorted keys and no spaces. The content hash is sha256 over, for
+each tensor in ascending name order (Python ``sorted`` of the names), the UTF-8 bytes of
+``name + "\\n" + dtype + "\\n" + shape + "\\n"`` (dtype as the safetensors code ``U64``/``F32``/
+``I32``/``F16``, shape as comma-separated decimals, empty for a scalar) followed by the tensor's
+little-endian data bytes.
+
+Validation
+----------
+A reader checks, before using anything: the safetensors framing, ``format``, ``format_version``,
+that every metadata key parses, the exact set of tensor names implied by the architecture and
+binarization, every dtype and shape, the content hash, then the values: SMB positions in range,
+pad bits 0, floats finite. Any failure is a :class:`CheckpointError` naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..model.binarize import binarizable_layers
+from ..model.unet import Denoiser, ModelConfig
+
+__all__ = [
+    "DTYPES",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "METADATA_KEYS",
+    "CheckpointError",
+    "TensorSpec",
+    "content_sha256",
+    "dtype_code",
+    "expected_tensors",
+    "fp32_parameter_count",
+    "is_time_path",
+]
+
+FORMAT_NAME = "bimacosr-packed"
+FORMAT_VERSION = "1"
+METADATA_KEYS = ("format", "format_version", "architecture", "binarization", "diffusion",
+                 "time_folded_at", "provenance", "content_sha256")
+
+# safetensors dtype code -> numpy dtype (little-endian), for the dtypes this format uses.
+DTYPES = {
+    "U64": np.dtype("<u8"),
+    "F32": np.dtype("<f4"),
+    "I32": np.dtype("<i4"),
+    "F16": np.dtype("<f2"),
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: unreadable, malformed, or not this format."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    dtype: str  # safetensors code, a key of DTYPES
+    shape: tuple[int, ...]
+
+
+def is_time_path(name: str) -> bool:
+    """Whether a module or state-dict name belongs to the time path that folding removes."""
+    return bool({"time_embed", "film"} & set(name.split(".")))
+
+
+def _skeleton(architecture: ModelConfig) -> Denoiser:
+    """The FP training-form network on the meta device: names and shapes, no memory."""
+    with torch.device("meta"):
+        return Denoiser(architecture)
+
+
+def expected_tensors(architecture: ModelConfig, binarization: dict) -> dict[str, TensorSpec]:
+    """Every tensor name of a packed file for this architecture, with dtype and shape.
+
+    ``binarization`` needs ``rank`` (int >= 1), ``smb`` and ``lrmb`` (bool).
+    """
+    rank, smb, lrmb = binarization["rank"], binarization["smb"], binarization["lrmb"]
+    net = _skeleton(architecture)
+    binary = set(binarizable_layers(net))
+    specs: dict[str, TensorSpec] = {}
+    for prefix in binary:
+        layer = net.get_submodule(prefix)
+        if isinstance(layer, torch.nn.Conv2d):
+            cout, cin, kh, kw = layer.weight.shape
+            bits_shape = (cout, kh, kw, (cin + 63) // 64)
+            extra = ("rprelu.shift_in", "rprelu.slope", "rprelu.shift_out")
+        else:
+            cout, cin = layer.weight.shape
+            bits_shape = (cout, (cin + 63) // 64)
+            extra = ()
+        specs[f"{prefix}.bits"] = TensorSpec("U64", bits_shape)
+        vectors = ("beta", *(("bias",) if layer.bias is not None else ()), *extra)
+        specs.update({f"{prefix}.{v}": TensorSpec("F32", (cout,)) for v in vectors})
+        if smb:  # n as in _MatrixBranches.decompose
+            n = min(2 * max(cin, cout), cout * cin)
+            specs[f"{prefix}.smb.index"] = TensorSpec("I32", (n,))
+            specs[f"{prefix}.smb.value"] = TensorSpec("F16", (n,))
+        if lrmb:
+            r = min(rank, cin, cout)
+            specs[f"{prefix}.lrmb.down"] = TensorSpec("F16", (r, cin))
+            specs[f"{prefix}.lrmb.up"] = TensorSpec("F16", (cout, r))
+    for name, value in net.state_dict().items():
+        if name.rpartition(".")[0] in binary or is_time_path(name):
+            continue
+        specs[name] = TensorSpec("F32" if value.dim() == 1 else "F16", tuple(value.shape))
+    return specs
+
+
+def fp32_parameter_count(architecture: ModelConfig) -> int:
+    """Parameters of the full-precision, time-folded network of this architecture: its FP32
+    safetensors (``export_fp32``) holds this many float32 values."""
+    net = _skeleton(architecture)
+    return sum(v.numel() for k, v in net.state_dict().items() if not is_time_path(k))
+
+
+def dtype_code(dtype: np.dtype) -> str:
+    """The safetensors code of a numpy dtype of this format (ValueError for any other)."""
+    for code, dt in DTYPES.items():
+        if dtype == dt:
+            return code
+    raise ValueError(f"dtype {dtype} is not used by the packed format")
+
+
+def content_sha256(tensors: dict[str, np.ndarray]) -> str:
+    """The content hash defined above (hex)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        a = tensors[name]
+        code = dtype_code(a.dtype)
+        shape = ",".join(str(d) for d in a.shape)
+        h.update(f"{name}\n{code}\n{shape}\n".encode())
+        h.update(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes())
+    return h.hexdigest()

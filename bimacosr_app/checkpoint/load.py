@@ -1,0 +1,246 @@
+"""Validated loading of packed checkpoints (format.py) and the deploy-form torch model.
+
+:func:`load_packed` reads the file with safetensors (never pickle, never ``torch.load``) and
+checks everything format.py's "Validation" lists before returning; any problem raises
+:class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+
+from ..model.binarize import binarize
+from ..model.diffusion import DiffusionConfig, ResShiftSchedule
+from ..model.fold import fold_time
+from ..model.unet import Denoiser, ModelConfig
+from .bitpack import unpack_signs
+from .format import (
+    DTYPES,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    METADATA_KEYS,
+    CheckpointError,
+    content_sha256,
+    dtype_code,
+    expected_tensors,
+)
+
+__all__ = ["PackedCheckpoint", "load_packed"]
+
+# packed name suffix -> training-form state-dict suffix, for the branch tensors
+_BRANCH_NAMES = {".smb.index": ".smb_index", ".smb.value": ".smb_value",
+                 ".lrmb.down": ".lrmb_down", ".lrmb.up": ".lrmb_up"}
+
+
+@dataclass(frozen=True)
+class PackedCheckpoint:
+    """A validated packed checkpoint: its tensors (numpy, dtypes and shapes as format.py
+    specifies) and parsed metadata."""
+
+    path: Path
+    file_size: int  # bytes
+    tensors: dict[str, np.ndarray]
+    architecture: ModelConfig
+    binarization: dict
+    diffusion: DiffusionConfig
+    time_folded_at: int  # = diffusion.steps - 1
+    provenance: dict
+    content_sha256: str
+    format_version: str
+
+    @property
+    def binary_layers(self) -> list[str]:
+        """Qualified names of the binarized layers (the prefixes of ``*.bits``), sorted."""
+        return sorted(k[: -len(".bits")] for k in self.tensors if k.endswith(".bits"))
+
+    def schedule(self) -> ResShiftSchedule:
+        return ResShiftSchedule(self.diffusion)
+
+    def to_model(self, device: torch.device | str = "cpu") -> Denoiser:
+        """The deploy-form Denoiser: time path folded, eval mode, frozen, float32.
+
+        Binarized layers are BinaryConv2d/BinaryLinear whose latent weight has the packed
+        signs and whose ``binarize_weight()`` is exactly ``beta_o * sign`` (see
+        :func:`_latent_weight`), with bias, RPReLU, SMB and LRMB from the file (fp16 values
+        widened to float32). Built on the CPU, then moved to ``device``.
+        """
+        model = Denoiser(self.architecture)
+        b = self.binarization
+        # Structure only (which branches, their sizes); every value is replaced below.
+        binarize(model, rank=b["rank"], smb=b["smb"], lrmb=b["lrmb"], svd_init=False)
+        fold_time(model, self.time_folded_at)
+        state = {}
+        for name, array in self.tensors.items():
+            if name.endswith(".beta"):
+                continue
+            if name.endswith(".bits"):
+                prefix = name[: -len(".bits")]
+                cin = model.get_submodule(prefix).in_features
+                signs = unpack_signs(array, cin)  # (Cout,kh,kw,Cin) or (Cout,Cin)
+                if signs.ndim == 4:
+                    signs = signs.transpose(0, 3, 1, 2)  # (Cout,Cin,kh,kw)
+                state[f"{prefix}.weight"] = _latent_weight(self.tensors[f"{prefix}.beta"],
+                                                           np.ascontiguousarray(signs))
+                continue
+            key = next((name[: -len(s)] + t for s, t in _BRANCH_NAMES.items()
+                        if name.endswith(s)), name)
+            value = torch.from_numpy(np.array(array))
+            state[key] = value.long() if key.endswith(".smb_index") else value.float()
+        model.load_state_dict(state, strict=True)
+        return model.to(device).eval().requires_grad_(False)
+
+
+def _latent_weight(beta: np.ndarray, signs: np.ndarray) -> torch.Tensor:
+    """A latent weight with the given signs whose ``binarize_weight()`` scale (the float32 mean
+    of its magnitudes) is exactly ``beta``, whatever order a device sums in.
+
+    ``beta_o * sign`` would not do: torch's float32 mean of N copies of beta_o is often a few
+    ulp off. Instead each channel's magnitudes are integer multiples of u = ulp(S) that add up
+    to S, a float32 near N * beta_o; every partial sum is then an exactly representable
+    multiple of u (S < 2^24 u), so the mean is S / N in any order. S starts at fl(N * beta_o)
+    and moves by u until the mean is beta_o (a channel without such S keeps beta_o, a few ulp
+    off). Magnitudes differ by at most u ~ beta * 2^-13 within a channel.
+
+    beta (Cout,) float32, signs (Cout, ...) of +-1 -> float32 tensor of the shape of signs.
+    """
+    cout, n = signs.shape[0], signs[0].size
+    dims = tuple(range(1, signs.ndim))
+    target = torch.from_numpy(beta)
+    mags = np.repeat(beta[:, None], n, axis=1)  # (Cout, N), the fallback
+    done = np.zeros(cout, dtype=bool)
+    s0 = (beta.astype(np.float64) * n).astype(np.float32)  # (Cout,)
+    for step in (0, 1, -1, 2, -2, 3, -3):
+        total = s0 + np.float32(step) * np.spacing(s0)
+        u = np.spacing(total).astype(np.float64)
+        k = np.round(total / u).astype(np.int64)  # total = k * u exactly
+        q, r = k // n, k % n  # r channels' magnitudes are (q + 1) u, the others q u
+        cand = ((q[:, None] + (np.arange(n)[None] < r[:, None])) * u[:, None]).astype(np.float32)
+        mean = torch.from_numpy(cand.reshape(signs.shape)).mean(dim=dims)
+        hit = (mean == target).numpy() & ~done
+        mags[hit], done = cand[hit], done | hit
+        if done.all():
+            break
+    return torch.from_numpy(mags.reshape(signs.shape) * signs)
+
+
+def load_packed(path: str | Path) -> PackedCheckpoint:
+    """Read and validate a packed checkpoint; raises CheckpointError naming any problem."""
+    path = Path(path)
+    try:
+        file_size = path.stat().st_size
+        with safe_open(str(path), framework="np") as f:
+            raw = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file "
+                              f"(truncated or corrupt?): {exc}") from exc
+    meta = _parse_metadata(path, raw)
+    try:
+        expected = expected_tensors(meta["architecture"], meta["binarization"])
+    except Exception as exc:  # an architecture the network code cannot build
+        raise CheckpointError(f"{path}: unusable architecture in metadata: {exc}") from exc
+    _check_layout(path, tensors, expected)
+    digest = content_sha256(tensors)
+    if digest != meta["content_sha256"]:
+        raise CheckpointError(f"{path}: content hash mismatch (file says "
+                              f"{meta['content_sha256']}, tensors hash to {digest}): "
+                              "the file was modified or damaged")
+    _check_values(path, tensors, meta["architecture"])
+    return PackedCheckpoint(path=path, file_size=file_size, tensors=tensors, **meta)
+
+
+def _parse_metadata(path: Path, raw: dict[str, str]) -> dict:
+    """Check format, version and every key; return PackedCheckpoint's metadata fields."""
+    fmt = raw.get("format")
+    if fmt != FORMAT_NAME:
+        raise CheckpointError(f"{path}: not a {FORMAT_NAME} checkpoint (format={fmt!r})")
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unsupported format_version {version!r}; this version "
+                              f"of the app reads format_version {FORMAT_VERSION!r}")
+    missing = [k for k in METADATA_KEYS if k not in raw]
+    if missing:
+        raise CheckpointError(f"{path}: metadata lacks {', '.join(missing)}")
+
+    def parse(key, build):
+        try:
+            return build(raw[key])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"{path}: bad metadata {key!r}: {exc}") from exc
+
+    def binarization(text):
+        b = json.loads(text)
+        if not (isinstance(b.get("rank"), int) and b["rank"] >= 1
+                and isinstance(b.get("smb"), bool) and isinstance(b.get("lrmb"), bool)):
+            raise ValueError("needs rank (int >= 1), smb and lrmb (bool)")
+        return b
+
+    def digest(text):
+        if len(text) != 64 or set(text) - set("0123456789abcdef"):
+            raise ValueError("not a lowercase hex sha256")
+        return text
+
+    def provenance(text):
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return value
+
+    meta = {
+        "format_version": version,
+        "architecture": parse("architecture", lambda s: ModelConfig.from_dict(json.loads(s))),
+        "binarization": parse("binarization", binarization),
+        "diffusion": parse("diffusion", lambda s: DiffusionConfig(**json.loads(s))),
+        "time_folded_at": parse("time_folded_at", int),
+        "provenance": parse("provenance", provenance),
+        "content_sha256": parse("content_sha256", digest),
+    }
+    if meta["time_folded_at"] != meta["diffusion"].steps - 1:
+        raise CheckpointError(f"{path}: time_folded_at={meta['time_folded_at']} is not the "
+                              f"one-step model's t = steps - 1 = {meta['diffusion'].steps - 1}")
+    return meta
+
+
+def _check_layout(path: Path, tensors: dict[str, np.ndarray], expected: dict):
+    """Exactly the expected names, each with the expected dtype and shape."""
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        parts = [f"missing tensors: {', '.join(missing[:5])}" if missing else "",
+                 f"unexpected tensors: {', '.join(unexpected[:5])}" if unexpected else ""]
+        raise CheckpointError(f"{path}: {'; '.join(p for p in parts if p)}")
+    for name in sorted(expected):
+        spec, a = expected[name], tensors[name]
+        if a.dtype not in DTYPES.values() or dtype_code(a.dtype) != spec.dtype:
+            raise CheckpointError(f"{path}: tensor {name} has dtype {a.dtype}, "
+                                  f"expected {DTYPES[spec.dtype]} ({spec.dtype})")
+        if tuple(a.shape) != spec.shape:
+            raise CheckpointError(f"{path}: tensor {name} has shape {list(a.shape)}, "
+                                  f"expected {list(spec.shape)}")
+
+
+def _check_values(path: Path, tensors: dict[str, np.ndarray], architecture: ModelConfig):
+    """SMB positions in range, pad bits zero, float values finite."""
+    for name, a in sorted(tensors.items()):
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: tensor {name} holds non-finite values")
+    with torch.device("meta"):
+        net = Denoiser(architecture)
+    for name in (k for k in sorted(tensors) if k.endswith(".bits")):
+        prefix = name[: -len(".bits")]
+        layer = net.get_submodule(prefix)
+        cin, cout = layer.weight.shape[1], layer.weight.shape[0]
+        if cin % 64:
+            pad = ~np.uint64((1 << (cin % 64)) - 1)  # bits of channels >= Cin in the last word
+            if (tensors[name][..., -1] & pad).any():
+                raise CheckpointError(f"{path}: tensor {name} has pad bits set")
+        index = tensors.get(f"{prefix}.smb.index")
+        if index is not None and (index.min() < 0 or index.max() >= cout * cin):
+            raise CheckpointError(f"{path}: tensor {prefix}.smb.index is out of "
+                                  f"[0, {cout * cin})")

@@ -1,0 +1,102 @@
+"""The CUDA backend's network: binary layers as dense fp16 cuDNN convolutions.
+
+At load, every binarized layer is turned into a frozen dense layer (DESIGN.md 4):
+
+* the sign bits are unpacked once into the fp16 weight ``beta_o * sign(W_b)``, which is
+  exactly what the 1-bit layer multiplies by;
+* activations are still binarized per pixel (``alpha_p * sign(x)``, sign(0) = +1), so the
+  layer computes the same function as the CPU kernels;
+* SMB + LRMB are folded into one dense 1x1 conv (Cout x Cin) on the full-precision input.
+
+The network then runs in fp16, channels_last, on cuDNN. fp16 rounding makes its output differ
+from the float32 ``reference`` backend by a few 1/255 at most (tests/test_engine_cuda.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..model.binary import BinaryConv2d, BinaryLinear, binarize_weight, sign
+from ..model.pipeline import upscale_tile
+from .backends import Backend, _check_tile, register_backend
+
+__all__ = ["CudaBackend", "DenseBinaryConv2d", "DenseBinaryLinear", "densify"]
+
+
+class DenseBinaryConv2d(nn.Module):
+    def __init__(self, layer: BinaryConv2d):
+        super().__init__()
+        self.stride, self.padding = layer.stride, layer.padding
+        with torch.no_grad():
+            self.register_buffer("weight", binarize_weight(layer.weight).clone())
+            self.register_buffer("bias", None if layer.bias is None else layer.bias.clone())
+            branch = layer.branch_matrix()
+            if branch is not None:
+                branch = branch[:, :, None, None].clone()
+            self.register_buffer("branch", branch)
+        self.rprelu = layer.rprelu
+
+    def forward(self, x):  # (B,Cin,H,W) -> (B,Cout,H/s,W/s)
+        xb = x.abs().mean(dim=1, keepdim=True) * sign(x)
+        y = self.rprelu(F.conv2d(xb, self.weight, self.bias, self.stride, self.padding))
+        if self.branch is not None:
+            y = y + F.conv2d(x, self.branch, stride=self.stride)
+        return y
+
+
+class DenseBinaryLinear(nn.Module):
+    def __init__(self, layer: BinaryLinear):
+        super().__init__()
+        with torch.no_grad():
+            self.register_buffer("weight", binarize_weight(layer.weight).clone())
+            self.register_buffer("bias", None if layer.bias is None else layer.bias.clone())
+            branch = layer.branch_matrix()
+            self.register_buffer("branch", None if branch is None else branch.clone())
+
+    def forward(self, x):  # (..., Cin) -> (..., Cout)
+        xb = x.abs().mean(dim=-1, keepdim=True) * sign(x)
+        y = F.linear(xb, self.weight, self.bias)
+        return y if self.branch is None else y + F.linear(x, self.branch)
+
+
+def densify(model: nn.Module) -> nn.Module:
+    """Replace every BinaryConv2d / BinaryLinear of ``model`` in place; returns ``model``."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, (BinaryConv2d, BinaryLinear)):
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            dense = (DenseBinaryConv2d if isinstance(module, BinaryConv2d)
+                     else DenseBinaryLinear)(module)
+            setattr(parent, child, dense)
+    return model
+
+
+@register_backend
+class CudaBackend(Backend):
+    """fp16 cuDNN, channels_last, binary layers densified once at load (see module doc)."""
+
+    name = "cuda"
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return torch.cuda.is_available()
+
+    @classmethod
+    def default_device(cls) -> torch.device:
+        return torch.device("cuda", 0)
+
+    def __init__(self, checkpoint, device: torch.device):
+        super().__init__(checkpoint, device)
+        model = densify(checkpoint.to_model(torch.device("cpu")))
+        self.model = model.to(device=device, dtype=torch.float16,
+                              memory_format=torch.channels_last).eval()
+        self.schedule = checkpoint.schedule()
+
+    def upscale(self, lr01, top=0, left=0, seed=0):
+        lr01 = _check_tile(lr01).to(self.device, torch.float16)
+        lr01 = lr01.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            hr = upscale_tile(self.model, self.schedule, lr01, seed=seed, top=top, left=left)
+        return hr.float().cpu()

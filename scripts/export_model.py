@@ -1,0 +1,77 @@
+"""Export a finished binarize run as the packed model file the app ships.
+
+    python scripts/export_model.py --run runs/session1/binarize \\
+        --out resources/models/bimacosr-x4.safetensors
+
+``--run`` holds the EMA weights (``ema-*.safetensors``). The run's ``state.json`` and
+``log.jsonl`` are read from ``--logs`` (default: ``--run`` itself when it has them, else
+``<run>/../runs/<run name>``, the layout of a copied-back training session). Provenance: the
+source commit (``git rev-parse HEAD``), the training photos, the step count and the last
+validation record. Prints the content hash and file size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bimacosr_app.checkpoint import export_packed  # noqa: E402
+from bimacosr_app.model import DiffusionConfig  # noqa: E402
+from bimacosr_app.training.data import default_data_dir, list_photos  # noqa: E402
+from bimacosr_app.training.trainer import load_ema_model  # noqa: E402
+
+
+def _logs_dir(run: Path) -> Path:
+    return run if (run / "state.json").is_file() else run.parent / "runs" / run.name
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def provenance(run: Path, logs: Path, cfg) -> dict:
+    state = json.loads((logs / "state.json").read_text())
+    records = [json.loads(line) for line in (logs / "log.jsonl").read_text().splitlines()
+               if line.strip()]
+    val = next((r for r in reversed(records) if r.get("event") == "val"), None)
+    train_dir = Path(cfg.train_dir) if cfg.train_dir else default_data_dir("train")
+    return {
+        "source_commit": _commit(),
+        "run": str(run),
+        "stage": cfg.stage,
+        "training_data": f"shared/data/{train_dir.name} ({len(list_photos(train_dir))} photos)",
+        "steps": state["step"],
+        "validation": None if val is None else {k: v for k, v in val.items()
+                                                if k not in ("event", "time")},
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", type=Path, required=True, help="binarize run folder (EMA weights)")
+    p.add_argument("--logs", type=Path, help="folder with state.json and log.jsonl")
+    p.add_argument("--out", type=Path, required=True, help="packed .safetensors to write")
+    args = p.parse_args(argv)
+    model, cfg = load_ema_model(args.run, "cpu")
+    if cfg.stage != "binarize":
+        p.error(f"{args.run} is a {cfg.stage} run; only binarize runs can be packed")
+    prov = provenance(args.run, args.logs or _logs_dir(args.run), cfg)
+    digest = export_packed(model, DiffusionConfig(**cfg.diffusion), args.out, prov)
+    print(f"{args.out}: {args.out.stat().st_size} bytes, content_sha256 {digest}")
+    print(json.dumps(prov, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
