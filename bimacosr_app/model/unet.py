@@ -274,7 +274,8 @@ class Denoiser(nn.Module):
         return self.config.required_multiple
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
-        return self.time_embed(timestep_embedding(t, self.config.widths[0]))
+        emb = timestep_embedding(t, self.config.widths[0])
+        return self.time_embed(emb.to(self.conv_in.weight.dtype))
 
     def forward(self, x_t: torch.Tensor, lr: torch.Tensor, t) -> torch.Tensor:
         """x_t (B,48,h,w) already scaled, lr (B,3,h,w) in [-1,1], t int or (B,) -> (B,48,h,w)."""
