@@ -2,7 +2,16 @@
 
 import sys
 
-from .cli import main
+
+def _run() -> int:
+    if len(sys.argv) > 1:
+        from .cli import main as cli_main
+
+        return cli_main(sys.argv[1:])
+    from .gui import main as gui_main
+
+    return gui_main([])
+
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(_run())

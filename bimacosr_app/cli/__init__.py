@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import info
+from . import info, upscale
 
 __all__ = ["build_parser", "main"]
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     info.add_parser(subparsers)
+    upscale.register(subparsers)
     return parser
 
 

@@ -1,0 +1,162 @@
+"""End-to-end benchmark: the packed CPU network against the same network in FP32 torch.
+
+    python -m benchmarks.end_to_end [--json] [--size 256] [--threads N] [--kernel NAME]
+
+Both variants run one call of ``model.pipeline.upscale_tile`` on a ``size x size`` LR input
+(so the output is 4x that) with the default ``ModelConfig``, random weights (seed 0), the time
+path folded at t = T-1 (as in deploy) and channels_last, under ``torch.inference_mode``:
+
+* ``packed``: ``binarize(Denoiser())`` -> ``fold_time`` -> ``engine.cpu_packed.pack_model``;
+* ``fp32``: the same ``Denoiser()`` before ``binarize()`` -> ``fold_time`` -> channels_last.
+
+Timing: one warm-up call, then the median of 3 timed calls; ratio = fp32 ms / packed ms. Both
+use ``--threads`` threads (``torch.set_num_threads``, which the packed model hands to the
+kernels' pool).
+
+Peak memory: each variant runs in a fresh subprocess (``--variant``). After building the model
+it resets the process's RSS high-water mark (writing ``5`` to ``/proc/self/clear_refs``) and
+reports ``VmHWM`` from ``/proc/self/status`` after the timed calls, i.e. the peak resident
+memory of inference including the resident model, interpreter and libraries, not of model
+construction (tracemalloc would miss torch's and the kernels' native allocations). Where the
+reset is not permitted the peak includes construction, and ``hwm_reset`` is false.
+
+With ``--json`` the last line printed is ``{"ms_packed", "ms_fp32", "ratio",
+"peak_rss_mb_packed", "peak_rss_mb_fp32", "threads", "kernel"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.kernels import cpu_model
+from bimacosr_app.engine.kernels import kernels_status, load_kernels
+from bimacosr_app.model import Denoiser, DiffusionConfig, ResShiftSchedule, binarize, fold_time
+from bimacosr_app.model.pipeline import upscale_tile
+
+VARIANTS = ("packed", "fp32")
+
+
+def _status_kb(key: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (Linux), else None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def build(variant: str, schedule: ResShiftSchedule) -> torch.nn.Module:
+    torch.manual_seed(0)
+    fp = Denoiser().eval()
+    t = schedule.steps - 1
+    if variant == "fp32":
+        return fold_time(fp, t).to(memory_format=torch.channels_last).requires_grad_(False)
+    from bimacosr_app.engine.cpu_packed import pack_model
+
+    binary = fold_time(binarize(copy.deepcopy(fp)), t)
+    del fp
+    return pack_model(binary)
+
+
+def run_variant(variant: str, size: int, threads: int, kernel: str) -> dict:
+    """Time one variant in this process; returns {"ms", "times_ms", "peak_rss_mb", ...}."""
+    torch.set_num_threads(threads)
+    bk = load_kernels()
+    if bk is not None:
+        bk.set_kernel(kernel)
+    schedule = ResShiftSchedule(DiffusionConfig())
+    model = build(variant, schedule)
+    lr = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    hwm_reset = _reset_hwm()
+    times = []
+    with torch.inference_mode():
+        upscale_tile(model, schedule, lr)  # warm-up
+        for _ in range(3):
+            t0 = time.perf_counter()
+            upscale_tile(model, schedule, lr)
+            times.append(1e3 * (time.perf_counter() - t0))
+    hwm = _status_kb("VmHWM")
+    return {
+        "variant": variant,
+        "ms": statistics.median(times),
+        "times_ms": [round(t, 2) for t in times],
+        "peak_rss_mb": None if hwm is None else hwm / 1024,
+        "hwm_reset": hwm_reset,
+        "kernel": bk.kernel_name() if bk is not None and variant == "packed" else None,
+    }
+
+
+def spawn(variant: str, size: int, threads: int, kernel: str) -> dict:
+    """Run one variant in a fresh interpreter (its own RSS high-water mark)."""
+    cmd = [sys.executable, "-m", "benchmarks.end_to_end", "--variant", variant,
+           "--size", str(size), "--threads", str(threads), "--kernel", kernel]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.end_to_end",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true", help="print the results as JSON (last line)")
+    ap.add_argument("--size", type=int, default=256, help="LR side in pixels (default 256)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for both variants (default: torch's default)")
+    ap.add_argument("--kernel", default="auto",
+                    help="packed kernel: auto, reference, avx2, avx512 or neon")
+    ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # subprocess mode
+    args = ap.parse_args(argv)
+    threads = args.threads or torch.get_num_threads()
+
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.size, threads, args.kernel)))
+        return 0
+    if load_kernels() is None:
+        print(f"native kernels unavailable: {kernels_status()['reason']}", file=sys.stderr)
+        return 2
+    packed, fp32 = (spawn(v, args.size, threads, args.kernel) for v in VARIANTS)
+    ratio = fp32["ms"] / packed["ms"]
+
+    print(f"cpu={cpu_model()} torch={torch.__version__} threads={threads} "
+          f"kernel={packed['kernel']} input={args.size}x{args.size} LR -> "
+          f"{4 * args.size}x{4 * args.size}")
+    print(f"{'variant':<10}{'median ms':>11}{'runs ms':>26}{'peak RSS MB':>13}")
+    for r in (packed, fp32):
+        runs = ", ".join(f"{t:.0f}" for t in r["times_ms"])
+        rss = "n/a" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"
+        print(f"{r['variant']:<10}{r['ms']:>11.1f}{runs:>26}{rss:>13}")
+    print(f"ratio fp32/packed: {ratio:.2f}x"
+          + ("" if packed["hwm_reset"] else " (peak RSS includes model construction)"))
+    if args.json:
+        print(json.dumps({
+            "ms_packed": round(packed["ms"], 2),
+            "ms_fp32": round(fp32["ms"], 2),
+            "ratio": round(ratio, 3),
+            "peak_rss_mb_packed": packed["peak_rss_mb"],
+            "peak_rss_mb_fp32": fp32["peak_rss_mb"],
+            "threads": threads,
+            "kernel": packed["kernel"],
+        }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The ``cpu-packed`` backend's network: binarized layers on the XNOR-popcount kernels.
+
+:func:`pack_model` replaces, in place, every :class:`BinaryConv2d` (3x3 stride 1/2, 1x1) and
+:class:`BinaryLinear` of a binarized Denoiser (training or deploy form, time path folded or
+not) by a module that calls ``bimacosr_app._bitkernels``; everything else (conv_in/conv_out,
+norms, attention, activations, up/downsampling glue, the Denoiser's forward) stays torch.
+
+Layout rules (kernels/README.md, DESIGN.md 3):
+
+* The network runs channels_last: a (B,C,H,W) tensor whose memory is NHWC, so
+  ``x.permute(0, 2, 3, 1)`` is a C-contiguous NHWC view and the kernels' NHWC output
+  ``torch.from_numpy(y).permute(0, 3, 1, 2)`` is again channels_last (no copies).
+* Activations are NHWC float32; sign bits are packed along channels (bit j of word w =
+  channel 64w + j, 1 = negative, sign(0) = +1, pad bits 0), alpha = mean |x| over channels per
+  pixel (per token for linears), both by ``pack_activations`` at run time.
+* Weights are packed once here: 3x3 ``uint64[Cout, 3, 3, ceil(Cin/64)]`` (``sign(W_b)``
+  permuted to (Cout, kh, kw, Cin)), 1x1 and linear ``uint64[Cout, ceil(Cin/64)]``;
+  ``beta_o = mean |W_b|``.
+* Each layer computes ``RPReLU(beta * popcount-conv + bias) + B x`` in the kernel epilogue,
+  where ``B = SMB + LRMB`` is one dense (Cout, Cin) matrix applied in torch as one matmul of the
+  stride-sampled full-precision NHWC input and passed as the kernel's ``add``.
+
+The kernels' thread pool takes ``torch.get_num_threads()`` before every forward of the packed
+model, so one setting (``torch.set_num_threads``) governs both.
+
+:class:`CpuPackedBackend` registers this network as the ``cpu-packed`` engine backend
+(engine/backends.py), available where :func:`load_kernels` returns the native module.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..checkpoint import PackedCheckpoint
+from ..checkpoint.bitpack import pack_signs
+from ..model.binary import BinaryConv2d, BinaryLinear
+from ..model.pipeline import upscale_tile
+from .backends import Backend, _check_tile, register_backend
+from .kernels import load_kernels
+
+__all__ = ["CpuPackedBackend", "PackedConv2d", "PackedLinear", "pack_model"]
+
+
+def _f32(t: torch.Tensor) -> np.ndarray:
+    """A detached, C-contiguous float32 NumPy copy of a parameter."""
+    return np.ascontiguousarray(t.detach().to(torch.float32).cpu().numpy())
+
+
+class _PackedLayer(nn.Module):
+    """Constants shared by packed convs and linears (NumPy arrays, not buffers, so that
+    ``model.to(memory_format=...)`` leaves the bit layout alone)."""
+
+    def __init__(self, layer: BinaryConv2d | BinaryLinear, kernels: ModuleType):
+        super().__init__()
+        self.kernels = kernels
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+        w = layer.weight.detach().to(torch.float32).cpu()  # (Cout, Cin[, k, k])
+        self.beta = _f32(w.abs().mean(dim=tuple(range(1, w.dim()))))  # (Cout,)
+        self.bias = None if layer.bias is None else _f32(layer.bias)  # (Cout,)
+        with torch.no_grad():
+            m = layer.branch_matrix()  # SMB + LRMB, (Cout, Cin) or None
+        self.branch = None if m is None else m.detach().to(torch.float32).cpu().contiguous()
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, "
+                f"branches={self.branch is not None}")
+
+
+class PackedConv2d(_PackedLayer):
+    """A BinaryConv2d (k = 3, stride 1 or 2, padding 1; or k = 1, padding 0) on packed bits.
+
+    (B, Cin, H, W) channels_last -> (B, Cout, Ho, Wo) channels_last, ``Ho = (H - 1) // s + 1``.
+    The branch is a 1x1 conv with the layer's stride (oneDNN, channels_last): it reads the
+    stride-sampled pixels without a copy and is faster than a matmul at these sizes.
+    """
+
+    def __init__(self, layer: BinaryConv2d, kernels: ModuleType):
+        super().__init__(layer, kernels)
+        k, self.stride = layer.kernel_size, layer.stride
+        if k not in (1, 3) or self.stride not in (1, 2):
+            raise ValueError(f"no packed kernel for {layer}")
+        self.kernel_size = k
+        w = layer.weight.detach().to(torch.float32).cpu().numpy()  # (Cout, Cin, k, k)
+        if k == 3:
+            self.wbits = pack_signs(w.transpose(0, 2, 3, 1))  # (Cout, 3, 3, Cw)
+        else:
+            self.wbits = pack_signs(w[:, :, 0, 0])  # (Cout, Cw)
+        r = layer.rprelu
+        self.rprelu = (_f32(r.shift_in), _f32(r.slope), _f32(r.shift_out))
+        if self.branch is not None:  # (Cout, Cin, 1, 1) channels_last
+            self.branch = self.branch[:, :, None, None].contiguous(
+                memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        x = x.detach()
+        if not x.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
+        xh = x.permute(0, 2, 3, 1)  # (B, H, W, Cin), C-contiguous
+        add = None
+        if self.branch is not None:  # SMB(x) + LRMB(x): (B, Ho, Wo, Cout), C-contiguous
+            # (oneDNN returns NCHW-contiguous for some degenerate shapes, e.g. Cin = 1: copy then)
+            add = F.conv2d(x, self.branch, stride=s).permute(0, 2, 3, 1).contiguous().numpy()
+        if self.kernel_size == 3:
+            bits, alpha = self.kernels.pack_activations(xh.numpy())  # (B,H,W,Cw), (B,H,W)
+            y = self.kernels.binary_conv3x3(bits, alpha, self.wbits, self.in_features, self.beta,
+                                            self.bias, s, self.rprelu, add)  # (B,Ho,Wo,Cout)
+        else:
+            xs = xh if s == 1 else xh[:, ::s, ::s].contiguous()  # (B, Ho, Wo, Cin)
+            bits, alpha = self.kernels.pack_activations(xs.numpy())
+            n, ho, wo = alpha.shape
+            m = n * ho * wo
+            y = self.kernels.binary_gemm(
+                bits.reshape(m, -1), alpha.reshape(m), self.wbits, self.in_features, self.beta,
+                self.bias, self.rprelu, None if add is None else add.reshape(m, -1),
+            ).reshape(n, ho, wo, -1)  # (B, Ho, Wo, Cout)
+        return torch.from_numpy(y).permute(0, 3, 1, 2)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, k={self.kernel_size}, stride={self.stride}"
+
+
+class PackedLinear(_PackedLayer):
+    """A BinaryLinear over the last dim on packed bits: (..., Cin) -> (..., Cout)."""
+
+    def __init__(self, layer: BinaryLinear, kernels: ModuleType):
+        super().__init__(layer, kernels)
+        self.wbits = pack_signs(layer.weight.detach().to(torch.float32).cpu().numpy())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2d = x.detach().reshape(-1, self.in_features)  # (M, Cin), tokens as rows
+        if not x2d.is_contiguous():
+            x2d = x2d.contiguous()
+        m = x2d.shape[0]
+        add = None if self.branch is None else F.linear(x2d, self.branch).numpy()  # (M, Cout)
+        bits, alpha = self.kernels.pack_activations(x2d.numpy().reshape(m, 1, 1, -1))
+        y = self.kernels.binary_gemm(bits.reshape(m, -1), alpha.reshape(m), self.wbits,
+                                     self.in_features, self.beta, self.bias, None,
+                                     add)  # (M, Cout)
+        return torch.from_numpy(y).view(*lead, self.out_features)
+
+
+def _sync_threads(kernels: ModuleType):
+    def hook(module, args):
+        kernels.set_num_threads(torch.get_num_threads())
+    return hook
+
+
+def pack_model(model: nn.Module, kernels: ModuleType | None = None) -> nn.Module:
+    """Convert a binarized Denoiser in place to the packed CPU form and return it.
+
+    Every BinaryConv2d becomes a :class:`PackedConv2d` and every BinaryLinear a
+    :class:`PackedLinear`; the model is put in eval mode, frozen, moved to channels_last and
+    gets a forward pre-hook that gives the kernels torch's thread count. Run it under
+    ``torch.inference_mode()``. ``kernels`` defaults to :func:`load_kernels` (RuntimeError when
+    the native module is unavailable).
+    """
+    kernels = kernels or load_kernels()
+    if kernels is None:
+        raise RuntimeError("the native kernels (bimacosr_app._bitkernels) are not available")
+    model.eval().requires_grad_(False)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BinaryConv2d):
+            packed = PackedConv2d(module, kernels)
+        elif isinstance(module, BinaryLinear):
+            packed = PackedLinear(module, kernels)
+        else:
+            continue
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, packed)
+    model.to(memory_format=torch.channels_last)
+    model.register_forward_pre_hook(_sync_threads(kernels))
+    return model
+
+
+@register_backend
+class CpuPackedBackend(Backend):
+    """``cpu-packed``: the checkpoint's deploy model with its binarized layers on the native
+    XNOR-popcount kernels (:func:`pack_model`), float32 on the CPU."""
+
+    name = "cpu-packed"
+
+    def __init__(self, checkpoint: PackedCheckpoint, device: torch.device):
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"the cpu-packed backend runs on the CPU, not {device}")
+        super().__init__(checkpoint, torch.device("cpu"))
+        self.model = pack_model(checkpoint.to_model("cpu"))
+        self.schedule = checkpoint.schedule()
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return load_kernels() is not None
+
+    def upscale(self, lr01, top=0, left=0, seed=0):
+        lr01 = _check_tile(lr01).cpu()
+        with torch.inference_mode():
+            return upscale_tile(self.model, self.schedule, lr01, seed=seed, top=top, left=left)

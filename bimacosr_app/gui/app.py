@@ -1,0 +1,65 @@
+"""``bimacosr-gui``: start the application, optionally with photos or folders to queue."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from .. import __version__
+from .main_window import MainWindow
+from .settings import APP_NAME, ORG_NAME, Settings
+from .theme import apply_theme
+
+__all__ = ["main"]
+
+ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
+
+
+def _resources_dir() -> Path:
+    """``resources/`` of the source tree, or of a PyInstaller bundle."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    root = Path(bundle) if bundle else Path(__file__).resolve().parents[2]
+    return root / "resources"
+
+
+def app_icon() -> QIcon:
+    """The application icon from ``resources/icons`` (an empty icon when not shipped)."""
+    icon = QIcon()
+    folder = _resources_dir() / "icons"
+    for size in ICON_SIZES:
+        path = folder / f"bimacosr-{size}.png"
+        if path.is_file():
+            icon.addFile(str(path))
+    return icon
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bimacosr-gui", description="BiMaCoSR Upscaler: the desktop window.")
+    parser.add_argument("paths", nargs="*", type=Path, help="photos or folders to queue")
+    parser.add_argument("-r", "--recursive", action="store_true",
+                        help="include subfolders of the folders given")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the window until it is closed; returns the exit status."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    QApplication.setApplicationName(APP_NAME)
+    QApplication.setOrganizationName(ORG_NAME)
+    QApplication.setApplicationVersion(__version__)
+    QApplication.setDesktopFileName("bimacosr-gui")
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setWindowIcon(app_icon())
+    settings = Settings()
+    apply_theme(app, settings.preferences().theme)
+    window = MainWindow(settings)
+    window.show()
+    if args.paths:
+        window.add_paths(args.paths, recursive=args.recursive or None)
+    return app.exec()

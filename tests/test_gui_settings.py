@@ -1,0 +1,125 @@
+"""Settings file, settings dialog, saved queue, folder scanning and the quality check."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from bimacosr_app.gui.persistence import QueueStore
+from bimacosr_app.gui.quality import analyse
+from bimacosr_app.gui.queue_model import QueueItem, QueueModel, Status
+from bimacosr_app.gui.scanning import scan_inputs
+from bimacosr_app.gui.settings import Preferences, Settings
+from bimacosr_app.gui.settings_dialog import SettingsDialog
+
+
+def test_settings_round_trip_through_a_temp_config_dir(tmp_path, qapp):
+    path = tmp_path / "config" / "settings.ini"
+    prefs = Preferences(scale=2, output_folder=str(tmp_path / "out"),
+                        naming_template="{stem}-{scale}x.{ext}", format="webp", quality=80,
+                        strip_metadata=True, on_exists="skip", backend="reference",
+                        device="cpu", memory_mb=512, theme="dark", recursive=True)
+    settings = Settings(path)
+    settings.set_preferences(prefs)
+    settings.set_calibration("reference", 12.5)
+    assert path.is_file()
+    again = Settings(path)
+    assert again.preferences() == prefs
+    assert again.calibration("reference") == 12.5
+    assert again.calibration("cuda") is None
+
+
+def test_invalid_values_in_the_file_read_as_defaults(tmp_path, qapp):
+    path = tmp_path / "settings.ini"
+    path.write_text("[preferences]\nscale=5\nformat=gif\nquality=0\nnaming_template=out.png\n"
+                    "theme=neon\nmemory_mb=3\n")
+    prefs = Settings(path).preferences()
+    assert prefs == Preferences()
+
+
+def test_settings_dialog_edits_every_preference(qtbot, tmp_path):
+    prefs = Preferences(scale=3, output_folder=str(tmp_path), format="jpg", quality=70,
+                        on_exists="overwrite", theme="light", memory_mb=256)
+    dialog = SettingsDialog(prefs, ["cpu-packed", "reference"], tmp_path / "settings.ini")
+    qtbot.addWidget(dialog)
+    assert dialog.preferences() == prefs
+    dialog.next_to.setChecked(True)
+    dialog.template.setText("{stem}_big.{ext}")
+    dialog.strip.setChecked(True)
+    assert "IMG_0042_big.jpg" in dialog.example.text()
+    changed = dialog.preferences()
+    assert changed.output_folder == "" and changed.strip_metadata
+    assert changed.naming_template == "{stem}_big.{ext}"
+    dialog.template.setText("{name}.png")
+    assert dialog.example.text().startswith("Invalid name template")
+    # CUDA is not available here: its entry is disabled.
+    cuda = dialog.backend.model().item(dialog.backend.findData("cuda"))
+    assert not cuda.isEnabled()
+
+
+def test_queue_store_round_trip_and_resume(tmp_path):
+    store = QueueStore(tmp_path)
+    done = QueueItem(input=tmp_path / "a.png", status=Status.DONE, in_size=(10, 8),
+                     out_size=(40, 32), output=tmp_path / "a_x4.png", seconds=1.5,
+                     backend="reference on cpu", model="ab" * 32, tiles="1 tile")
+    running = QueueItem(input=tmp_path / "b.png", status=Status.RUNNING, scale=2)
+    failed = QueueItem(input=tmp_path / "c.png", status=Status.FAILED, error="broken")
+    store.save([done, running, failed])
+    loaded = store.unfinished()
+    assert [it.input.name for it in loaded] == ["a.png", "b.png", "c.png"]
+    assert loaded[0].output == done.output and loaded[0].out_size == (40, 32)
+    assert loaded[1].status is Status.QUEUED and loaded[1].scale == 2  # interrupted: again
+    assert loaded[2].error == "broken"
+    store.save([done, failed])
+    assert store.unfinished() == []
+    (tmp_path / "queue.json").write_text("{not json")
+    assert store.load() == []
+
+
+def test_queue_model_reorders_and_retries(qapp, tmp_path):
+    model = QueueModel()
+    items = [QueueItem(input=tmp_path / f"{n}.png") for n in "abc"]
+    assert model.add_items(items) == items
+    assert model.add_items([QueueItem(input=tmp_path / "a.png")]) == []  # already queued
+    model.move_row(2, 0)
+    assert [it.input.stem for it in model.items()] == ["c", "a", "b"]
+    mime = model.mimeData([model.index(0, 0)])
+    model.dropMimeData(mime, model.supportedDropActions(), 3, 0, model.index(-1, -1))
+    assert [it.input.stem for it in model.items()] == ["a", "b", "c"]
+    model.update_item(items[1].id, status=Status.FAILED, error="x")
+    assert model.set_statuses((Status.FAILED,), Status.QUEUED) == 1
+    assert items[1].status is Status.QUEUED and items[1].error == ""
+
+
+def test_folders_are_scanned_recursively_on_request(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("b.jpg", "a.PNG", "notes.txt", ".hidden.png", "sub/c.webp", "b_x4.png"):
+        (tmp_path / name).write_bytes(b"x")
+    flat = scan_inputs([tmp_path], recursive=False, naming="{stem}_x{scale}.{ext}")
+    # b_x4.png looks like the output of b.jpg: left out.
+    assert [f.file.name for f in flat.found] == ["a.PNG", "b.jpg"] and not flat.problems
+    deep = scan_inputs([tmp_path, tmp_path / "b.jpg", tmp_path / "missing"], recursive=True,
+                       naming="{stem}_x{scale}.{ext}")
+    assert [(f.file.name, f.subfolder) for f in deep.found] == [
+        ("a.PNG", ""), ("b.jpg", ""), ("c.webp", "sub")]
+    assert deep.problems == [f"'{tmp_path / 'missing'}' does not exist"]
+
+
+def test_quality_check_flags_colour_shift_and_seams():
+    rng = np.random.default_rng(0)
+    smooth = cv2.GaussianBlur(rng.random((96, 128, 3), dtype=np.float32), (0, 0), 3)
+    inp = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    good = cv2.resize(inp, (512, 384), interpolation=cv2.INTER_CUBIC)
+    report = analyse(inp, good, period=256)
+    assert report.psnr > 35 and report.ssim > 0.95 and not report.warnings
+    assert report.seam_score < 1.5
+    shifted = np.clip(good + np.float32([0.03, 0, 0]), 0, 1)
+    assert any("Colour shift" in w for w in analyse(inp, shifted, 256).warnings)
+    seamed = good.copy()
+    seamed[:, 256:] = np.clip(seamed[:, 256:] + 0.03, 0, 1)
+    seam_report = analyse(inp, seamed, 256)
+    assert seam_report.seam_score > 2.5
+    assert any("seams" in w for w in seam_report.warnings)
+    assert math.isnan(analyse(inp, good, None).seam_score)
