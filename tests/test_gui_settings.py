@@ -112,14 +112,18 @@ def test_quality_check_flags_colour_shift_and_seams():
     smooth = cv2.GaussianBlur(rng.random((96, 128, 3), dtype=np.float32), (0, 0), 3)
     inp = (smooth - smooth.min()) / (smooth.max() - smooth.min())
     good = cv2.resize(inp, (512, 384), interpolation=cv2.INTER_CUBIC)
-    report = analyse(inp, good, period=256)
+    report = analyse(inp, good, period=(256, 256))
     assert report.psnr > 35 and report.ssim > 0.95 and not report.warnings
     assert report.seam_score < 1.5
     shifted = np.clip(good + np.float32([0.03, 0, 0]), 0, 1)
-    assert any("Colour shift" in w for w in analyse(inp, shifted, 256).warnings)
+    assert any("Colour shift" in w for w in analyse(inp, shifted, (256, 256)).warnings)
     seamed = good.copy()
     seamed[:, 256:] = np.clip(seamed[:, 256:] + 0.03, 0, 1)
-    seam_report = analyse(inp, seamed, 256)
+    seam_report = analyse(inp, seamed, (0, 256))
     assert seam_report.seam_score > 2.5
     assert any("seams" in w for w in seam_report.warnings)
     assert math.isnan(analyse(inp, good, None).seam_score)
+    row_seamed = good.copy()
+    row_seamed[256:] = np.clip(row_seamed[256:] + 0.03, 0, 1)
+    assert analyse(inp, row_seamed, (256, 0)).seam_score > 2.5
+    assert analyse(inp, row_seamed, (0, 256)).seam_score < 1.5  # only cuts that exist count

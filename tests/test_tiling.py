@@ -164,6 +164,19 @@ def test_tile_for_budget():
     assert 0 < default_budget_mb("cpu") <= 1024
 
 
+def test_cut_period_reports_where_the_planned_cores_meet():
+    lr = photo_lr("kde_BytheWater.webp", 250, 150)
+    tiled = upscale_image(LocalBackend(), lr, settings=TileSettings(tile=128))
+    cores = plan_tiles(150, 250, 128, 64, M)
+    rows = sorted({t.core.top for t in cores})
+    cols = sorted({t.core.left for t in cores})
+    assert tiled.cut_period == (rows[1], cols[1])  # (128, 128): 2 rows x 2 columns of cores
+    assert all(r % tiled.cut_period[0] == 0 for r in rows)
+    assert all(c % tiled.cut_period[1] == 0 for c in cols)
+    single = upscale_image(LocalBackend(), lr[:60, :100], settings=TileSettings(tile=128))
+    assert single.cut_period == (0, 0)
+
+
 # -- tiled output equals whole-image output ------------------------------------------------------
 
 

@@ -38,7 +38,7 @@ class CompareImages:
 
 
 def _load_compare(item_id: str, input_path: Path, output_path: Path,
-                  seam_period: int) -> CompareImages:
+                  seam_period: tuple[int, int]) -> CompareImages:
     before = to_uint8(read_image(input_path).rgb)
     after_image = load_display_image(output_path)
     after = rgb_view(after_image)  # shares after_image's pixels
@@ -49,7 +49,7 @@ def _load_compare(item_id: str, input_path: Path, output_path: Path,
         before_levels=build_pyramid(before),
         after_levels=build_pyramid(after, after_image),
         down=downscale_to(after, w, h),
-        report=analyse(before, after, seam_period or None),
+        report=analyse(before, after, seam_period if any(seam_period) else None),
     )
 
 
@@ -110,7 +110,7 @@ class Loaders(QObject):
         self._pool.start(_Task(self._thumbs, item_id, _thumbnail, path))
 
     def compare(self, item_id: str, input_path: Path, output_path: Path,
-                seam_period: int) -> None:
+                seam_period: tuple[int, int]) -> None:
         # Loading a result outranks thumbnails.
         self._pool.start(_Task(self._compare, item_id, _load_compare, item_id, input_path,
                                output_path, seam_period), 1)

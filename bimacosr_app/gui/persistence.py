@@ -20,8 +20,7 @@ from .settings import APP_NAME
 __all__ = ["QueueStore", "default_data_dir"]
 
 FORMAT_VERSION = 1
-_FIELDS = ("id", "scale", "subfolder", "error", "seconds", "backend", "model", "tiles",
-           "seam_period")
+_FIELDS = ("id", "scale", "subfolder", "error", "seconds", "backend", "model", "tiles")
 
 
 def default_data_dir() -> Path:
@@ -32,6 +31,7 @@ def default_data_dir() -> Path:
 def _item_to_json(item: QueueItem) -> dict:
     record = {name: getattr(item, name) for name in _FIELDS}
     record.update(
+        seam_period=list(item.seam_period),
         input=str(item.input),
         status=item.status.value,
         output=str(item.output) if item.output is not None else None,
@@ -49,6 +49,7 @@ def _item_from_json(record: dict) -> QueueItem:
     for name in _FIELDS:
         if record.get(name) is not None:
             setattr(item, name, record[name])
+    item.seam_period = tuple(record.get("seam_period") or (0, 0))
     item.output = Path(record["output"]) if record.get("output") else None
     item.in_size = tuple(record["in_size"]) if record.get("in_size") else None
     item.out_size = tuple(record["out_size"]) if record.get("out_size") else None

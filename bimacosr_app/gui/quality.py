@@ -66,10 +66,11 @@ def _seam_score(residual: np.ndarray, offset: int, period: int) -> float:
     return worst
 
 
-def analyse(inp: np.ndarray, out: np.ndarray, period: int | None = None) -> QualityReport:
+def analyse(inp: np.ndarray, out: np.ndarray,
+            period: tuple[int, int] | None = None) -> QualityReport:
     """Compare ``out`` (H,W,3 uint8 or [0,1] float) with its input ``inp`` (h,w,3, same
-    conventions). ``period``: output pixels between tile cuts (the backend's required multiple
-    times the scale), or None to skip the seam check."""
+    conventions). ``period``: output pixels between tile cuts along (rows, columns), 0 for an
+    axis without cuts, or None to skip the seam check."""
     # metrics imports torch (seconds): only on first use, in a loader thread, never at start.
     from ..metrics import psnr_y, ssim_y
 
@@ -93,7 +94,9 @@ def analyse(inp: np.ndarray, out: np.ndarray, period: int | None = None) -> Qual
         bicubic = cv2.resize(inp_c, (out_c.shape[1], out_c.shape[0]),
                              interpolation=cv2.INTER_CUBIC)
         residual = _luma(out_c) - _luma(bicubic)
-        scores = [_seam_score(residual, ox0, period), _seam_score(residual.T, oy0, period)]
+        rows, cols = period
+        scores = ([_seam_score(residual, ox0, cols)] if cols else []) + (
+            [_seam_score(residual.T, oy0, rows)] if rows else [])
         scores = [s for s in scores if not math.isnan(s)]
         seam = max(scores) if scores else math.nan
 

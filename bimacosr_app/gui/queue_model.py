@@ -93,7 +93,8 @@ class QueueItem:
     backend: str = ""
     model: str = ""  #: content hash of the model
     tiles: str = ""  #: tile settings, in words
-    seam_period: int = 0  #: output pixels between tile cuts (for the quality check)
+    #: output pixels between tile cuts (rows, columns), 0: none (for the quality check)
+    seam_period: tuple[int, int] = (0, 0)
     # Transient, not persisted:
     progress: float = 0.0
     eta: float | None = None

@@ -66,7 +66,8 @@ class JobOutcome:
     backend: str = ""
     model: str = ""
     tiles: str = ""
-    seam_period: int = 0  #: output pixels between tile cuts
+    #: output pixels between tile cuts along (rows, columns); 0: no cut on that axis
+    seam_period: tuple[int, int] = (0, 0)
 
 
 #: ``factory(backend_name, device_or_None) -> Backend``; the default is the engine's
@@ -193,7 +194,13 @@ class EngineWorker(QObject):
             out_size=result.output_size, seconds=result.seconds, error=result.error or "",
             backend=f"{backend.name} on {backend.device}", model=self._info.sha256,
             tiles=_describe_tiles(result.details.get("tiling")),
-            seam_period=result.details.get("tiling", {}).get("tile", 0) * spec.scale)
+            seam_period=_seam_period(result.details.get("tiling"), spec.scale))
+
+
+def _seam_period(tiling: dict | None, scale: int) -> tuple[int, int]:
+    """Output pixels between tile cuts, (rows, columns), from the tiling's LR cut period."""
+    rows, cols = (tiling or {}).get("cut_period", (0, 0))
+    return rows * scale, cols * scale
 
 
 def _describe_tiles(tiling: dict | None) -> str:

@@ -114,7 +114,8 @@ def _run(request: UpscaleRequest, backend, progress, cancel, result: UpscaleResu
     tiled = upscale_image(backend, image.rgb, seed=request.seed, settings=settings,
                           progress=on_tile, cancel=cancel)
     tiling = {"tile": tiled.tile, "context": tiled.context, "feather": tiled.feather,
-              "tiles": tiled.tiles, "splits": tiled.splits}
+              "tiles": tiled.tiles, "splits": tiled.splits,
+              "cut_period": list(tiled.cut_period)}
     result.details["tiling"] = tiling
     pixels = tiled.pixels  # (4H, 4W, 3) float32
     del tiled

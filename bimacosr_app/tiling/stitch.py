@@ -84,6 +84,9 @@ class TiledImage:
     feather: int  #: blend width, LR pixels
     tiles: int  #: successful backend calls
     splits: int  #: tiles split and redone after running out of memory
+    #: LR pixels between planned tile cuts along (rows, columns); 0: no cut on that axis.
+    #: Cores are balanced per axis, so cuts fall at multiples of these (splits add more).
+    cut_period: tuple[int, int] = (0, 0)
 
 
 def upscale_image(
@@ -127,6 +130,9 @@ def upscale_image(
     tile = max(m, tile // m * m)
 
     queue = deque(plan_tiles(height, width, tile, context, m, feather))
+    first = queue[0].core
+    cut_period = (first.height if first.height < height else 0,
+                  first.width if first.width < width else 0)
     out = np.zeros((height * s, width * s, 3), dtype=np.float32)  # (sH, sW, 3)
     total = len(queue)
     done = splits = 0
@@ -160,7 +166,7 @@ def upscale_image(
         area_done += t.core.area
         if progress is not None:
             progress(area_done / (height * width), done, total)
-    return TiledImage(out, tile, context, feather, done, splits)
+    return TiledImage(out, tile, context, feather, done, splits, cut_period)
 
 
 def _run(backend, lr: np.ndarray, t: Tile, seed: int) -> torch.Tensor | None:
