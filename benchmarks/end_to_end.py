@@ -14,11 +14,13 @@ use ``--threads`` threads (``torch.set_num_threads``, which the packed model han
 kernels' pool).
 
 Peak memory: each variant runs in a fresh subprocess (``--variant``). After building the model
-it resets the process's RSS high-water mark (writing ``5`` to ``/proc/self/clear_refs``) and
-reports ``VmHWM`` from ``/proc/self/status`` after the timed calls, i.e. the peak resident
-memory of inference including the resident model, interpreter and libraries, not of model
-construction (tracemalloc would miss torch's and the kernels' native allocations). Where the
-reset is not permitted the peak includes construction, and ``hwm_reset`` is false.
+it collects garbage, returns freed heap to the OS (glibc ``malloc_trim``), resets the process's
+RSS high-water mark (writing ``5`` to ``/proc/self/clear_refs``) and reports ``VmHWM`` from
+``/proc/self/status`` after the timed calls: the peak resident memory of inference including
+the resident model, interpreter and libraries, not of model construction (tracemalloc would
+miss torch's and the kernels' native allocations). The table also shows ``VmRSS`` right after
+the build (the resting footprint). Where the reset is not permitted the peak includes
+construction, and the table says so.
 
 With ``--json`` the last line printed is ``{"ms_packed", "ms_fp32", "ratio",
 "peak_rss_mb_packed", "peak_rss_mb_fp32", "threads", "kernel"}``.
@@ -27,7 +29,10 @@ With ``--json`` the last line printed is ``{"ms_packed", "ms_fp32", "ratio",
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import ctypes
+import gc
 import json
 import statistics
 import subprocess
@@ -54,6 +59,12 @@ def _status_kb(key: str) -> int | None:
     except OSError:
         pass
     return None
+
+
+def _trim_heap() -> None:
+    """Give freed heap pages back to the OS (glibc only; elsewhere a no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _reset_hwm() -> bool:
@@ -86,6 +97,9 @@ def run_variant(variant: str, size: int, threads: int, kernel: str) -> dict:
     schedule = ResShiftSchedule(DiffusionConfig())
     model = build(variant, schedule)
     lr = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    gc.collect()
+    _trim_heap()
+    rss = _status_kb("VmRSS")
     hwm_reset = _reset_hwm()
     times = []
     with torch.inference_mode():
@@ -100,6 +114,7 @@ def run_variant(variant: str, size: int, threads: int, kernel: str) -> dict:
         "ms": statistics.median(times),
         "times_ms": [round(t, 2) for t in times],
         "peak_rss_mb": None if hwm is None else hwm / 1024,
+        "rss_mb_model": None if rss is None else rss / 1024,
         "hwm_reset": hwm_reset,
         "kernel": bk.kernel_name() if bk is not None and variant == "packed" else None,
     }
@@ -138,11 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cpu={cpu_model()} torch={torch.__version__} threads={threads} "
           f"kernel={packed['kernel']} input={args.size}x{args.size} LR -> "
           f"{4 * args.size}x{4 * args.size}")
-    print(f"{'variant':<10}{'median ms':>11}{'runs ms':>26}{'peak RSS MB':>13}")
+    print(f"{'variant':<10}{'median ms':>11}{'runs ms':>22}{'peak RSS MB':>13}"
+          f"{'RSS after build MB':>20}")
     for r in (packed, fp32):
         runs = ", ".join(f"{t:.0f}" for t in r["times_ms"])
-        rss = "n/a" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"
-        print(f"{r['variant']:<10}{r['ms']:>11.1f}{runs:>26}{rss:>13}")
+        peak, rest = (("n/a" if v is None else f"{v:.0f}")
+                      for v in (r["peak_rss_mb"], r["rss_mb_model"]))
+        print(f"{r['variant']:<10}{r['ms']:>11.1f}{runs:>22}{peak:>13}{rest:>20}")
     print(f"ratio fp32/packed: {ratio:.2f}x"
           + ("" if packed["hwm_reset"] else " (peak RSS includes model construction)"))
     if args.json:

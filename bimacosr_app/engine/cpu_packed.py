@@ -17,8 +17,9 @@ Layout rules (kernels/README.md, DESIGN.md 3):
   permuted to (Cout, kh, kw, Cin)), 1x1 and linear ``uint64[Cout, ceil(Cin/64)]``;
   ``beta_o = mean |W_b|``.
 * Each layer computes ``RPReLU(beta * popcount-conv + bias) + B x`` in the kernel epilogue,
-  where ``B = SMB + LRMB`` is one dense (Cout, Cin) matrix applied in torch as one matmul of the
-  stride-sampled full-precision NHWC input and passed as the kernel's ``add``.
+  where ``B = SMB + LRMB`` is one dense (Cout, Cin) matrix applied in torch, float32, as one
+  op on the full-precision input (a 1x1 conv with the layer's stride for convs, a matmul for
+  linears) whose NHWC output is the kernel's ``add``.
 
 The kernels' thread pool takes ``torch.get_num_threads()`` before every forward of the packed
 model, so one setting (``torch.set_num_threads``) governs both.
@@ -28,8 +29,6 @@ model, so one setting (``torch.set_num_threads``) governs both.
 """
 
 from __future__ import annotations
-
-from types import ModuleType
 
 import numpy as np
 import torch
@@ -51,13 +50,20 @@ def _f32(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to(torch.float32).cpu().numpy())
 
 
+def _kernels():
+    """The native module (RuntimeError when it is unavailable)."""
+    kernels = load_kernels()
+    if kernels is None:
+        raise RuntimeError("the native kernels (bimacosr_app._bitkernels) are not available")
+    return kernels
+
+
 class _PackedLayer(nn.Module):
     """Constants shared by packed convs and linears (NumPy arrays, not buffers, so that
     ``model.to(memory_format=...)`` leaves the bit layout alone)."""
 
-    def __init__(self, layer: BinaryConv2d | BinaryLinear, kernels: ModuleType):
+    def __init__(self, layer: BinaryConv2d | BinaryLinear):
         super().__init__()
-        self.kernels = kernels
         self.in_features, self.out_features = layer.in_features, layer.out_features
         w = layer.weight.detach().to(torch.float32).cpu()  # (Cout, Cin[, k, k])
         self.beta = _f32(w.abs().mean(dim=tuple(range(1, w.dim()))))  # (Cout,)
@@ -79,8 +85,8 @@ class PackedConv2d(_PackedLayer):
     stride-sampled pixels without a copy and is faster than a matmul at these sizes.
     """
 
-    def __init__(self, layer: BinaryConv2d, kernels: ModuleType):
-        super().__init__(layer, kernels)
+    def __init__(self, layer: BinaryConv2d):
+        super().__init__(layer)
         k, self.stride = layer.kernel_size, layer.stride
         if k not in (1, 3) or self.stride not in (1, 2):
             raise ValueError(f"no packed kernel for {layer}")
@@ -97,7 +103,7 @@ class PackedConv2d(_PackedLayer):
                 memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.stride
+        s, kernels = self.stride, _kernels()
         x = x.detach()
         if not x.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
@@ -107,15 +113,15 @@ class PackedConv2d(_PackedLayer):
             # (oneDNN returns NCHW-contiguous for some degenerate shapes, e.g. Cin = 1: copy then)
             add = F.conv2d(x, self.branch, stride=s).permute(0, 2, 3, 1).contiguous().numpy()
         if self.kernel_size == 3:
-            bits, alpha = self.kernels.pack_activations(xh.numpy())  # (B,H,W,Cw), (B,H,W)
-            y = self.kernels.binary_conv3x3(bits, alpha, self.wbits, self.in_features, self.beta,
-                                            self.bias, s, self.rprelu, add)  # (B,Ho,Wo,Cout)
+            bits, alpha = kernels.pack_activations(xh.numpy())  # (B,H,W,Cw), (B,H,W)
+            y = kernels.binary_conv3x3(bits, alpha, self.wbits, self.in_features, self.beta,
+                                       self.bias, s, self.rprelu, add)  # (B,Ho,Wo,Cout)
         else:
             xs = xh if s == 1 else xh[:, ::s, ::s].contiguous()  # (B, Ho, Wo, Cin)
-            bits, alpha = self.kernels.pack_activations(xs.numpy())
+            bits, alpha = kernels.pack_activations(xs.numpy())
             n, ho, wo = alpha.shape
             m = n * ho * wo
-            y = self.kernels.binary_gemm(
+            y = kernels.binary_gemm(
                 bits.reshape(m, -1), alpha.reshape(m), self.wbits, self.in_features, self.beta,
                 self.bias, self.rprelu, None if add is None else add.reshape(m, -1),
             ).reshape(n, ho, wo, -1)  # (B, Ho, Wo, Cout)
@@ -128,54 +134,49 @@ class PackedConv2d(_PackedLayer):
 class PackedLinear(_PackedLayer):
     """A BinaryLinear over the last dim on packed bits: (..., Cin) -> (..., Cout)."""
 
-    def __init__(self, layer: BinaryLinear, kernels: ModuleType):
-        super().__init__(layer, kernels)
+    def __init__(self, layer: BinaryLinear):
+        super().__init__(layer)
         self.wbits = pack_signs(layer.weight.detach().to(torch.float32).cpu().numpy())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
+        kernels, lead = _kernels(), x.shape[:-1]
         x2d = x.detach().reshape(-1, self.in_features)  # (M, Cin), tokens as rows
         if not x2d.is_contiguous():
             x2d = x2d.contiguous()
         m = x2d.shape[0]
         add = None if self.branch is None else F.linear(x2d, self.branch).numpy()  # (M, Cout)
-        bits, alpha = self.kernels.pack_activations(x2d.numpy().reshape(m, 1, 1, -1))
-        y = self.kernels.binary_gemm(bits.reshape(m, -1), alpha.reshape(m), self.wbits,
-                                     self.in_features, self.beta, self.bias, None,
-                                     add)  # (M, Cout)
+        bits, alpha = kernels.pack_activations(x2d.numpy().reshape(m, 1, 1, -1))
+        y = kernels.binary_gemm(bits.reshape(m, -1), alpha.reshape(m), self.wbits,
+                                self.in_features, self.beta, self.bias, None, add)  # (M, Cout)
         return torch.from_numpy(y).view(*lead, self.out_features)
 
 
-def _sync_threads(kernels: ModuleType):
-    def hook(module, args):
-        kernels.set_num_threads(torch.get_num_threads())
-    return hook
+def _sync_threads(module: nn.Module, args) -> None:
+    """Forward pre-hook: the kernels' pool takes torch's thread count."""
+    _kernels().set_num_threads(torch.get_num_threads())
 
 
-def pack_model(model: nn.Module, kernels: ModuleType | None = None) -> nn.Module:
+def pack_model(model: nn.Module) -> nn.Module:
     """Convert a binarized Denoiser in place to the packed CPU form and return it.
 
     Every BinaryConv2d becomes a :class:`PackedConv2d` and every BinaryLinear a
     :class:`PackedLinear`; the model is put in eval mode, frozen, moved to channels_last and
     gets a forward pre-hook that gives the kernels torch's thread count. Run it under
-    ``torch.inference_mode()``. ``kernels`` defaults to :func:`load_kernels` (RuntimeError when
-    the native module is unavailable).
+    ``torch.inference_mode()``. RuntimeError when the native kernels are unavailable.
     """
-    kernels = kernels or load_kernels()
-    if kernels is None:
-        raise RuntimeError("the native kernels (bimacosr_app._bitkernels) are not available")
+    _kernels()
     model.eval().requires_grad_(False)
     for name, module in list(model.named_modules()):
         if isinstance(module, BinaryConv2d):
-            packed = PackedConv2d(module, kernels)
+            packed = PackedConv2d(module)
         elif isinstance(module, BinaryLinear):
-            packed = PackedLinear(module, kernels)
+            packed = PackedLinear(module)
         else:
             continue
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, packed)
     model.to(memory_format=torch.channels_last)
-    model.register_forward_pre_hook(_sync_threads(kernels))
+    model.register_forward_pre_hook(_sync_threads)
     return model
 
 
