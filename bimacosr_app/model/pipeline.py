@@ -21,12 +21,12 @@ def one_step_latent(denoise, schedule: ResShiftSchedule, lr: torch.Tensor,
                     noise: torch.Tensor) -> torch.Tensor:
     """lr (B,3,h,w) in [-1,1], noise (B,48,h,w) -> predicted x0 latent (B,48,h,w).
 
-    ``denoise(x_t_scaled, lr, t)`` is a Denoiser or anything with its call signature.
+    ``denoise(x_t_scaled, lr, t, z_y)`` is a Denoiser or anything with its call signature.
     """
     t = schedule.steps - 1
     y = to_latent(bicubic_upscale(lr))
     x_t = schedule.prior_sample(y, noise)
-    return denoise(x_t * schedule.input_scale(t), lr, t)
+    return denoise(x_t * schedule.input_scale(t), lr, t, y)
 
 
 def upscale_tile(denoise, schedule: ResShiftSchedule, lr01: torch.Tensor, seed: int = 0,

@@ -277,8 +277,12 @@ class Denoiser(nn.Module):
         emb = timestep_embedding(t, self.config.widths[0])
         return self.time_embed(emb.to(self.conv_in.weight.dtype))
 
-    def forward(self, x_t: torch.Tensor, lr: torch.Tensor, t) -> torch.Tensor:
-        """x_t (B,48,h,w) already scaled, lr (B,3,h,w) in [-1,1], t int or (B,) -> (B,48,h,w)."""
+    def forward(self, x_t: torch.Tensor, lr: torch.Tensor, t,
+                z_y: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t (B,48,h,w) already scaled, lr (B,3,h,w) in [-1,1], t int or (B,) -> (B,48,h,w).
+
+        ``z_y`` = PU(bicubic(lr)), when the caller has it, saves recomputing it for the
+        residual."""
         b, _, h, w = x_t.shape
         if self.folded_t is None:
             t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(b)
@@ -309,5 +313,5 @@ class Denoiser(nn.Module):
                 x = stage(x, temb)
         x = self.conv_out(F.silu(self.norm_out(x)))[:, :, :h, :w]
         if self.config.residual:
-            x = x + to_latent(bicubic_upscale(lr))
+            x = x + (to_latent(bicubic_upscale(lr)) if z_y is None else z_y)
         return x

@@ -45,7 +45,7 @@ def load_upscaler(checkpoint: Path, device: torch.device, backend: str = "refere
             g = torch.Generator().manual_seed(0)
             noise = torch.randn(1, LATENT_CHANNELS, *lr.shape[-2:], generator=g).to(device)
             y = to_latent(bicubic_upscale(lr))
-            x0 = schedule.sample(lambda x, t: model(x, lr, t), y, noise, steps=steps)
+            x0 = schedule.sample(lambda x, t: model(x, lr, t, y), y, noise, steps=steps)
             return ((from_latent(x0) + 1) * 0.5).clamp(0, 1).cpu()
 
         return run, f"{cfg.stage} run {checkpoint} ({'T' if steps is None else 1} steps)"

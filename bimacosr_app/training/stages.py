@@ -66,12 +66,12 @@ def teacher_stage(cfg: StageConfig):
         t = torch.randint(0, schedule.steps, (lr.shape[0],), device=lr.device)
         noise = torch.randn_like(x0)
         x_t = schedule.q_sample(x0, y, t, noise)
-        return F.mse_loss(model(schedule.scale_input(x_t, t), lr, t).float(), x0)
+        return F.mse_loss(model(schedule.scale_input(x_t, t), lr, t, y).float(), x0)
 
     def predict(model, lr01):
         lr = lr01 * 2 - 1
         y = to_latent(bicubic_upscale(lr))
-        x0 = schedule.sample(lambda x, t: model(x, lr, t), y, _validation_noise(lr))
+        x0 = schedule.sample(lambda x, t: model(x, lr, t, y), y, _validation_noise(lr))
         return _to_image(x0)
 
     return build, loss, predict
@@ -98,40 +98,48 @@ def _distill_loss(schedule, target_fn, gt_weight):
     return loss
 
 
-def onestep_stage(cfg: StageConfig):
+def _distillation_stage(cfg: StageConfig, frozen_run: str, make_student, frozen_target):
+    """(build, loss, predict) of a stage that trains a one-step student against a frozen model
+    loaded once from ``cfg.target_run``: ``make_student(cfg, frozen) -> model`` and
+    ``frozen_target(schedule, frozen, lr, y, noise) -> latent``."""
     if not cfg.target_run:
-        raise SystemExit("onestep needs --set target_run='\"runs/teacher\"' (the teacher run)")
+        raise SystemExit(f"{cfg.stage} needs --set target_run='\"{frozen_run}\"'")
     schedule = cfg.schedule()
-    holder = {}
+    frozen = {}
 
     def build(cfg, device):
-        teacher, _ = load_ema_model(cfg.target_run, device)
-        holder["teacher"] = teacher
-        model = Denoiser(cfg.model_config())
-        _init_from_ema(model, cfg.init or cfg.target_run)
-        return model
+        frozen["model"], _ = load_ema_model(cfg.target_run, device)
+        return make_student(cfg, frozen["model"])
 
     def target(lr, y, noise):
-        teacher = holder["teacher"]
-        return schedule.sample(lambda x, t: teacher(x, lr, t), y, noise)
+        return frozen_target(schedule, frozen["model"], lr, y, noise)
 
     return build, _distill_loss(schedule, target, cfg.gt_weight), _one_step_predict(schedule)
+
+
+def _student_from(cfg: StageConfig, frozen: torch.nn.Module) -> Denoiser:
+    model = Denoiser(cfg.model_config())
+    if cfg.init:
+        _init_from_ema(model, cfg.init)
+    else:
+        model.load_state_dict(frozen.state_dict())
+    return model
+
+
+def onestep_stage(cfg: StageConfig):
+    """Student initialised from the teacher (or ``init``); target: the teacher's T steps."""
+    def teacher_target(schedule, teacher, lr, y, noise):
+        return schedule.sample(lambda x, t: teacher(x, lr, t, y), y, noise)
+
+    return _distillation_stage(cfg, "runs/teacher", _student_from, teacher_target)
 
 
 def binarize_stage(cfg: StageConfig):
-    if not cfg.target_run:
-        raise SystemExit("binarize needs --set target_run='\"runs/onestep\"' (the FP one-step run)")
-    schedule = cfg.schedule()
-    holder = {}
+    """binarize() of the FP one-step model; target: that model's one-step output."""
+    def make_student(cfg, fp):
+        return binarize(_student_from(cfg, fp), **cfg.binarize)
 
-    def build(cfg, device):
-        fp, _ = load_ema_model(cfg.target_run, device)
-        holder["fp"] = fp
-        model = Denoiser(cfg.model_config())
-        model.load_state_dict(fp.state_dict())
-        return binarize(model, **cfg.binarize)
+    def fp_target(schedule, fp, lr, y, noise):
+        return one_step_latent(fp, schedule, lr, noise)
 
-    def target(lr, y, noise):
-        return one_step_latent(holder["fp"], schedule, lr, noise)
-
-    return build, _distill_loss(schedule, target, cfg.gt_weight), _one_step_predict(schedule)
+    return _distillation_stage(cfg, "runs/onestep", make_student, fp_target)
