@@ -61,6 +61,7 @@ class StageConfig:
     binarize: dict = field(default_factory=lambda: {"rank": 8, "smb": True, "lrmb": True,
                                                     "svd_init": True, "rprelu_slope": 0.25})
     compile: bool = False  # torch.compile the trained model (CUDA only)
+    channels_last: bool = True  # NHWC weights and activations on CUDA (cuDNN's fast layout)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.model)
@@ -84,14 +85,17 @@ def parse_stage_args(stage: str, argv=None) -> tuple[StageConfig, Path, float | 
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="stop cleanly and checkpoint after this much wall time")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                   help="override one config field, e.g. --set steps=500")
+                   help="override one config field, e.g. --set steps=500 --set init=runs/t")
     args = p.parse_args(argv)
     d = {"stage": stage}
     if args.config:
         d.update(json.loads(args.config.read_text()))
     for item in args.set:
         key, _, value = item.partition("=")
-        d[key] = json.loads(value)
+        try:
+            d[key] = json.loads(value)
+        except json.JSONDecodeError:  # a bare string: --set init=runs/teacher
+            d[key] = value
     d["stage"] = stage
     return StageConfig.from_dict(d), args.out, args.budget_minutes
 
@@ -118,7 +122,10 @@ def load_ema_model(run_dir: str | Path, device) -> tuple[Denoiser, StageConfig]:
     if config.stage == "binarize":
         binarize(model, **config.binarize)
     model.load_state_dict(state)
-    return model.to(device).eval().requires_grad_(False), config
+    model = model.to(device).eval().requires_grad_(False)
+    if config.channels_last and torch.device(device).type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model, config
 
 
 class Trainer:
@@ -136,6 +143,8 @@ class Trainer:
         torch.backends.cudnn.allow_tf32 = True
 
         self.model = build_model(cfg, self.device).to(self.device)
+        if cfg.channels_last and self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.step = 0
         self._resume()
@@ -150,7 +159,8 @@ class Trainer:
             (no_decay if p.dim() <= 1 or "rel_bias" in name else decay).append(p)
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99),
+            fused=self.device.type == "cuda")
 
         train_dir = cfg.train_dir or default_data_dir("train")
         photos = PhotoSet(train_dir, device=self.device)
