@@ -220,7 +220,8 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self):
-        d = self.cfg.ema_decay
+        # Warm-up: the average forgets the initial weights within a short run too.
+        d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
         ema = [p for p in self.ema.parameters()]
         live = [p.detach() for p in self.module.parameters()]
         torch._foreach_lerp_(ema, live, 1 - d)
