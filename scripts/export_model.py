@@ -3,11 +3,13 @@
     python scripts/export_model.py --run runs/session1/binarize \\
         --out resources/models/bimacosr-x4.safetensors
 
-``--run`` holds the EMA weights (``ema-*.safetensors``). The run's ``state.json`` and
+``--run`` holds the EMA weights (``ema-*.safetensors``; ``--weights model`` packs the live
+weights ``model-*`` instead). The run's ``state.json`` and
 ``log.jsonl`` are read from ``--logs`` (default: ``--run`` itself when it has them, else
 ``<run>/../runs/<run name>``, the layout of a copied-back training session). Provenance: the
-source commit (``git rev-parse HEAD``), the training photos, the step count and the last
-validation record. Prints the content hash and file size.
+source commit (``git rev-parse HEAD``), the training photos, the step count the last
+validation record and, with ``--eval``, the means of an ``evaluate --json`` report of the same
+weights on the validation photos (both tracks). Prints the content hash and file size.
 """
 
 from __future__ import annotations
@@ -40,7 +42,13 @@ def _commit() -> str:
     return out.stdout.strip()
 
 
-def provenance(run: Path, logs: Path, cfg) -> dict:
+def _evaluation(report: dict) -> dict:
+    """Mean PSNR-Y / SSIM-Y per track of an ``evaluate --json`` report, with bicubic's."""
+    return {track: {k: round(v, 4) for k, v in report[track]["mean"].items()}
+            for track in ("bicubic", "realistic") if track in report}
+
+
+def provenance(run: Path, logs: Path, cfg, weights: str, report: dict | None) -> dict:
     state = json.loads((logs / "state.json").read_text())
     records = [json.loads(line) for line in (logs / "log.jsonl").read_text().splitlines()
                if line.strip()]
@@ -52,8 +60,11 @@ def provenance(run: Path, logs: Path, cfg) -> dict:
         "stage": cfg.stage,
         "training_data": f"shared/data/{train_dir.name} ({len(list_photos(train_dir))} photos)",
         "steps": state["step"],
-        "validation": None if val is None else {k: v for k, v in val.items()
-                                                if k not in ("event", "time")},
+        "weights": weights,
+        # The training log validates the EMA weights only.
+        "validation": None if val is None or weights != "ema" else {
+            k: v for k, v in val.items() if k not in ("event", "time")},
+        **({"evaluation": _evaluation(report)} if report else {}),
     }
 
 
@@ -62,11 +73,15 @@ def main(argv=None) -> int:
     p.add_argument("--run", type=Path, required=True, help="binarize run folder (EMA weights)")
     p.add_argument("--logs", type=Path, help="folder with state.json and log.jsonl")
     p.add_argument("--out", type=Path, required=True, help="packed .safetensors to write")
+    p.add_argument("--weights", choices=("ema", "model"), default="ema",
+                   help="pack the EMA (default) or the live weights")
+    p.add_argument("--eval", type=Path, help="evaluate --json report of these weights")
     args = p.parse_args(argv)
-    model, cfg = load_ema_model(args.run, "cpu")
+    model, cfg = load_ema_model(args.run, "cpu", args.weights)
     if cfg.stage != "binarize":
         p.error(f"{args.run} is a {cfg.stage} run; only binarize runs can be packed")
-    prov = provenance(args.run, args.logs or _logs_dir(args.run), cfg)
+    report = json.loads(args.eval.read_text()) if args.eval else None
+    prov = provenance(args.run, args.logs or _logs_dir(args.run), cfg, args.weights, report)
     digest = export_packed(model, DiffusionConfig(**cfg.diffusion), args.out, prov)
     print(f"{args.out}: {args.out.stat().st_size} bytes, content_sha256 {digest}")
     print(json.dumps(prov, indent=2))

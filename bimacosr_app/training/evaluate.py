@@ -1,12 +1,12 @@
 """``python -m bimacosr_app.training.evaluate --checkpoint PATH [--lr-dir DIR --gt-dir DIR]
-[--save DIR] [--json] [--device cpu|cuda]``
+[--save DIR] [--json] [--device cpu|cuda] [--weights ema|model]``
 
 Upscales every LR image and reports PSNR-Y and SSIM-Y (BT.601 luma, 4-pixel border shaved,
 see :mod:`bimacosr_app.metrics`) per image and as means, next to bicubic.
 
 ``--checkpoint`` is a packed model file (run by the engine's ``reference`` backend, or
-``--backend``) or a training run directory (its EMA weights; a teacher run samples all T
-steps, the other stages one). Without ``--lr-dir``/``--gt-dir`` it measures the validation
+``--backend``) or a training run directory (its EMA weights, or the live ones with
+``--weights model``; a teacher run samples all T steps, the other stages one). Without ``--lr-dir``/``--gt-dir`` it measures the validation
 photos on both tracks (bicubic and realistic, fixed seeds: see ``data.validation_pairs``);
 with them, LR and ground-truth images are paired by file stem. ``--save`` writes the outputs
 as PNG named like the inputs (one sub-folder per track for the validation photos).
@@ -32,10 +32,11 @@ from .trainer import load_ema_model
 __all__ = ["evaluate_pairs", "load_upscaler", "main"]
 
 
-def load_upscaler(checkpoint: Path, device: torch.device, backend: str = "reference"):
+def load_upscaler(checkpoint: Path, device: torch.device, backend: str = "reference",
+                  weights: str = "ema"):
     """A function lr01 (1,3,h,w) -> hr01 (1,3,4h,4w), and a short description."""
     if checkpoint.is_dir():
-        model, cfg = load_ema_model(checkpoint, device)
+        model, cfg = load_ema_model(checkpoint, device, weights)
         schedule = cfg.schedule()
         steps = None if cfg.stage == "teacher" else 1
 
@@ -48,7 +49,8 @@ def load_upscaler(checkpoint: Path, device: torch.device, backend: str = "refere
             x0 = schedule.sample(lambda x, t: model(x, lr, t, y), y, noise, steps=steps)
             return ((from_latent(x0) + 1) * 0.5).clamp(0, 1).cpu()
 
-        return run, f"{cfg.stage} run {checkpoint} ({'T' if steps is None else 1} steps)"
+        return run, (f"{cfg.stage} run {checkpoint}, {weights} weights "
+                     f"({'T' if steps is None else 1} steps)")
 
     from ..engine import select_backend  # the packed format lives with the engine
 
@@ -103,10 +105,13 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--backend", default="reference", help="engine backend for packed files")
+    p.add_argument("--weights", choices=("ema", "model"), default="ema",
+                   help="which weights of a run directory: EMA (default) or live")
     args = p.parse_args(argv)
     if (args.lr_dir is None) != (args.gt_dir is None):
         p.error("--lr-dir and --gt-dir go together")
-    upscale, what = load_upscaler(args.checkpoint, torch.device(args.device), args.backend)
+    upscale, what = load_upscaler(args.checkpoint, torch.device(args.device), args.backend,
+                                  args.weights)
     if args.lr_dir:
         sets = {"dirs": _dir_pairs(args.lr_dir, args.gt_dir)}
     else:

@@ -114,9 +114,11 @@ def _init_distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def load_ema_model(run_dir: str | Path, device) -> tuple[Denoiser, StageConfig]:
-    """The EMA weights of a finished (FP) run as a frozen Denoiser."""
-    state, cfg = load_weights(Path(run_dir), "ema")
+def load_ema_model(run_dir: str | Path, device,
+                   weights: str = "ema") -> tuple[Denoiser, StageConfig]:
+    """A run's EMA weights (or, with ``weights="model"``, its live weights) as a frozen
+    Denoiser, binarized when the run is a binarize run."""
+    state, cfg = load_weights(Path(run_dir), weights)
     config = StageConfig.from_dict(cfg)
     model = Denoiser(config.model_config())
     if config.stage == "binarize":
