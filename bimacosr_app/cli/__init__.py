@@ -17,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upscale photos 4x offline with a 1-bit diffusion super-resolution model.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="upscale a bundled image with every available backend, compare "
+                             "with the stored golden result; exit 0, or 1 with a reason")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     info.add_parser(subparsers)
     upscale.register(subparsers)
@@ -26,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.self_test:
+        from ..selftest import self_test_main
+
+        return self_test_main()
     if args.command is None:
         parser.print_help()
         return 2

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -17,6 +21,7 @@ from .theme import apply_theme
 __all__ = ["main"]
 
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
+ENGINE_WAIT_S = 120.0  #: the smoke-test hook waits at most this long for the engine thread
 
 
 def _resources_dir() -> Path:
@@ -47,6 +52,36 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _quit_after_start(window: MainWindow, seconds: float, report: str | None) -> None:
+    """Smoke-test hook (``BIMACOSR_QUIT_AFTER=SECONDS``): once the event loop runs (the
+    window is interactive), note the time; ``SECONDS`` later, as soon as the engine thread
+    has answered (ready or error; at most ``ENGINE_WAIT_S`` more), close the window like a
+    user would. With ``BIMACOSR_READY_FILE=PATH`` the times and the engine's state go to PATH
+    as JSON (``interactive_at``, ``closing_at``: epoch seconds; ``engine``)."""
+    state: dict = {"engine": "starting"}
+    window.engine.initialized.connect(
+        lambda available, auto, _budget: state.update(engine="ready", backends=available,
+                                                      auto=auto))
+    window.engine.engineError.connect(lambda message: state.update(engine="error",
+                                                                   error=message))
+
+    def interactive() -> None:
+        state["interactive_at"] = time.time()
+        QTimer.singleShot(int(seconds * 1000), close)
+
+    def close() -> None:
+        if state["engine"] == "starting" and time.time() - state["interactive_at"] < (
+                seconds + ENGINE_WAIT_S):
+            QTimer.singleShot(100, close)
+            return
+        state["closing_at"] = time.time()
+        if report:
+            Path(report).write_text(json.dumps(state), encoding="utf-8")
+        window.close()
+
+    QTimer.singleShot(0, interactive)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the window until it is closed; returns the exit status."""
     args = _parse(sys.argv[1:] if argv is None else argv)
@@ -60,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     apply_theme(app, settings.preferences().theme)
     window = MainWindow(settings)
     window.show()
+    quit_after = os.environ.get("BIMACOSR_QUIT_AFTER")
+    if quit_after:
+        _quit_after_start(window, float(quit_after), os.environ.get("BIMACOSR_READY_FILE"))
     if args.paths:
         window.add_paths(args.paths, recursive=args.recursive or None)
     return app.exec()
