@@ -5,8 +5,8 @@
 #
 #   scripts/device_ablations.sh MINUTES [RUN_PREFIX]
 #
-# Needs runs/onestep (the FP one-step EMA, carried). Leaves eval_<config>.json,
-# ablation_log.txt and ablation_meta.tar under $OUT.
+# The frozen target is the committed FP one-step model (resources/training/onestep).
+# Leaves eval_<config>.json, ablation_log.txt and ablation_meta.tar under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
