@@ -50,6 +50,7 @@ from bimacosr_app.model import (
     fold_time,
 )
 from bimacosr_app.model.pipeline import upscale_tile
+from bimacosr_app.model.unet import LayerNorm2d, ResBlock
 
 bk = pytest.importorskip(
     "bimacosr_app._bitkernels",
@@ -268,6 +269,8 @@ def test_pack_model_converts_every_binary_layer():
     kinds = [type(m) for m in packed.modules()]
     assert BinaryConv2d not in kinds and BinaryLinear not in kinds
     assert kinds.count(PackedConv2d) + kinds.count(PackedLinear) == n
+    # ResBlocks and LayerNorms keep their modules but run on the native kernels
+    assert ResBlock not in kinds and LayerNorm2d not in kinds and nn.LayerNorm not in kinds
 
 
 @pytest.mark.parametrize("crop", range(len(CROP_SIZES)), ids=[f"{h}x{w}" for h, w in CROP_SIZES])

@@ -403,6 +403,101 @@ def test_pack_signs_reference():
 
 
 # ----------------------------------------------------------------------------------------------
+# LayerNorm (+ SiLU)
+#
+# Tolerance: the vector kernels normalize in float32 (sums over C in 16 lanes, then one
+# multiply-add per element; SiLU's exp is a Cephes polynomial, ~2 ulp), the reference in float64;
+# measured <= 2e-6 of max(1, |y|) for C <= 256; bound LN_RTOL.
+LN_RTOL = 1e-5
+
+
+def ref_layer_norm(x, gamma, beta, eps, silu):
+    x64 = x.astype(np.float64)
+    mean = x64.mean(-1, keepdims=True)
+    var = ((x64 - mean) ** 2).mean(-1, keepdims=True)
+    y = (x64 - mean) / np.sqrt(var + eps) * gamma.astype(np.float64) + beta.astype(np.float64)
+    return y / (1.0 + np.exp(-y)) if silu else y
+
+
+@pytest.mark.parametrize("silu", [False, True], ids=["plain", "silu"])
+@pytest.mark.parametrize("c", [*CHANNELS, 160, 256])
+def test_layer_norm(kernel, c, silu):
+    rng = np.random.default_rng(c)
+    x = (rng.standard_normal((3, 5, 7, c)) * 3 + rng.standard_normal(c)).astype(np.float32)
+    x[0, 0, 0] = 0.0  # constant row: variance 0, y = beta (+ SiLU)
+    gamma = rng.standard_normal(c).astype(np.float32)
+    beta = rng.standard_normal(c).astype(np.float32)
+    y = bk.layer_norm(x, gamma, beta, 1e-5, silu)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    want = ref_layer_norm(x, gamma, beta, 1e-5, silu)
+    err = np.abs(y - want) / np.maximum(1.0, np.abs(want))
+    assert err.max() <= LN_RTOL, err.max()
+
+
+def test_layer_norm_extremes(kernel):
+    """SiLU's exp is clamped: huge |y| gives y (positive) or -0 (negative), never inf/nan."""
+    c = 65
+    x = np.zeros((2, c), np.float32)
+    x[:, 0] = 1.0  # y_0 = sqrt(c - 1) ~ 8, the others -1/8: scaled by gamma below
+    gamma = np.full(c, 1e3, np.float32)
+    beta = np.zeros(c, np.float32)
+    y = bk.layer_norm(x, gamma, beta, 1e-5, True)
+    want = ref_layer_norm(x, gamma, beta, 1e-5, True)
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-30)
+
+
+def test_layer_norm_matches_torch(kernel):
+    torch = pytest.importorskip("torch")
+    x = torch.randn(2, 9, 11, 129)
+    ln = torch.nn.LayerNorm(129)
+    with torch.no_grad():
+        ln.weight.normal_()
+        ln.bias.normal_()
+        want = torch.nn.functional.silu(ln(x))
+    y = bk.layer_norm(x, ln.weight.detach(), ln.bias.detach(), ln.eps, True)
+    assert (torch.from_numpy(y) - want).abs().max().item() <= 1e-5
+
+
+# ----------------------------------------------------------------------------------------------
+# position-noise uniforms: bit-identical to the torch definition (model/noise.py)
+
+
+@pytest.mark.parametrize(
+    "seed, top, left, h, w, c",
+    [(0, 0, 0, 16, 16, 48), (3, 5, 9, 7, 13, 1), (-5, 7, 2**31 + 3, 13, 17, 3),
+     (12345678901, -3, 5, 9, 300, 5), (1, 2**33 + 1, -(2**32) - 7, 1, 1, 63)],
+)
+def test_position_uniforms_match_torch_definition(kernel, seed, top, left, h, w, c):
+    torch = pytest.importorskip("torch")
+    from bimacosr_app.model.noise import _MASK32, _uniform
+
+    ch = torch.arange(c).view(-1, 1, 1)
+    ys = torch.arange(top, top + h).view(1, -1, 1)
+    xs = torch.arange(left, left + w).view(1, 1, -1)
+    u1, u2 = bk.position_uniforms((2 * seed) & _MASK32, (2 * seed + 1) & _MASK32,
+                                  top, left, h, w, c)
+    assert u1.dtype == np.float32 and u1.shape == (c, h, w) == u2.shape
+    assert torch.equal(torch.from_numpy(u1), _uniform(seed, 0, ch, ys, xs))
+    assert torch.equal(torch.from_numpy(u2), _uniform(seed, 1, ch, ys, xs))
+
+
+def test_position_uniforms_threaded_and_empty(kernel):
+    a = bk.position_uniforms(7, 8, 100, 200, 257, 129, 48)
+    before = bk.get_num_threads()
+    try:
+        bk.set_num_threads(1)
+        b = bk.position_uniforms(7, 8, 100, 200, 257, 129, 48)
+    finally:
+        bk.set_num_threads(before)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert bk.position_uniforms(0, 1, 0, 0, 0, 5, 3)[0].shape == (3, 0, 5)
+    with pytest.raises(ValueError):
+        bk.position_uniforms(0, 1, 0, 0, -1, 5, 3)
+
+
+# ----------------------------------------------------------------------------------------------
 # interface
 
 

@@ -257,3 +257,23 @@ def test_binarized_default_model_is_cheaper_by_paper_rule():
     assert fp.params == fp.params_effective
     assert fp.params / binary.params_effective > 10
     assert fp.macs / binary.ops_effective > 8
+
+
+@pytest.mark.parametrize("seed, top, left, h, w", [(0, 0, 0, 32, 24), (-7, 13, 2**31 + 5, 9, 11)])
+def test_position_noise_native_uniforms_are_the_torch_definition(monkeypatch, seed, top, left,
+                                                                 h, w):
+    """On the CPU the uniforms come from the native kernels where they exist; the noise is
+    bit-identical to the torch definition (the fallback), for every kernel."""
+    from bimacosr_app.model import noise
+
+    bk = pytest.importorskip("bimacosr_app._bitkernels")
+    with monkeypatch.context() as m:
+        m.setattr(noise, "_native_uniforms", lambda *args: None)
+        want = noise.position_noise(seed, top, left, h, w, 48)
+    assert noise._native_uniforms(seed, top, left, h, w, 48) is not None
+    for kernel in bk.available_kernels():
+        bk.set_kernel(kernel)
+        try:
+            assert torch.equal(noise.position_noise(seed, top, left, h, w, 48), want), kernel
+        finally:
+            bk.set_kernel("auto")

@@ -3,7 +3,10 @@
 :func:`pack_model` replaces, in place, every :class:`BinaryConv2d` (3x3 stride 1/2, 1x1) and
 :class:`BinaryLinear` of a binarized Denoiser (training or deploy form, time path folded or
 not) by a module that calls ``bimacosr_app._bitkernels``; everything else (conv_in/conv_out,
-norms, attention, activations, up/downsampling glue, the Denoiser's forward) stays torch.
+attention, activations other than SiLU, up/downsampling glue, the Denoiser's forward) stays
+torch, except the LayerNorms: every ``LayerNorm2d`` and ``nn.LayerNorm`` runs on the kernels'
+``layer_norm``, and each ResBlock computes ``SiLU(norm(x))`` in one native pass (its norm
+modules and their parameters stay in place, so a ResBlock keeps its submodule names).
 
 Layout rules (kernels/README.md, DESIGN.md 3):
 
@@ -39,6 +42,7 @@ from ..checkpoint import PackedCheckpoint
 from ..checkpoint.bitpack import pack_signs
 from ..model.binary import BinaryConv2d, BinaryLinear
 from ..model.pipeline import upscale_tile
+from ..model.unet import LayerNorm2d, ResBlock
 from .backends import Backend, _check_tile, register_backend
 from .kernels import load_kernels
 
@@ -151,6 +155,48 @@ class PackedLinear(_PackedLayer):
         return torch.from_numpy(y).view(*lead, self.out_features)
 
 
+def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor, silu: bool = False) -> torch.Tensor:
+    """``norm`` over the last dim of x (then SiLU if ``silu``) on the native kernels."""
+    if not x.is_contiguous():
+        x = x.contiguous()
+    y = _kernels().layer_norm(x.detach().numpy(), norm.weight.detach().numpy(),
+                              norm.bias.detach().numpy(), norm.eps, silu)
+    return torch.from_numpy(y)
+
+
+def _layer_norm2d(norm: LayerNorm2d, x: torch.Tensor, silu: bool = False) -> torch.Tensor:
+    """LayerNorm2d (over channels; then SiLU if ``silu``): (B,C,H,W) -> (B,C,H,W)
+    channels_last, computed on the NHWC view of a channels_last input without copies."""
+    return _layer_norm(norm, x.permute(0, 2, 3, 1), silu).permute(0, 3, 1, 2)
+
+
+class _NativeLayerNorm(nn.LayerNorm):
+    """nn.LayerNorm (over the last dim) on the native kernels."""
+
+    def forward(self, x):
+        return _layer_norm(self, x)
+
+
+class _NativeLayerNorm2d(LayerNorm2d):
+    """LayerNorm2d on the native kernels."""
+
+    def forward(self, x):
+        return _layer_norm2d(self, x)
+
+
+class _PackedResBlock(ResBlock):
+    """ResBlock with ``SiLU(norm(.))`` in one native pass: same submodules, same function."""
+
+    def forward(self, x, temb):
+        h = self.conv1(_layer_norm2d(self.norm1, x, silu=True))
+        if self.film is None:  # time path folded: FiLM lives in norm2's affine
+            h = _layer_norm2d(self.norm2, h, silu=True)
+        else:
+            scale, shift = self.film_terms(temb)
+            h = F.silu(_layer_norm2d(self.norm2, h) * (1 + scale) + shift)
+        return self.skip(x) + self.conv2(h)
+
+
 def _sync_threads(module: nn.Module, args) -> None:
     """Forward pre-hook: the kernels' pool takes torch's thread count."""
     _kernels().set_num_threads(torch.get_num_threads())
@@ -160,9 +206,11 @@ def pack_model(model: nn.Module) -> nn.Module:
     """Convert a binarized Denoiser in place to the packed CPU form and return it.
 
     Every BinaryConv2d becomes a :class:`PackedConv2d` and every BinaryLinear a
-    :class:`PackedLinear`; the model is put in eval mode, frozen, moved to channels_last and
-    gets a forward pre-hook that gives the kernels torch's thread count. Run it under
-    ``torch.inference_mode()``. RuntimeError when the native kernels are unavailable.
+    :class:`PackedLinear`; ResBlocks and LayerNorms (with affine parameters) switch to their
+    native-kernel forwards (same modules and parameters, another class); the model is put in
+    eval mode, frozen, moved to channels_last and gets a forward pre-hook that gives the
+    kernels torch's thread count. Run it under ``torch.inference_mode()``. RuntimeError when
+    the native kernels are unavailable.
     """
     _kernels()
     model.eval().requires_grad_(False)
@@ -175,6 +223,13 @@ def pack_model(model: nn.Module) -> nn.Module:
             continue
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, packed)
+    for module in model.modules():
+        if type(module) is ResBlock:
+            module.__class__ = _PackedResBlock
+        elif type(module) in (nn.LayerNorm, LayerNorm2d) and module.weight is not None \
+                and module.bias is not None:
+            module.__class__ = _NativeLayerNorm2d if type(module) is LayerNorm2d \
+                else _NativeLayerNorm
     model.to(memory_format=torch.channels_last)
     model.register_forward_pre_hook(_sync_threads)
     return model

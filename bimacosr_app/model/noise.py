@@ -5,6 +5,10 @@ tile computes exactly the noise the whole image would have there, and the same i
 settings always give the same output, on any device. Uniforms come from a 32-bit integer hash
 (Wellons' "lowbias32" finaliser, chained over seed, row, column, channel and stream); two
 uniforms give one normal value by Box-Muller.
+
+On the CPU the uniforms come from the native kernels' ``position_uniforms`` when they are
+available (bimacosr_app._bitkernels, integer-exact, so bit-identical to the torch definition
+below, which stays the definition and the fallback); Box-Muller always runs in torch.
 """
 
 from __future__ import annotations
@@ -38,6 +42,19 @@ def _uniform(seed: int, stream: int, ch, ys, xs) -> torch.Tensor:
     return ((h >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
 
 
+def _native_uniforms(seed: int, top: int, left: int, height: int, width: int,
+                     channels: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(u1, u2), each (C, H, W) float32, from the native kernels; None where unavailable."""
+    from ..engine.kernels import load_kernels  # lazy: engine imports model
+
+    kernels = load_kernels()
+    if kernels is None:
+        return None
+    u1, u2 = kernels.position_uniforms((seed * 2) & _MASK32, (seed * 2 + 1) & _MASK32,
+                                       top, left, height, width, channels)
+    return torch.from_numpy(u1), torch.from_numpy(u2)
+
+
 def position_noise(
     seed: int,
     top: int,
@@ -49,10 +66,15 @@ def position_noise(
 ) -> torch.Tensor:
     """Standard normal noise (1, channels, height, width) for the LR region at (top, left)."""
     device = torch.device(device)
-    ch = torch.arange(channels, dtype=torch.int64, device=device).view(-1, 1, 1)
-    ys = torch.arange(top, top + height, dtype=torch.int64, device=device).view(1, -1, 1)
-    xs = torch.arange(left, left + width, dtype=torch.int64, device=device).view(1, 1, -1)
-    u1 = _uniform(seed, 0, ch, ys, xs)
-    u2 = _uniform(seed, 1, ch, ys, xs)
+    native = _native_uniforms(seed, top, left, height, width, channels) \
+        if device.type == "cpu" else None
+    if native is not None:
+        u1, u2 = native
+    else:
+        ch = torch.arange(channels, dtype=torch.int64, device=device).view(-1, 1, 1)
+        ys = torch.arange(top, top + height, dtype=torch.int64, device=device).view(1, -1, 1)
+        xs = torch.arange(left, left + width, dtype=torch.int64, device=device).view(1, 1, -1)
+        u1 = _uniform(seed, 0, ch, ys, xs)
+        u2 = _uniform(seed, 1, ch, ys, xs)
     z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
     return z.unsqueeze(0)

@@ -32,4 +32,12 @@ void binary_gemm(const uint64_t* x, const float* alpha, const uint64_t* w, int64
                  const float* shift_in, const float* slope, const float* shift_out,
                  const float* add, float* out);
 
+// LayerNorm over the last axis of x[P, C], then SiLU if `silu` (see NormArgs). out may alias x.
+void layer_norm(const float* x, int64_t P, int64_t C, const float* gamma, const float* beta,
+                float eps, bool silu, float* out);
+
+// Position-noise uniforms u1, u2: float32[C, H, W] each (see NoiseArgs).
+void position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left, int64_t H,
+                       int64_t W, int64_t C, float* u1, float* u2);
+
 }  // namespace bk

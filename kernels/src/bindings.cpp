@@ -167,6 +167,40 @@ OutF32 binary_gemm(const AnyArray& bits, const AnyArray& alpha, const AnyArray& 
     return OutF32(out, {size_t(M), size_t(Nout)}, owner);
 }
 
+OutF32 layer_norm(const AnyArray& x, const AnyArray& gamma, const AnyArray& beta, double eps,
+                  bool silu) {
+    if (x.ndim() < 1) fail("x must have at least 1 dimension");
+    std::vector<int64_t> any(x.ndim(), -1);
+    const auto* xp = static_cast<const float*>(check(x, "x", Kind::F32, any));
+    const int64_t C = x.shape(x.ndim() - 1);
+    if (C < 1) fail("x must have at least 1 channel");
+    const auto* gp = static_cast<const float*>(check(gamma, "gamma", Kind::F32, {C}));
+    const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {C}));
+    std::vector<size_t> shape(x.ndim());
+    for (size_t i = 0; i < x.ndim(); ++i) shape[i] = x.shape(i);
+    const int64_t P = static_cast<int64_t>(x.size()) / C;
+    auto [out, owner] = alloc<float>(static_cast<size_t>(P * C));
+    {
+        nb::gil_scoped_release release;
+        bk::layer_norm(xp, P, C, gp, bp, static_cast<float>(eps), silu, out);
+    }
+    return OutF32(out, x.ndim(), shape.data(), owner);
+}
+
+nb::tuple position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left,
+                            int64_t height, int64_t width, int64_t channels) {
+    if (height < 0 || width < 0 || channels < 0) fail("height, width and channels must be >= 0");
+    const size_t n = static_cast<size_t>(channels * height * width);
+    auto [u1, o1] = alloc<float>(n);
+    auto [u2, o2] = alloc<float>(n);
+    {
+        nb::gil_scoped_release release;
+        bk::position_uniforms(seed0, seed1, top, left, height, width, channels, u1, u2);
+    }
+    const size_t shape[3] = {size_t(channels), size_t(height), size_t(width)};
+    return nb::make_tuple(OutF32(u1, 3, shape, o1), OutF32(u2, 3, shape, o2));
+}
+
 }  // namespace
 
 NB_MODULE(_bitkernels, m) {
@@ -190,6 +224,14 @@ NB_MODULE(_bitkernels, m) {
           "bias"_a.none() = nb::none(), "rprelu"_a.none() = nb::none(), "add"_a.none() = nb::none(),
           "Binary GEMM -> float32[M,Nout]: y = alpha[m]*beta[o]*(k - 2*popcount(x[m]^w[o])) + "
           "bias[o]; then optional RPReLU, then optional y += add.");
+    m.def("layer_norm", &layer_norm, "x"_a, "gamma"_a, "beta"_a, "eps"_a, "silu"_a = false,
+          "layer_norm(x: float32[..., C], gamma, beta: float32[C], eps, silu=False) -> float32 "
+          "like x\n\nLayerNorm over the last axis (biased variance), then x * sigmoid(x) if silu.");
+    m.def("position_uniforms", &position_uniforms, "seed0"_a, "seed1"_a, "top"_a, "left"_a,
+          "height"_a, "width"_a, "channels"_a,
+          "position_uniforms(seed0, seed1, top, left, height, width, channels) -> (u1, u2: "
+          "float32[C,H,W])\n\nThe uniforms of model/noise.py: seed_s = (2*seed + s) mod 2^32, "
+          "lowbias32 chained over seed_s, row, column, channel; (float(h >> 8) + 0.5) / 2^24.");
     m.def("cpu_features", &bk::cpu_features, "CPU (and OS) features relevant to the kernels.");
     m.def("available_kernels", &bk::available_kernels, "Kernels usable on this CPU and build.");
     m.def("kernel_name", &bk::kernel_name, "The active kernel: avx512, avx2, neon or reference.");

@@ -60,6 +60,31 @@ struct PackArgs {
     int64_t Cw;
 };
 
+// LayerNorm over the last axis of x[P, C] (biased variance, eps inside the square root), then
+// optionally SiLU:  y = (x - mean) / sqrt(var + eps) * gamma + beta;  silu: y = y / (1 + exp(-y)).
+struct NormArgs {
+    const float* x;      // [P, C]
+    const float* gamma;  // [C]
+    const float* beta;   // [C]
+    float* out;          // [P, C] (may alias x)
+    int64_t P, C;
+    float eps;
+    bool silu;
+};
+
+// The position-noise uniforms of bimacosr_app/model/noise.py (Wellons' lowbias32 chained over
+// the stream seed, absolute row, absolute column and channel), written as [C, H, W] float32:
+//   h = lb(lb(lb(lb(seed_s) ^ u32(top + y)) ^ u32(left + x)) ^ c)
+//   u_s[c, y, x] = (float(h >> 8) + 0.5f) * 2^-24        (float32 arithmetic, round to nearest)
+// seed_s = (2 * seed + s) mod 2^32 for stream s = 0 (u1) and 1 (u2). Integer-exact, so every
+// kernel gives the same bits as the torch definition.
+struct NoiseArgs {
+    uint32_t seed0, seed1;
+    int64_t top, left, H, W, C;
+    float* u1;  // [C, H, W]
+    float* u2;  // [C, H, W]
+};
+
 // The vector kernels read weights repacked by their own `repack` function (output channels in
 // groups of `group`), and some read activations re-encoded by their own `prep_x` function
 // (`xprep` uint64 per packed word, e.g. the AVX2 kernel's nibble lookup offsets).
@@ -103,6 +128,8 @@ struct KernelImpl {
     void (*pack)(const PackArgs&, int64_t p0, int64_t p1);
     void (*conv3x3)(const ConvArgs&, int64_t n, int64_t oy0, int64_t oy1);
     void (*gemm)(const GemmArgs&, int64_t m0, int64_t m1);
+    void (*layer_norm)(const NormArgs&, int64_t p0, int64_t p1);  // rows [p0, p1)
+    void (*noise)(const NoiseArgs&, int64_t y0, int64_t y1);        // rows [y0, y1)
 };
 
 // Defined in the per-ISA translation units (only those that were compiled in).

@@ -502,4 +502,28 @@ void binary_gemm(const uint64_t* x, const float* alpha, const uint64_t* w, int64
     });
 }
 
+void layer_norm(const float* x, int64_t P, int64_t C, const float* gamma, const float* beta,
+                float eps, bool silu, float* out) {
+    const KernelImpl& k = *current();
+    NormArgs a{x, gamma, beta, out, P, C, eps, silu};
+    const int64_t ntasks = task_count(P, static_cast<double>(C), 1 << 15);
+    if (ntasks == 0) return;
+    const int64_t per = ceil_div(P, ntasks);
+    parallel_for(ceil_div(P, per), [&](int64_t i) {
+        k.layer_norm(a, i * per, std::min(P, (i + 1) * per));
+    });
+}
+
+void position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left, int64_t H,
+                       int64_t W, int64_t C, float* u1, float* u2) {
+    const KernelImpl& k = *current();
+    NoiseArgs a{seed0, seed1, top, left, H, W, C, u1, u2};
+    const int64_t ntasks = task_count(H, static_cast<double>(W * C), 1 << 15);
+    if (ntasks == 0 || W * C == 0) return;
+    const int64_t per = ceil_div(H, ntasks);
+    parallel_for(ceil_div(H, per), [&](int64_t i) {
+        k.noise(a, i * per, std::min(H, (i + 1) * per));
+    });
+}
+
 }  // namespace bk

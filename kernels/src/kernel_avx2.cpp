@@ -14,8 +14,13 @@
 #if defined(BK_HAVE_AVX2)
 #include <immintrin.h>
 
+#include <cmath>
+#include <cstring>
+
 namespace bk {
 namespace {
+
+#include "generic_ops.inc"
 
 constexpr int64_t kG = 8;           // output channels per group
 constexpr int64_t kWordStride = 16;  // uint64 per (group, tap, word): A_lo, A_hi, B_lo, B_hi
@@ -279,7 +284,9 @@ const KernelImpl kImplAvx2 = {"avx2",
                               repack_avx2,
                               pack_avx2,
                               conv_avx2,
-                              gemm_avx2};
+                              gemm_avx2,
+                              layer_norm_generic,
+                              noise_generic};
 
 }  // namespace bk
 #endif  // BK_HAVE_AVX2

@@ -9,8 +9,13 @@
 #if defined(BK_HAVE_AVX512)
 #include <immintrin.h>
 
+#include <cmath>
+#include <cstring>
+
 namespace bk {
 namespace {
+
+#include "generic_ops.inc"
 
 constexpr int64_t kG = 16;  // output channels per group
 
@@ -212,7 +217,9 @@ const KernelImpl kImplAvx512 = {"avx512",
                                 repack_avx512,
                                 pack_avx512,
                                 conv_avx512,
-                                gemm_avx512};
+                                gemm_avx512,
+                                layer_norm_generic,
+                                noise_generic};
 
 }  // namespace bk
 #endif  // BK_HAVE_AVX512

@@ -8,8 +8,13 @@
 #if defined(BK_HAVE_NEON)
 #include <arm_neon.h>
 
+#include <cmath>
+#include <cstring>
+
 namespace bk {
 namespace {
+
+#include "generic_ops.inc"
 
 constexpr int64_t kG = 8;  // output channels per group
 
@@ -235,7 +240,9 @@ const KernelImpl kImplNeon = {"neon",
                                 repack_neon,
                                 pack_neon,
                                 conv_neon,
-                                gemm_neon};
+                                gemm_neon,
+                              layer_norm_generic,
+                              noise_generic};
 
 }  // namespace bk
 #endif  // BK_HAVE_NEON

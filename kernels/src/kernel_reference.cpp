@@ -1,6 +1,8 @@
 // Scalar reference kernels: plain loops, portable popcount, no intrinsics.
 // Compiled with the project's baseline flags only. These define the semantics that every
 // optimized kernel is tested against (see bitkernels.h for the layout and the formulas).
+#include <cmath>
+
 #include "bitkernels.h"
 
 namespace bk {
@@ -88,10 +90,53 @@ void gemm_ref(const GemmArgs& a, int64_t m0, int64_t m1) {
     }
 }
 
+// LayerNorm (+ SiLU) of one row at a time in double precision, std::exp.
+void layer_norm_ref(const NormArgs& a, int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+        const float* x = a.x + p * a.C;
+        float* out = a.out + p * a.C;
+        double sum = 0.0, ss = 0.0;
+        for (int64_t c = 0; c < a.C; ++c) sum += x[c];
+        const double mean = sum / static_cast<double>(a.C);
+        for (int64_t c = 0; c < a.C; ++c) ss += (x[c] - mean) * (x[c] - mean);
+        const double rstd = 1.0 / std::sqrt(ss / static_cast<double>(a.C) + a.eps);
+        for (int64_t c = 0; c < a.C; ++c) {
+            double y = (x[c] - mean) * rstd * a.gamma[c] + a.beta[c];
+            if (a.silu) y = y / (1.0 + std::exp(-y));
+            out[c] = static_cast<float>(y);
+        }
+    }
+}
+
+uint32_t lowbias32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    return x ^ (x >> 16);
+}
+
+// The noise definition of bitkernels.h, one element at a time.
+void noise_ref(const NoiseArgs& a, int64_t y0, int64_t y1) {
+    const uint32_t seeds[2] = {a.seed0, a.seed1};
+    float* outs[2] = {a.u1, a.u2};
+    for (int s = 0; s < 2; ++s)
+        for (int64_t c = 0; c < a.C; ++c)
+            for (int64_t y = y0; y < y1; ++y)
+                for (int64_t x = 0; x < a.W; ++x) {
+                    uint32_t h = lowbias32(seeds[s]);
+                    h = lowbias32(h ^ static_cast<uint32_t>(a.top + y));
+                    h = lowbias32(h ^ static_cast<uint32_t>(a.left + x));
+                    h = lowbias32(h ^ static_cast<uint32_t>(c));
+                    outs[s][(c * a.H + y) * a.W + x] =
+                        (static_cast<float>(h >> 8) + 0.5f) * (1.0f / 16777216.0f);
+                }
+}
+
 }  // namespace
 
 const KernelImpl kImplReference = {
     "reference", /*group=*/1, /*xprep=*/0, /*prep_x=*/nullptr, /*repacked_size=*/nullptr,
-    /*repack=*/nullptr, pack_ref, conv3x3_ref, gemm_ref};
+    /*repack=*/nullptr, pack_ref, conv3x3_ref, gemm_ref, layer_norm_ref, noise_ref};
 
 }  // namespace bk
