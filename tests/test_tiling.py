@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from val_photos import photo_lr
 
 from bimacosr_app.engine import select_backend
 from bimacosr_app.model import Denoiser, position_noise, upscale_tile
@@ -46,23 +45,7 @@ from bimacosr_app.tiling import (
     upscale_image,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-VAL = next((p for p in (ROOT / "shared/data/val", ROOT.parent / "shared/data/val") if p.is_dir()),
-           ROOT / "shared/data/val")
 M = 64  # required multiple of the default model
-
-
-def photo_lr(name: str, width: int, height: int) -> np.ndarray:
-    """A real photo's centre crop, area-downscaled 4x to (height, width, 3) float32 in [0, 1]."""
-    path = VAL / name
-    if not path.exists():
-        pytest.skip(f"validation photo {path} not available")
-    im = Image.open(path).convert("RGB")
-    w, h = im.size
-    left, top = (w - 4 * width) // 2, (h - 4 * height) // 2
-    im = im.crop((left, top, left + 4 * width, top + 4 * height))
-    im = im.resize((width, height), Image.Resampling.BOX)
-    return np.asarray(im, dtype=np.float32) / 255
 
 
 class LocalBackend:

@@ -6,9 +6,10 @@ see :mod:`bimacosr_app.metrics`) per image and as means, next to bicubic.
 
 ``--checkpoint`` is a packed model file (run by the engine's ``reference`` backend, or
 ``--backend``) or a training run directory (its EMA weights, or the live ones with
-``--weights model``; a teacher run samples all T steps, the other stages one). Without ``--lr-dir``/``--gt-dir`` it measures the validation
-photos on both tracks (bicubic and realistic, fixed seeds: see ``data.validation_pairs``);
-with them, LR and ground-truth images are paired by file stem. ``--save`` writes the outputs
+``--weights model``; a teacher run samples all T steps, the other stages one). Without
+``--lr-dir``/``--gt-dir`` it measures the validation photos on both tracks (bicubic and
+realistic, fixed seeds: see ``data.validation_pairs``); with them, LR and ground-truth images
+are paired by file stem. ``--save`` writes the outputs
 as PNG named like the inputs (one sub-folder per track for the validation photos).
 """
 
