@@ -72,10 +72,10 @@ def golden_model() -> Denoiser:
     return model.eval()
 
 
-def random_model(config: ModelConfig = TINY, seed: int = 0) -> Denoiser:
+def random_model(config: ModelConfig = TINY, seed: int = 0, shortcut: bool = False) -> Denoiser:
     """A binarized model with every parameter randomly perturbed, as if trained."""
     torch.manual_seed(seed)
-    model = binarize(Denoiser(config), seed=seed)
+    model = binarize(Denoiser(config), seed=seed, shortcut=shortcut)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -257,6 +257,8 @@ def test_rejects_bad_layouts(tiny, tmp_path, case, edit, message):
     ({"format": "something-else"}, "not a bimacosr-packed checkpoint"),
     ({"time_folded_at": "1"}, "time_folded_at=1 is not the one-step model's t"),
     ({"architecture": "{not json"}, "bad metadata 'architecture'"),
+    ({"binarization": '{"rank": 8, "smb": true, "lrmb": true, "shortcut": "yes"}'},
+     "shortcut must be a bool"),
 ])
 def test_rejects_bad_metadata(tiny, tmp_path, metadata, message):
     _, path, _ = tiny
@@ -382,6 +384,11 @@ def exported(tiny, tmp_path_factory):
                 model = _real_model()
                 path = tmp_path_factory.mktemp("real") / "model.safetensors"
                 export_packed(model, DIFFUSION, path, PROVENANCE)
+            elif which == "tiny with shortcut":
+                model = random_model(shortcut=True)
+                path = tmp_path_factory.mktemp("shortcut") / "model.safetensors"
+                export_packed(model, DIFFUSION, path, PROVENANCE)
+                assert load_packed(path).binarization["shortcut"] is True
             else:
                 model, path, _ = tiny
             cache[which] = model, load_packed(path).to_model()
@@ -389,7 +396,7 @@ def exported(tiny, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("which", ["tiny random float32", "session-1"])
+@pytest.mark.parametrize("which", ["tiny random float32", "tiny with shortcut", "session-1"])
 def test_deploy_model_is_exactly_the_stored_precision_network(which, exported):
     model, deploy = exported(which)
     reference, lr01 = _stored_precision(model), photo_crop()
@@ -399,7 +406,8 @@ def test_deploy_model_is_exactly_the_stored_precision_network(which, exported):
                            upscale_tile(reference, schedule, lr01, seed=1))
 
 
-@pytest.mark.parametrize("which, bound", [("tiny random float32", 2e-3), ("session-1", 1e-6)])
+@pytest.mark.parametrize("which, bound", [("tiny random float32", 2e-3),
+                                          ("tiny with shortcut", 2e-3), ("session-1", 1e-6)])
 def test_each_layer_differs_by_float16_storage_only(which, bound, exported):
     model, deploy = exported(which)
     errors = _layer_errors(fold_time(copy.deepcopy(model), 3), deploy, photo_crop())

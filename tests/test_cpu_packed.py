@@ -178,9 +178,9 @@ def photo_crops() -> list[torch.Tensor]:
     return crops
 
 
-def random_model(folded: bool, schedule: ResShiftSchedule) -> nn.Module:
+def random_model(folded: bool, schedule: ResShiftSchedule, shortcut: bool = False) -> nn.Module:
     torch.manual_seed(0)
-    model = binarize(Denoiser()).eval().requires_grad_(False)
+    model = binarize(Denoiser(), shortcut=shortcut).eval().requires_grad_(False)
     return fold_time(model, schedule.steps - 1) if folded else model
 
 
@@ -263,14 +263,17 @@ def backend_case() -> Case:
     return Case(reference.model, reference.schedule, packed.model)
 
 
-@pytest.fixture(scope="module", params=["random", "random-folded", "real", "backend"])
+@pytest.fixture(scope="module",
+                params=["random", "random-folded", "random-shortcut", "real", "backend"])
 def case(request):
     if request.param == "real":
         return Case(*real_model())
     if request.param == "backend":
         return backend_case()
     schedule = ResShiftSchedule(DiffusionConfig(steps=4))
-    return Case(random_model(request.param == "random-folded", schedule), schedule)
+    model = random_model(request.param == "random-folded", schedule,
+                         shortcut=request.param == "random-shortcut")
+    return Case(model, schedule)
 
 
 def test_pack_model_converts_every_binary_layer():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from bimacosr_app.model import (
     BinaryConv2d,
@@ -22,7 +23,7 @@ from bimacosr_app.model import (
     to_latent,
     upscale_tile,
 )
-from bimacosr_app.model.binary import _ApproxSign, _ClippedSign
+from bimacosr_app.model.binary import _ApproxSign, _ClippedSign, shortcut_matrix
 
 # sqrt(eta_t) for T = 15, p = 0.3, sqrt(eta_0) = 0.02, sqrt(eta_14) = 0.99 (docs/ARCHITECTURE.md)
 SQRT_ETA_T15 = [0.02, 0.117165, 0.176305, 0.233629, 0.291574, 0.351009, 0.412356, 0.475858,
@@ -277,3 +278,35 @@ def test_position_noise_native_uniforms_are_the_torch_definition(monkeypatch, se
             assert torch.equal(noise.position_noise(seed, top, left, h, w, 48), want), kernel
         finally:
             bk.set_kernel("auto")
+
+
+def test_shortcut_matrix_averages_narrowing_and_repeats_widening_inputs():
+    assert torch.equal(shortcut_matrix(5, 5), torch.eye(5))
+    x, skip = torch.randn(4), torch.randn(4)
+    torch.testing.assert_close(shortcut_matrix(4, 8) @ torch.cat([x, skip]), (x + skip) / 2)
+    assert torch.equal(shortcut_matrix(9, 3) @ x[:3], x[:3].repeat(3))
+    for cout, cin in ((128, 160), (160, 128), (64, 129)):
+        m = shortcut_matrix(cout, cin)
+        torch.testing.assert_close(m.sum(dim=1), torch.ones(cout))  # each output: a mean
+        assert (m > 0).any(dim=0).all()  # every input reaches some output
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_binarize_shortcut_is_a_fixed_unstored_branch(stride):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 4, 3, stride=stride, padding=1)
+    plain = BinaryConv2d.from_conv(conv)
+    with_shortcut = BinaryConv2d.from_conv(conv, shortcut=True)
+    x = torch.randn(2, 6, 9, 7)
+    expected = plain(x) + F.conv2d(x, shortcut_matrix(4, 6)[:, :, None, None], stride=stride)
+    torch.testing.assert_close(with_shortcut(x), expected)
+    assert "shortcut" not in with_shortcut.state_dict()
+    linear = nn.Linear(6, 12)
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(BinaryLinear.from_linear(linear, shortcut=True)(x),
+                               BinaryLinear.from_linear(linear)(x) + x.repeat(1, 2))
+    model = binarize(Denoiser(), shortcut=True)
+    assert model.binarization["shortcut"] is True
+    assert "shortcut" not in binarize(Denoiser()).binarization
+    assert all(m.has_shortcut for m in model.modules()
+               if isinstance(m, (BinaryConv2d, BinaryLinear)))

@@ -64,8 +64,11 @@ Metadata (all values strings)
     format            "bimacosr-packed"
     format_version    "1"; readers reject versions they do not know
     architecture      ModelConfig.to_dict() as JSON
-    binarization      JSON with at least rank (int >= 1), smb, lrmb (bool); the other
-                      binarize() options are informational
+    binarization      JSON with at least rank (int >= 1), smb, lrmb (bool); optional
+                      shortcut (bool, default false: absent in files without it) adds
+                      model.binary.shortcut_matrix(Cout, Cin) to every layer's branch (a
+                      fixed operator, so no tensor); the other binarize() options are
+                      informational
     diffusion         DiffusionConfig.to_dict() as JSON (T = steps)
     time_folded_at    the t the time path was folded at, decimal; always steps - 1
     provenance        JSON from the exporter's caller (source commit, data, steps, metrics)

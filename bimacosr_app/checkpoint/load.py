@@ -73,7 +73,8 @@ class PackedCheckpoint:
         model = Denoiser(self.architecture)
         b = self.binarization
         # Structure only (which branches, their sizes); every value is replaced below.
-        binarize(model, rank=b["rank"], smb=b["smb"], lrmb=b["lrmb"], svd_init=False)
+        binarize(model, rank=b["rank"], smb=b["smb"], lrmb=b["lrmb"], svd_init=False,
+                 shortcut=b.get("shortcut", False))
         fold_time(model, self.time_folded_at)
         state = {}
         for name, array in self.tensors.items():
@@ -179,6 +180,8 @@ def _parse_metadata(path: Path, raw: dict[str, str]) -> dict:
         if not (isinstance(b.get("rank"), int) and b["rank"] >= 1
                 and isinstance(b.get("smb"), bool) and isinstance(b.get("lrmb"), bool)):
             raise ValueError("needs rank (int >= 1), smb and lrmb (bool)")
+        if not isinstance(b.get("shortcut", False), bool):
+            raise ValueError("shortcut must be a bool")
         return b
 
     def digest(text):

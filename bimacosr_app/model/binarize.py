@@ -28,14 +28,17 @@ def binarize(
     lrmb: bool = True,
     svd_init: bool = True,
     rprelu_slope: float = 0.25,
+    shortcut: bool = False,
     seed: int = 0,
 ) -> nn.Module:
     """Replace every binarizable layer by BinaryConv2d/BinaryLinear (SMB, then LRMB, then
     the binary remainder), keeping the function exact at conversion up to binarization.
 
     The switches give the paper's ablations: ``smb=False, lrmb=False`` is BMB only;
-    ``svd_init=False`` starts LRMB LoRA-style instead of from the SVD. The options are
-    recorded in ``model.binarization``. Returns ``model``.
+    ``svd_init=False`` starts LRMB LoRA-style instead of from the SVD. ``shortcut`` adds the
+    parameter-free full-precision shortcut to every layer (``binary.shortcut_matrix``; this
+    changes the function at conversion). The options are recorded in ``model.binarization``
+    (``shortcut`` only when on). Returns ``model``.
     """
     generator = torch.Generator().manual_seed(seed)
     for name in binarizable_layers(model):
@@ -45,11 +48,14 @@ def binarize(
         if isinstance(layer, nn.Conv2d):
             new = BinaryConv2d.from_conv(layer, smb=smb, lrmb=lrmb, rank=rank,
                                          svd_init=svd_init, rprelu_slope=rprelu_slope,
-                                         generator=generator)
+                                         shortcut=shortcut, generator=generator)
         else:
             new = BinaryLinear.from_linear(layer, smb=smb, lrmb=lrmb, rank=rank,
-                                           svd_init=svd_init, generator=generator)
+                                           svd_init=svd_init, shortcut=shortcut,
+                                           generator=generator)
         setattr(parent, child_name, new)
     model.binarization = {"rank": rank, "smb": smb, "lrmb": lrmb, "svd_init": svd_init,
                           "rprelu_slope": rprelu_slope, "seed": seed}
+    if shortcut:  # recorded only when on, so files without it read as shortcut-free
+        model.binarization["shortcut"] = True
     return model

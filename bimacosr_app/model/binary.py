@@ -21,6 +21,11 @@ A binarized layer computes (DESIGN.md sections 1 and 3)
 Both branches use the conv's stride (stride-matched, DESIGN.md 2.6): for a 3x3 conv with
 padding 1 and stride s, output pixel p's centre tap reads input pixel s*p, which is what a 1x1
 conv with stride s reads.
+* Shortcut (optional, ``shortcut=True``; our addition, BBCU-style): a fixed, parameter-free
+  1x1 operator ``shortcut_matrix(Cout, Cin)`` on the full-precision input, so that
+  full-precision information crosses every 1-bit layer, also those that change the channel
+  count. Being a 1x1 operator it joins SMB + LRMB in ``branch_matrix()``: every backend runs it
+  inside the dense branch, at no extra cost, and it is never stored.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "RPReLU",
     "binarize_activation",
     "binarize_weight",
+    "shortcut_matrix",
     "sign",
 ]
 
@@ -105,6 +111,24 @@ class RPReLU(nn.Module):
         return u + self._view(self.shift_out, x.dim())
 
 
+def shortcut_matrix(cout: int, cin: int) -> torch.Tensor:
+    """The parameter-free shortcut as a (Cout, Cin) matrix.
+
+    Cin >= Cout: input channel i feeds output i mod Cout, and each output averages the inputs
+    that feed it (identity for Cin == Cout; for a concatenation [x, skip] of two C-channel
+    maps, (x + skip) / 2). Cin < Cout: output o copies input o mod Cin (q, k and v each get x;
+    a widening layer repeats its input's channels).
+    """
+    m = torch.zeros(cout, cin)
+    if cin >= cout:
+        i = torch.arange(cin)
+        m[i % cout, i] = 1.0
+        return m / m.sum(dim=1, keepdim=True)
+    o = torch.arange(cout)
+    m[o, o % cin] = 1.0
+    return m
+
+
 class _MatrixBranches(nn.Module):
     """SMB and LRMB shared by BinaryConv2d and BinaryLinear.
 
@@ -113,16 +137,23 @@ class _MatrixBranches(nn.Module):
       smb_value  (n,)       trainable values
       lrmb_down  (r, Cin)   "B" = sqrt(S_r) V_r^T
       lrmb_up    (Cout, r)  "A" = U_r sqrt(S_r)
+      shortcut   (Cout, Cin) shortcut_matrix(), fixed, not in the state dict
     """
 
     in_features: int
     out_features: int
 
-    def _init_branches(self):
+    def _init_branches(self, shortcut: bool):
         self.register_buffer("smb_index", None)
         self.smb_value = None
         self.lrmb_down = None
         self.lrmb_up = None
+        self.register_buffer("shortcut", shortcut_matrix(self.out_features, self.in_features)
+                             if shortcut else None, persistent=False)
+
+    @property
+    def has_shortcut(self) -> bool:
+        return self.shortcut is not None
 
     @property
     def has_smb(self) -> bool:
@@ -139,13 +170,15 @@ class _MatrixBranches(nn.Module):
         return dense.view(self.out_features, self.in_features)
 
     def branch_matrix(self) -> torch.Tensor | None:
-        """SMB + LRMB as one dense (Cout, Cin) matrix, or None without branches."""
+        """SMB + LRMB (+ shortcut) as one dense (Cout, Cin) matrix, or None without any."""
         m = None
         if self.has_smb:
             m = self.smb_matrix()
         if self.has_lrmb:
             low = self.lrmb_up @ self.lrmb_down
             m = low if m is None else m + low
+        if self.has_shortcut:
+            m = self.shortcut if m is None else m + self.shortcut
         return m
 
     @torch.no_grad()
@@ -202,7 +235,7 @@ class BinaryConv2d(_MatrixBranches):
     """Binarized conv (square kernel, padding k//2, stride 1 or 2) with RPReLU, SMB, LRMB."""
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, bias=True,
-                 rprelu_slope=0.25):
+                 rprelu_slope=0.25, shortcut=False):
         super().__init__()
         self.in_features = self.in_channels = in_channels
         self.out_features = self.out_channels = out_channels
@@ -213,16 +246,16 @@ class BinaryConv2d(_MatrixBranches):
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.rprelu = RPReLU(out_channels, rprelu_slope)
-        self._init_branches()
+        self._init_branches(shortcut)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, *, smb=True, lrmb=True, rank=8, svd_init=True,
-                  rprelu_slope=0.25, generator=None) -> BinaryConv2d:
+                  rprelu_slope=0.25, shortcut=False, generator=None) -> BinaryConv2d:
         k = conv.kernel_size[0]
         if conv.kernel_size != (k, k) or conv.padding != (k // 2, k // 2) or conv.groups != 1:
             raise ValueError(f"cannot binarize {conv}: square kernel, 'same' padding, groups=1")
         layer = cls(conv.in_channels, conv.out_channels, k, conv.stride[0],
-                    bias=conv.bias is not None, rprelu_slope=rprelu_slope)
+                    bias=conv.bias is not None, rprelu_slope=rprelu_slope, shortcut=shortcut)
         layer.to(conv.weight.device)
         w_b = layer.decompose(conv.weight, smb, lrmb, rank, svd_init, generator)
         with torch.no_grad():
@@ -238,7 +271,8 @@ class BinaryConv2d(_MatrixBranches):
         return F.conv2d(xb, wb, self.bias, self.stride, self.padding)
 
     def branches(self, x: torch.Tensor) -> torch.Tensor | None:
-        """SMB(x) + LRMB(x) on the full-precision input (one dense 1x1 conv), or None."""
+        """SMB(x) + LRMB(x) (+ shortcut) on the full-precision input (one dense 1x1 conv),
+        or None."""
         m = self.branch_matrix()
         return None if m is None else F.conv2d(x, m[:, :, None, None], stride=self.stride)
 
@@ -249,25 +283,27 @@ class BinaryConv2d(_MatrixBranches):
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
-                f"stride={self.stride}, smb={self.has_smb}, lrmb={self.has_lrmb}")
+                f"stride={self.stride}, smb={self.has_smb}, lrmb={self.has_lrmb}, "
+                f"shortcut={self.has_shortcut}")
 
 
 class BinaryLinear(_MatrixBranches):
     """Binarized linear over the last dim (per-token alpha), with SMB and LRMB; no RPReLU."""
 
-    def __init__(self, in_features, out_features, bias=True):
+    def __init__(self, in_features, out_features, bias=True, shortcut=False):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        self._init_branches()
+        self._init_branches(shortcut)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, *, smb=True, lrmb=True, rank=8, svd_init=True,
-                    generator=None) -> BinaryLinear:
-        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None)
+                    shortcut=False, generator=None) -> BinaryLinear:
+        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                    shortcut=shortcut)
         layer.to(linear.weight.device)
         w_b = layer.decompose(linear.weight, smb, lrmb, rank, svd_init, generator)
         with torch.no_grad():
@@ -287,4 +323,4 @@ class BinaryLinear(_MatrixBranches):
 
     def extra_repr(self):
         return (f"{self.in_features}, {self.out_features}, smb={self.has_smb}, "
-                f"lrmb={self.has_lrmb}")
+                f"lrmb={self.has_lrmb}, shortcut={self.has_shortcut}")
