@@ -11,26 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
+from benchmarks.cuda_timing import cuda_median_ms
 from bimacosr_app.engine import select_backend
 from bimacosr_app.model import Denoiser, upscale_tile
 
 
-def _median_ms(fn, repeats: int = 10, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def _median_ms(fn) -> float:
+    return cuda_median_ms(fn, repeats=10, warmup=3)
 
 
 def main() -> None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.cuda_timing import cuda_median_ms
 from bimacosr_app.model import (
     LATENT_CHANNELS,
     Denoiser,
@@ -34,17 +34,8 @@ from bimacosr_app.training.data import (
 )
 
 
-def _median_ms(fn, repeats: int = 20, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def _median_ms(fn) -> float:
+    return cuda_median_ms(fn, repeats=20, warmup=5)
 
 
 def data_rows(batch: int) -> list[dict]:
