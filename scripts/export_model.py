@@ -7,9 +7,10 @@
 weights ``model-*`` instead). The run's ``state.json`` and
 ``log.jsonl`` are read from ``--logs`` (default: ``--run`` itself when it has them, else
 ``<run>/../runs/<run name>``, the layout of a copied-back training session). Provenance: the
-source commit (``git rev-parse HEAD``), the training photos, the step count the last
-validation record and, with ``--eval``, the means of an ``evaluate --json`` report of the same
-weights on the validation photos (both tracks). Prints the content hash and file size.
+source commit (``git rev-parse HEAD``), the training photos, the step count, the last
+validation record (of the EMA weights) and, with ``--eval``, the means of an ``evaluate
+--json`` report of the same weights on the validation photos (both tracks). Prints the
+content hash and file size.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from bimacosr_app.checkpoint import export_packed  # noqa: E402
 from bimacosr_app.model import DiffusionConfig  # noqa: E402
 from bimacosr_app.training.data import default_data_dir, list_photos  # noqa: E402
-from bimacosr_app.training.trainer import load_ema_model  # noqa: E402
+from bimacosr_app.training.trainer import load_run_model  # noqa: E402
 
 
 def _logs_dir(run: Path) -> Path:
@@ -70,14 +71,14 @@ def provenance(run: Path, logs: Path, cfg, weights: str, report: dict | None) ->
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", type=Path, required=True, help="binarize run folder (EMA weights)")
+    p.add_argument("--run", type=Path, required=True, help="binarize run folder")
     p.add_argument("--logs", type=Path, help="folder with state.json and log.jsonl")
     p.add_argument("--out", type=Path, required=True, help="packed .safetensors to write")
     p.add_argument("--weights", choices=("ema", "model"), default="ema",
                    help="pack the EMA (default) or the live weights")
     p.add_argument("--eval", type=Path, help="evaluate --json report of these weights")
     args = p.parse_args(argv)
-    model, cfg = load_ema_model(args.run, "cpu", args.weights)
+    model, cfg = load_run_model(args.run, "cpu", args.weights)
     if cfg.stage != "binarize":
         p.error(f"{args.run} is a {cfg.stage} run; only binarize runs can be packed")
     report = json.loads(args.eval.read_text()) if args.eval else None

@@ -366,8 +366,8 @@ def _layer_errors(reference: Denoiser, deploy: Denoiser, lr01: torch.Tensor) -> 
 def _real_model():
     if not (REAL_RUN / "ema-01-of-02.safetensors").is_file():
         pytest.skip("no session-1 binarize run")
-    from bimacosr_app.training.trainer import load_ema_model
-    model, cfg = load_ema_model(REAL_RUN, "cpu")
+    from bimacosr_app.training.trainer import load_run_model
+    model, cfg = load_run_model(REAL_RUN, "cpu")
     assert DiffusionConfig(**cfg.diffusion) == DIFFUSION
     return model
 

@@ -187,9 +187,9 @@ def random_model(folded: bool, schedule: ResShiftSchedule, shortcut: bool = Fals
 def real_model():
     if not REAL_RUN.is_dir():
         pytest.skip(f"no trained model at {REAL_RUN}")
-    from bimacosr_app.training.trainer import load_ema_model
+    from bimacosr_app.training.trainer import load_run_model
 
-    model, cfg = load_ema_model(REAL_RUN, "cpu")
+    model, cfg = load_run_model(REAL_RUN, "cpu")
     return model, cfg.schedule()
 
 

@@ -28,7 +28,7 @@ from PIL import Image
 from ..metrics import psnr_y, ssim_y
 from ..model import LATENT_CHANNELS, bicubic_upscale, from_latent, to_latent
 from .data import decode_photo, list_photos, validation_pairs
-from .trainer import load_ema_model
+from .trainer import load_run_model
 
 __all__ = ["evaluate_pairs", "load_upscaler", "main"]
 
@@ -37,7 +37,7 @@ def load_upscaler(checkpoint: Path, device: torch.device, backend: str = "refere
                   weights: str = "ema"):
     """A function lr01 (1,3,h,w) -> hr01 (1,3,4h,4w), and a short description."""
     if checkpoint.is_dir():
-        model, cfg = load_ema_model(checkpoint, device, weights)
+        model, cfg = load_run_model(checkpoint, device, weights)
         schedule = cfg.schedule()
         steps = None if cfg.stage == "teacher" else 1
 

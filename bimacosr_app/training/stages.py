@@ -26,7 +26,7 @@ from ..model import (
     one_step_latent,
     to_latent,
 )
-from .trainer import StageConfig, load_ema_model
+from .trainer import StageConfig, load_run_model
 from .weights import load_weights
 
 __all__ = ["binarize_stage", "onestep_stage", "teacher_stage"]
@@ -108,7 +108,7 @@ def _distillation_stage(cfg: StageConfig, frozen_run: str, make_student, frozen_
     frozen = {}
 
     def build(cfg, device):
-        frozen["model"], _ = load_ema_model(cfg.target_run, device)
+        frozen["model"], _ = load_run_model(cfg.target_run, device)
         return make_student(cfg, frozen["model"])
 
     def target(lr, y, noise):

@@ -114,7 +114,7 @@ def _init_distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def load_ema_model(run_dir: str | Path, device,
+def load_run_model(run_dir: str | Path, device,
                    weights: str = "ema") -> tuple[Denoiser, StageConfig]:
     """A run's EMA weights (or, with ``weights="model"``, its live weights) as a frozen
     Denoiser, binarized when the run is a binarize run."""
