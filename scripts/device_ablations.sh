@@ -31,10 +31,12 @@ lane() {  # GPU CONFIG...
 }
 
 if [ "$ngpu" -ge 2 ]; then  # even-numbered configs on GPU 0, odd on GPU 1
-    lane 0 "${configs[@]:0:1}" "${configs[@]:2:1}" "${configs[@]:4:1}" \
-        > >(tee -a "$out/ablation_log.txt") &
-    lane 1 "${configs[@]:1:1}" "${configs[@]:3:1}" "${configs[@]:5:1}" \
-        > >(tee -a "$out/ablation_log.txt") &
+    even=() odd=()
+    for i in "${!configs[@]}"; do
+        if (( i % 2 )); then odd+=("${configs[i]}"); else even+=("${configs[i]}"); fi
+    done
+    lane 0 "${even[@]}" > >(tee -a "$out/ablation_log.txt") &
+    lane 1 "${odd[@]}" > >(tee -a "$out/ablation_log.txt") &
     wait
 else
     lane 0 "${configs[@]}" | tee -a "$out/ablation_log.txt"
