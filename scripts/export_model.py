@@ -81,6 +81,8 @@ def main(argv=None) -> int:
     model, cfg = load_run_model(args.run, "cpu", args.weights)
     if cfg.stage != "binarize":
         p.error(f"{args.run} is a {cfg.stage} run; only binarize runs can be packed")
+    if args.eval and not args.eval.is_file():
+        p.error(f"no evaluation report at {args.eval}")
     report = json.loads(args.eval.read_text()) if args.eval else None
     prov = provenance(args.run, args.logs or _logs_dir(args.run), cfg, args.weights, report)
     digest = export_packed(model, DiffusionConfig(**cfg.diffusion), args.out, prov)
