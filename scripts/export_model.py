@@ -78,11 +78,11 @@ def main(argv=None) -> int:
                    help="pack the EMA (default) or the live weights")
     p.add_argument("--eval", type=Path, help="evaluate --json report of these weights")
     args = p.parse_args(argv)
+    if args.eval and not args.eval.is_file():
+        p.error(f"no evaluation report at {args.eval}")
     model, cfg = load_run_model(args.run, "cpu", args.weights)
     if cfg.stage != "binarize":
         p.error(f"{args.run} is a {cfg.stage} run; only binarize runs can be packed")
-    if args.eval and not args.eval.is_file():
-        p.error(f"no evaluation report at {args.eval}")
     report = json.loads(args.eval.read_text()) if args.eval else None
     prov = provenance(args.run, args.logs or _logs_dir(args.run), cfg, args.weights, report)
     digest = export_packed(model, DiffusionConfig(**cfg.diffusion), args.out, prov)
