@@ -274,6 +274,41 @@ def test_conv3x3_threaded_large(kernel, stride):
     np.testing.assert_array_equal(one, three)  # each output is computed by exactly one thread
 
 
+_OPENMP_TEAM_SCRIPT = """
+import os, sys
+import numpy as np
+import torch  # loads torch's OpenMP runtime: the kernels then run on its team
+import bimacosr_app._bitkernels as bk
+
+torch.set_num_threads(2)
+torch.ones(64, 64) @ torch.ones(64, 64)  # start torch's team
+rng = np.random.default_rng(0)
+bits, alpha = bk.pack_activations(rng.standard_normal((2, 33, 31, 128), dtype=np.float32))
+w = bk.pack_activations(rng.standard_normal((72, 3, 3, 128), dtype=np.float32))[0]
+beta = np.ones(72, np.float32)
+def run(threads):
+    bk.set_num_threads(threads)
+    return bk.binary_conv3x3(bits, alpha, w, 128, beta)
+one, two = run(1), run(2)
+assert np.array_equal(one, two)
+pid = os.fork()  # the child has no OpenMP team: the kernels use their private pool there
+if pid == 0:
+    os._exit(0 if np.array_equal(run(2), one) else 1)
+assert os.waitpid(pid, 0)[1] == 0
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_threads_with_torch_openmp_and_after_fork():
+    """With torch loaded, threaded kernels (on torch's OpenMP team where one is found) give the
+    single-threaded results, and a forked child neither hangs nor differs."""
+    pytest.importorskip("torch")
+    out = subprocess.run([sys.executable, "-c", _OPENMP_TEAM_SCRIPT], capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "ok"
+
+
 def test_conv3x3_matches_torch_conv2d_convention(kernel):
     """Tap (ky, kx) reads input pixel (p*s + ky - 1, p*s + kx - 1): PyTorch's cross-correlation."""
     torch = pytest.importorskip("torch")

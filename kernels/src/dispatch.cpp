@@ -1,4 +1,5 @@
-// Run-time ISA dispatch, the private thread pool and the top-level kernel drivers.
+// Run-time ISA dispatch, the threading (host OpenMP team or private pool) and the top-level
+// kernel drivers.
 // Compiled with baseline flags only: nothing here may execute AVX/NEON instructions itself; the
 // vector code is reached only through KernelImpl tables of kernels the CPU (and OS) support.
 #include <algorithm>
@@ -31,6 +32,10 @@
 
 #if !defined(_WIN32)
 #include <pthread.h>
+#endif
+
+#if defined(__linux__)
+#include <dlfcn.h>
 #endif
 
 namespace bk {
@@ -150,8 +155,9 @@ const KernelImpl* current() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Thread pool: the caller runs tasks too; n-1 workers sleep on a condition variable.
-// Not OpenMP on purpose (a second OpenMP runtime next to torch's crashes on macOS).
+// Private thread pool, used where no host OpenMP team is found (see host_team below): the caller
+// runs tasks too; n-1 workers sleep on a condition variable. Not OpenMP itself on purpose (a
+// second OpenMP runtime next to torch's crashes on macOS).
 int default_threads() {
     const unsigned hc = std::thread::hardware_concurrency();
     return hc > 0 ? static_cast<int>(hc) : 1;
@@ -265,17 +271,27 @@ class Pool {
 // worker threads: the old pool is abandoned and a new one is made on next use.
 std::atomic<Pool*> g_pool{nullptr};
 
+// Set in a forked child: the host's OpenMP team (below) is not used there.
+std::atomic<bool> g_forked{false};
+
 #if !defined(_WIN32)
-void after_fork_child() { g_pool.store(nullptr); }
+void after_fork_child() {
+    g_pool.store(nullptr);
+    g_forked.store(true);
+}
 #endif
 
-Pool& pool() {
-    Pool* p = g_pool.load(std::memory_order_acquire);
-    if (p) return *p;
+void watch_fork() {
 #if !defined(_WIN32)
     static const int registered = pthread_atfork(nullptr, nullptr, after_fork_child);
     (void) registered;
 #endif
+}
+
+Pool& pool() {
+    Pool* p = g_pool.load(std::memory_order_acquire);
+    if (p) return *p;
+    watch_fork();
     Pool* fresh = new Pool();
     if (!g_pool.compare_exchange_strong(p, fresh)) {
         delete fresh;  // has no workers yet
@@ -284,9 +300,62 @@ Pool& pool() {
     return *fresh;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The host's OpenMP team. Where the process has already loaded an OpenMP runtime (torch's
+// libgomp on Linux), kernels run their tasks on its threads through `GOMP_parallel` (libgomp's
+// ABI entry point, also exported by LLVM's and Intel's runtimes on Linux) instead of on the
+// private pool. Two pools on the same cores fight: libgomp's workers spin for milliseconds after
+// every torch op, so a private pool started right after one got about 2/3 of the cores
+// (measured in the network on 2 cores: packing and kernels 1.5-2x slower than alone). Nothing is
+// loaded here (RTLD_NOLOAD) and nothing links against OpenMP: without a runtime in the process,
+// on Windows/macOS, or in a forked child (an OpenMP team does not survive fork), the private
+// pool runs. The looked-up entry point is kept once found.
+using TeamParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
+
+TeamParallel host_team() {
+#if defined(__linux__)
+    if (g_forked.load(std::memory_order_relaxed)) return nullptr;
+    static std::atomic<TeamParallel> found{nullptr};
+    TeamParallel f = found.load(std::memory_order_acquire);
+    if (f) return f;
+    watch_fork();
+    for (const char* name : {"libgomp.so.1", "libomp.so", "libiomp5.so"}) {
+        void* lib = dlopen(name, RTLD_LAZY | RTLD_NOLOAD);  // only if already loaded
+        if (!lib) continue;
+        f = reinterpret_cast<TeamParallel>(dlsym(lib, "GOMP_parallel"));
+        if (f) {  // the handle stays open: the runtime is never unloaded under us
+            found.store(f, std::memory_order_release);
+            return f;
+        }
+        dlclose(lib);
+    }
+#endif
+    return nullptr;
+}
+
+struct TeamJob {
+    const std::function<void(int64_t)>* fn;
+    int64_t ntasks;
+    std::atomic<int64_t> next{0};
+};
+
+// Body of the OpenMP parallel region: every team thread takes tasks until none are left.
+void team_worker(void* data) {
+    TeamJob& job = *static_cast<TeamJob*>(data);
+    for (int64_t i; (i = job.next.fetch_add(1)) < job.ntasks;) (*job.fn)(i);
+}
+
+// Runs fn(0..ntasks-1) on the host's OpenMP team if there is one, else on the private pool
+// (tasks are taken dynamically either way, so each output is computed by exactly one thread).
 void parallel_for(int64_t ntasks, const std::function<void(int64_t)>& fn) {
-    if (ntasks <= 1 || g_threads.load() <= 1) {
+    const int threads = g_threads.load();
+    if (ntasks <= 1 || threads <= 1) {
         for (int64_t i = 0; i < ntasks; ++i) fn(i);
+        return;
+    }
+    if (const TeamParallel team = host_team()) {
+        TeamJob job{&fn, ntasks};
+        team(team_worker, &job, static_cast<unsigned>(std::min<int64_t>(threads, ntasks)), 0);
         return;
     }
     pool().run(ntasks, fn);
