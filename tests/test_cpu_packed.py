@@ -129,20 +129,27 @@ def layer_input(kind: str, cin: int, seed: int) -> torch.Tensor:
     return x
 
 
+@pytest.mark.parametrize("residual", [False, True], ids=["", "residual"])
 @pytest.mark.parametrize("branches", [True, False], ids=["branches", "plain"])
 @pytest.mark.parametrize("cin", CHANNELS)
 @pytest.mark.parametrize("kind", list(LAYER_KINDS))
-def test_layer_parity(kernel, kind, cin, branches):
+def test_layer_parity(kernel, kind, cin, branches, residual):
     cout = 130 - cin  # 129..1: word boundaries on the output side too
     layer = make_layer(kind, cin, cout, branches, seed=cin)
     x = layer_input(kind, cin, seed=cin + 1)
     with torch.no_grad():
         ref = copy.deepcopy(layer).double()(x.double())
+    res = None
+    if residual:  # summed by the layer's epilogue: (..., Cout) like the output
+        res = torch.randn(ref.shape, generator=torch.Generator().manual_seed(cin + 2))
+        ref = ref + res.double()
+        if res.dim() == 4:
+            res = res.contiguous(memory_format=torch.channels_last)
     packed = PackedConv2d(layer) if isinstance(layer, BinaryConv2d) else PackedLinear(layer)
     if x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        y = packed(x)
+        y = packed(x, residual=res)
     assert y.shape == ref.shape and y.dtype == torch.float32
     if y.dim() == 4:  # NHWC memory, returned without a copy
         assert y.is_contiguous(memory_format=torch.channels_last)
@@ -231,16 +238,17 @@ class Case:
                 return (x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x,)
             return hook
 
-        def post(name):
-            def hook(module, args, output):
-                outs[name] = output
+        def post(name):  # the layer's own output: without the residual its epilogue summed
+            def hook(module, args, kwargs, output):
+                residual = kwargs.get("residual")
+                outs[name] = output if residual is None else output - residual
             return hook
 
         hooks = []
         for name, m in self.packed.named_modules():
             if isinstance(m, (PackedConv2d, PackedLinear)):
                 hooks.append(m.register_forward_pre_hook(pre(name)))
-                hooks.append(m.register_forward_hook(post(name)))
+                hooks.append(m.register_forward_hook(post(name), with_kwargs=True))
         try:
             with torch.inference_mode():
                 out = upscale_tile(self.packed, self.schedule, self.crops[i], seed=3)

@@ -309,6 +309,22 @@ def test_threads_with_torch_openmp_and_after_fork():
     assert out.stdout.strip() == "ok"
 
 
+@pytest.mark.parametrize("cout", CHANNELS)
+@pytest.mark.parametrize("in_place", [True, False])
+def test_conv3x3_out(kernel, cout, in_place):
+    """``out=``: the result lands in the given array (the add array itself: in place) and is
+    the array returned; the values are those of a fresh output."""
+    rng = np.random.default_rng(cout)
+    p = make_conv(rng, 2, 7, 5, 65, cout, 1 + cout % 2)
+    want = run_conv(p)
+    out = p["add"].copy() if in_place else np.full_like(p["add"], np.nan)
+    add = out if in_place else p["add"]
+    got = bk.binary_conv3x3(p["bits"], p["alpha"], p["wbits"], 65, p["beta"], p["bias"],
+                            p["stride"], p["rprelu"], add, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+
+
 def test_conv3x3_matches_torch_conv2d_convention(kernel):
     """Tap (ky, kx) reads input pixel (p*s + ky - 1, p*s + kx - 1): PyTorch's cross-correlation."""
     torch = pytest.importorskip("torch")
@@ -372,6 +388,41 @@ def test_gemm_shapes(kernel, m, epi):
     rng = np.random.default_rng(m)
     for k, nout in [(256, 256), (129, 33), (2000, 9)]:
         check_gemm(make_gemm(rng, m, k, nout, **EPILOGUES[epi]))
+
+
+@pytest.mark.parametrize("nout", CHANNELS)
+@pytest.mark.parametrize("in_place", [True, False])
+def test_gemm_out(kernel, nout, in_place):
+    """``out=`` as for the conv: in place over the add array, or into a separate array."""
+    rng = np.random.default_rng(nout)
+    p = make_gemm(rng, 37, 129, nout)
+    args = (p["bits"], p["alpha"], p["wbits"], 129, p["beta"], p["bias"], p["rprelu"])
+    want = bk.binary_gemm(*args, p["add"])
+    out = p["add"].copy() if in_place else np.full_like(p["add"], np.nan)
+    got = bk.binary_gemm(*args, out if in_place else p["add"], out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+
+
+def test_out_errors():
+    """``out`` must be float32 of the output's shape, C-contiguous and writable, and must not
+    overlap ``add`` unless it is ``add``."""
+    rng = np.random.default_rng(5)
+    p = make_gemm(rng, 6, 64, 10)
+    args = (p["bits"], p["alpha"], p["wbits"], 64, p["beta"])
+    with pytest.raises(ValueError, match="out has shape"):
+        bk.binary_gemm(*args, out=np.empty((6, 11), np.float32))
+    with pytest.raises(ValueError, match="out must be float32"):
+        bk.binary_gemm(*args, out=np.empty((6, 10), np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        bk.binary_gemm(*args, out=np.empty((10, 6), np.float32).T)
+    read_only = np.empty((6, 10), np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        bk.binary_gemm(*args, out=read_only)
+    buf = np.zeros(61, np.float32)
+    with pytest.raises(ValueError, match="not overlap"):
+        bk.binary_gemm(*args, add=buf[1:].reshape(6, 10), out=buf[:-1].reshape(6, 10))
 
 
 def test_gemm_single_bit(kernel):

@@ -24,6 +24,7 @@ using namespace nb::literals;
 namespace {
 
 using AnyArray = nb::ndarray<nb::ro, nb::device::cpu>;
+using MutArray = nb::ndarray<nb::device::cpu>;  // writable (caller-provided outputs)
 using OutF32 = nb::ndarray<nb::numpy, float>;
 using OutU64 = nb::ndarray<nb::numpy, uint64_t>;
 
@@ -80,6 +81,22 @@ std::pair<T*, nb::capsule> alloc(size_t n) {
 
 int64_t words_for(int64_t c) { return (c + 63) / 64; }
 
+// A caller-provided float32 output of `shape`: C-contiguous and writable (nanobind rejects
+// read-only arrays). It may be the `add` array itself (each output is computed from the add
+// value at the same position only, so the epilogue can work in place), but must not overlap it
+// otherwise.
+float* check_out(const nb::object& out, std::vector<int64_t> shape, const float* add) {
+    MutArray arr;
+    if (!nb::try_cast(out, arr)) fail("out must be a writable array on the CPU");
+    const AnyArray view(arr);  // the same array, for the common checks
+    auto* p = const_cast<float*>(static_cast<const float*>(check(view, "out", Kind::F32, std::move(shape))));
+    if (add && add != p) {
+        const size_t n = arr.size();
+        if (add < p + n && p < add + n) fail("out must be the add array itself or not overlap it");
+    }
+    return p;
+}
+
 using RPReLU = std::tuple<AnyArray, AnyArray, AnyArray>;
 
 struct Epi {
@@ -122,10 +139,10 @@ nb::tuple pack_activations(const AnyArray& x) {
     return nb::make_tuple(bits_arr, a);
 }
 
-OutF32 binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, const AnyArray& wbits,
-                      int64_t cin, const AnyArray& beta, const std::optional<AnyArray>& bias,
-                      int64_t stride, const std::optional<RPReLU>& rprelu,
-                      const std::optional<AnyArray>& add) {
+nb::object binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, const AnyArray& wbits,
+                          int64_t cin, const AnyArray& beta, const std::optional<AnyArray>& bias,
+                          int64_t stride, const std::optional<RPReLU>& rprelu,
+                          const std::optional<AnyArray>& add, const std::optional<nb::object>& out) {
     if (stride != 1 && stride != 2) fail("stride must be 1 or 2");
     if (cin < 1) fail("cin must be >= 1");
     const int64_t Cw = words_for(cin);
@@ -138,18 +155,27 @@ OutF32 binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, const AnyArra
     const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0;
     const int64_t Wo = W > 0 ? (W - 1) / stride + 1 : 0;
     const Epi e = check_epilogue(Cout, bias, rprelu, add, {N, Ho, Wo, Cout});
-    auto [out, owner] = alloc<float>(static_cast<size_t>(N * Ho * Wo * Cout));
+    std::optional<OutF32> fresh;
+    float* op;
+    if (out) {
+        op = check_out(*out, {N, Ho, Wo, Cout}, e.add);
+    } else {
+        auto [p, owner] = alloc<float>(static_cast<size_t>(N * Ho * Wo * Cout));
+        fresh.emplace(p, std::initializer_list<size_t>{size_t(N), size_t(Ho), size_t(Wo), size_t(Cout)}, owner);
+        op = p;
+    }
     {
         nb::gil_scoped_release release;
         bk::binary_conv3x3(xp, ap, wp, N, H, W, Cw, cin, Cout, stride, bp, e.bias, e.sin, e.slope,
-                           e.sout, e.add, out);
+                           e.sout, e.add, op);
     }
-    return OutF32(out, {size_t(N), size_t(Ho), size_t(Wo), size_t(Cout)}, owner);
+    return fresh ? nb::cast(*fresh) : *out;
 }
 
-OutF32 binary_gemm(const AnyArray& bits, const AnyArray& alpha, const AnyArray& wbits, int64_t k,
-                   const AnyArray& beta, const std::optional<AnyArray>& bias,
-                   const std::optional<RPReLU>& rprelu, const std::optional<AnyArray>& add) {
+nb::object binary_gemm(const AnyArray& bits, const AnyArray& alpha, const AnyArray& wbits, int64_t k,
+                       const AnyArray& beta, const std::optional<AnyArray>& bias,
+                       const std::optional<RPReLU>& rprelu, const std::optional<AnyArray>& add,
+                       const std::optional<nb::object>& out) {
     if (k < 1) fail("k must be >= 1");
     const int64_t Kw = words_for(k);
     const auto* xp = static_cast<const uint64_t*>(check(bits, "bits", Kind::U64, {-1, Kw}));
@@ -159,12 +185,20 @@ OutF32 binary_gemm(const AnyArray& bits, const AnyArray& alpha, const AnyArray& 
     const int64_t Nout = wbits.shape(0);
     const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {Nout}));
     const Epi e = check_epilogue(Nout, bias, rprelu, add, {M, Nout});
-    auto [out, owner] = alloc<float>(static_cast<size_t>(M * Nout));
+    std::optional<OutF32> fresh;
+    float* op;
+    if (out) {
+        op = check_out(*out, {M, Nout}, e.add);
+    } else {
+        auto [p, owner] = alloc<float>(static_cast<size_t>(M * Nout));
+        fresh.emplace(p, std::initializer_list<size_t>{size_t(M), size_t(Nout)}, owner);
+        op = p;
+    }
     {
         nb::gil_scoped_release release;
-        bk::binary_gemm(xp, ap, wp, M, Kw, k, Nout, bp, e.bias, e.sin, e.slope, e.sout, e.add, out);
+        bk::binary_gemm(xp, ap, wp, M, Kw, k, Nout, bp, e.bias, e.sin, e.slope, e.sout, e.add, op);
     }
-    return OutF32(out, {size_t(M), size_t(Nout)}, owner);
+    return fresh ? nb::cast(*fresh) : *out;
 }
 
 OutF32 layer_norm(const AnyArray& x, const AnyArray& gamma, const AnyArray& beta, double eps,
@@ -216,14 +250,17 @@ NB_MODULE(_bitkernels, m) {
           "over the C channels.");
     m.def("binary_conv3x3", &binary_conv3x3, "bits"_a, "alpha"_a, "wbits"_a, "cin"_a, "beta"_a,
           "bias"_a.none() = nb::none(), "stride"_a = 1, "rprelu"_a.none() = nb::none(),
-          "add"_a.none() = nb::none(),
+          "add"_a.none() = nb::none(), "out"_a.none() = nb::none(),
           "Binary 3x3 conv, padding 1, stride 1 or 2 -> float32[N,Ho,Wo,Cout]:\n"
           "y = beta[o] * sum_t alpha[p*s+t] * (cin - 2*popcount(x[p*s+t] ^ w[o,t])) + bias[o]; "
-          "then optional RPReLU (shift_in, slope, shift_out), then optional y += add.");
+          "then optional RPReLU (shift_in, slope, shift_out), then optional y += add.\n"
+          "out: write y there and return it (may be add itself: in place) instead of a new array.");
     m.def("binary_gemm", &binary_gemm, "bits"_a, "alpha"_a, "wbits"_a, "k"_a, "beta"_a,
           "bias"_a.none() = nb::none(), "rprelu"_a.none() = nb::none(), "add"_a.none() = nb::none(),
+          "out"_a.none() = nb::none(),
           "Binary GEMM -> float32[M,Nout]: y = alpha[m]*beta[o]*(k - 2*popcount(x[m]^w[o])) + "
-          "bias[o]; then optional RPReLU, then optional y += add.");
+          "bias[o]; then optional RPReLU, then optional y += add.\n"
+          "out: write y there and return it (may be add itself: in place) instead of a new array.");
     m.def("layer_norm", &layer_norm, "x"_a, "gamma"_a, "beta"_a, "eps"_a, "silu"_a = false,
           "layer_norm(x: float32[..., C], gamma, beta: float32[C], eps, silu=False) -> float32 "
           "like x\n\nLayerNorm over the last axis (biased variance), then x * sigmoid(x) if silu.");
