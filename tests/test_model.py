@@ -252,6 +252,18 @@ def test_model_cost_matches_hand_count():
     assert cost.ops_effective == first[1] + w_bin * px / 64 + branch_macs + last[1]
 
 
+
+def test_model_cost_counts_the_shortcut_as_operations_only():
+    """The parameter-free shortcut adds max(Cin, Cout) operations per output pixel and no
+    parameter (a 6 -> 8 layer: 8 per pixel)."""
+    conv = nn.Conv2d(6, 8, 3, padding=1)
+    plain = model_cost(BinaryConv2d.from_conv(conv, rank=2), 4, 4)
+    with_shortcut = model_cost(BinaryConv2d.from_conv(conv, rank=2, shortcut=True), 4, 4)
+    assert with_shortcut.params == plain.params
+    assert with_shortcut.params_effective == plain.params_effective
+    assert with_shortcut.macs - plain.macs == 8 * 16
+    assert with_shortcut.ops_effective - plain.ops_effective == 8 * 16
+
 def test_binarized_default_model_is_cheaper_by_paper_rule():
     fp = model_cost(Denoiser(), 64, 64)
     binary = model_cost(binarize(copy.deepcopy(Denoiser())), 64, 64)

@@ -4,7 +4,9 @@ Binary weights count 1/32 of a parameter and binary multiply-accumulates 1/64 of
 operation; everything full precision (first/last conv, SMB and LRMB branches, beta, biases,
 RPReLU, attention matmuls) counts in full. Operations are multiply-accumulates of convs,
 linears and the two attention matmuls (QK^T, AV); normalization, activations and softmax
-are not counted, as in the paper. SMB counts its n values (positions are fixed indices).
+are not counted, as in the paper. SMB counts its n values (positions are fixed indices). The
+optional full-precision shortcut has no parameters and counts one operation per nonzero of
+its fixed operator, max(Cin, Cout) per output pixel/token.
 
 The time path is a constant of the one-step model and is folded at export (DESIGN.md 2.4):
 with ``fold_time=True`` (default) ``time_embed`` counts nothing and each ``film`` counts
@@ -45,6 +47,12 @@ def _branch_size(layer) -> int:
     return n
 
 
+def _branch_macs(layer) -> int:
+    """MACs per output pixel/token of the full-precision 1x1 branch (SMB, LRMB, shortcut)."""
+    shortcut = max(layer.in_features, layer.out_features) if layer.has_shortcut else 0
+    return _branch_size(layer) + shortcut
+
+
 def _numel(t) -> int:
     return 0 if t is None else t.numel()
 
@@ -70,7 +78,7 @@ def model_cost(model: nn.Module, lr_height: int, lr_width: int, fold_time: bool 
         if isinstance(module, BinaryConv2d):
             w = module.weight.numel()
             fp_params = _numel(module.bias) + 3 * module.out_channels + _branch_size(module)
-            branch_macs = _branch_size(module) * pixels
+            branch_macs = _branch_macs(module) * pixels
             add(w + fp_params, w / 32 + fp_params, w * pixels + branch_macs,
                 w * pixels / 64 + branch_macs)
         else:
@@ -88,7 +96,7 @@ def model_cost(model: nn.Module, lr_height: int, lr_width: int, fold_time: bool 
             if isinstance(module, BinaryLinear):
                 w = module.weight.numel()
                 fp_params = _numel(module.bias) + _branch_size(module)
-                branch_macs = _branch_size(module) * tokens
+                branch_macs = _branch_macs(module) * tokens
                 add(w + fp_params, w / 32 + fp_params, w * tokens + branch_macs,
                     w * tokens / 64 + branch_macs)
             else:
