@@ -261,10 +261,12 @@ class Case:
                 return (x,), {k: v for k, v in kwargs.items() if k != "upsample"}
             return hook
 
-        def post(name):  # the layer's own output: without the residual its epilogue summed
+        # The layer's own output: without the residual its epilogue summed, and a copy (the
+        # packed ResBlock normalizes conv1's output in place).
+        def post(name):
             def hook(module, args, kwargs, output):
                 residual = kwargs.get("residual")
-                outs[name] = output if residual is None else output - residual
+                outs[name] = output.clone() if residual is None else output - residual
             return hook
 
         hooks = []

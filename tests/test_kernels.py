@@ -520,6 +520,24 @@ def test_layer_norm(kernel, c, silu):
     assert err.max() <= LN_RTOL, err.max()
 
 
+@pytest.mark.parametrize("c", CHANNELS)
+def test_layer_norm_out(kernel, c):
+    """``out=``: in place over x, or into a separate array; the same values, and out returned."""
+    rng = np.random.default_rng(c)
+    x = rng.standard_normal((2, 5, c)).astype(np.float32)
+    gamma, beta = rng.standard_normal((2, c)).astype(np.float32)
+    want = bk.layer_norm(x, gamma, beta, 1e-5, True)
+    separate = np.full_like(x, np.nan)
+    assert bk.layer_norm(x, gamma, beta, 1e-5, True, out=separate) is separate
+    np.testing.assert_array_equal(separate, want)
+    assert bk.layer_norm(x, gamma, beta, 1e-5, True, out=x) is x
+    np.testing.assert_array_equal(x, want)
+    buf = np.zeros(10 * c + 1, np.float32)
+    with pytest.raises(ValueError, match="not overlap"):
+        bk.layer_norm(buf[1:].reshape(2, 5, c), gamma, beta, 1e-5,
+                      out=buf[:-1].reshape(2, 5, c))
+
+
 def test_layer_norm_extremes(kernel):
     """SiLU's exp is clamped: huge |y| gives y (positive) or -0 (negative), never inf/nan."""
     c = 65

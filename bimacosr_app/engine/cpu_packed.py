@@ -44,7 +44,7 @@ from ..checkpoint import PackedCheckpoint
 from ..checkpoint.bitpack import pack_signs
 from ..model.binary import BinaryConv2d, BinaryLinear
 from ..model.pipeline import upscale_tile
-from ..model.unet import LayerNorm2d, ResBlock
+from ..model.unet import LayerNorm2d, ResBlock, Upsample
 from .backends import Backend, _check_tile, register_backend
 from .kernels import load_kernels
 
@@ -88,6 +88,13 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
 
+def _nearest2x(a: np.ndarray) -> np.ndarray:
+    """(B, H, W, ...) -> (B, 2H, 2W, ...), nearest-neighbour: a fresh C-contiguous copy."""
+    b, h, w, *rest = a.shape
+    return np.broadcast_to(a[:, :, None, :, None], (b, h, 2, w, 2, *rest)).reshape(
+        b, 2 * h, 2 * w, *rest)
+
+
 class PackedConv2d(_PackedLayer):
     """A BinaryConv2d (k = 3, stride 1 or 2, padding 1; or k = 1, padding 0) on packed bits.
 
@@ -114,33 +121,47 @@ class PackedConv2d(_PackedLayer):
             self.branch = self.branch[:, :, None, None].contiguous(
                 memory_format=torch.channels_last)
 
-    def _add_and_out(self, x: torch.Tensor, residual: torch.Tensor | None,
-                     rows: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def _add_and_out(self, x: torch.Tensor, residual: torch.Tensor | None, rows: int,
+                     upsample: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The epilogue's ``add`` and the ``out`` tensor, (rows, Cout) NHWC rows each. With a
         branch, both are one fresh tensor (the epilogue works in place): the branch of the
-        channels_last input x, plus the residual (rows, Cout) in place; without, the residual
-        (or None) and a fresh output."""
+        channels_last input x (upsampled after it if ``upsample``), plus the residual (rows,
+        Cout) in place; without, the residual (or None) and a fresh output."""
         if self.branch is None:
             return residual, x.new_empty(rows, self.out_features)
+        y = F.conv2d(x, self.branch, stride=self.stride)
+        if upsample:
+            y = F.interpolate(y, scale_factor=2, mode="nearest")
         # (oneDNN returns NCHW-contiguous for some degenerate shapes, e.g. Cin = 1: copy then)
-        add = _rows(F.conv2d(x, self.branch, stride=self.stride)).contiguous()
+        add = _rows(y).contiguous()
         if residual is not None:
             add.add_(residual)
         return add, add
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None,
+                upsample: bool = False) -> torch.Tensor:
+        """``upsample``: the layer's input is ``F.interpolate(x, scale_factor=2,
+        mode="nearest")`` (3x3 stride 1 only). The packing and the branch are per pixel, so
+        they commute with nearest upsampling: they run on x, and their results are upsampled
+        (a quarter of the branch's work, and Cout float channels copied instead of Cin)."""
         s, kernels = self.stride, _kernels()
+        if upsample and (self.kernel_size, s) != (3, 1):
+            raise ValueError("upsample=True needs a 3x3 stride-1 layer")
         x = x.detach()
         if not x.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
         xh = x.permute(0, 2, 3, 1)  # (B, H, W, Cin), C-contiguous
         n, h, w = xh.shape[:3]
+        if upsample:
+            h, w = 2 * h, 2 * w
         ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
         res = None if residual is None else _rows(residual.detach()).contiguous()
-        add, out = self._add_and_out(x, res, n * ho * wo)
+        add, out = self._add_and_out(x, res, n * ho * wo, upsample)
         if self.kernel_size == 3:
             shape = (n, ho, wo, self.out_features)
             bits, alpha = kernels.pack_activations(xh.numpy())  # (B,H,W,Cw), (B,H,W)
+            if upsample:
+                bits, alpha = _nearest2x(bits), _nearest2x(alpha)
             kernels.binary_conv3x3(bits, alpha, self.wbits, self.in_features, self.beta,
                                    self.bias, s, self.rprelu,
                                    None if add is None else add.view(shape), out.view(shape))
@@ -184,19 +205,25 @@ class PackedLinear(_PackedLayer):
         return out.view(*lead, self.out_features)
 
 
-def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor, silu: bool = False) -> torch.Tensor:
-    """``norm`` over the last dim of x (then SiLU if ``silu``) on the native kernels."""
+def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor, silu: bool = False,
+                in_place: bool = False) -> torch.Tensor:
+    """``norm`` over the last dim of x (then SiLU if ``silu``) on the native kernels; with
+    ``in_place``, over x itself (the caller owns x and has no further use for it) when x is
+    contiguous, saving a fresh output (page faults, for the large ones)."""
     if not x.is_contiguous():
-        x = x.contiguous()
-    y = _kernels().layer_norm(x.detach().numpy(), norm.weight.detach().numpy(),
-                              norm.bias.detach().numpy(), norm.eps, silu)
-    return torch.from_numpy(y)
+        x, in_place = x.contiguous(), True  # a copy of our own
+    xn = x.detach().numpy()
+    y = _kernels().layer_norm(xn, norm.weight.detach().numpy(), norm.bias.detach().numpy(),
+                              norm.eps, silu, out=xn if in_place else None)
+    return x if in_place else torch.from_numpy(y)
 
 
-def _layer_norm2d(norm: LayerNorm2d, x: torch.Tensor, silu: bool = False) -> torch.Tensor:
+def _layer_norm2d(norm: LayerNorm2d, x: torch.Tensor, silu: bool = False,
+                  in_place: bool = False) -> torch.Tensor:
     """LayerNorm2d (over channels; then SiLU if ``silu``): (B,C,H,W) -> (B,C,H,W)
-    channels_last, computed on the NHWC view of a channels_last input without copies."""
-    return _layer_norm(norm, x.permute(0, 2, 3, 1), silu).permute(0, 3, 1, 2)
+    channels_last, computed on the NHWC view of a channels_last input without copies
+    (``in_place`` as for _layer_norm)."""
+    return _layer_norm(norm, x.permute(0, 2, 3, 1), silu, in_place).permute(0, 3, 1, 2)
 
 
 class _NativeLayerNorm(nn.LayerNorm):
@@ -214,18 +241,26 @@ class _NativeLayerNorm2d(LayerNorm2d):
 
 
 class _PackedResBlock(ResBlock):
-    """ResBlock with ``SiLU(norm(.))`` in one native pass and the skip summed by ``conv2``'s
-    epilogue (a PackedConv2d: pack_model converts every ResBlock conv, binarize() makes them
-    binary): same submodules, same function."""
+    """ResBlock with ``SiLU(norm(.))`` in one native pass (norm2's over conv1's output in
+    place) and the skip summed by ``conv2``'s epilogue (a PackedConv2d: pack_model converts
+    every ResBlock conv, binarize() makes them binary): same submodules, same function."""
 
     def forward(self, x, temb):
-        h = self.conv1(_layer_norm2d(self.norm1, x, silu=True))
+        h = self.conv1(_layer_norm2d(self.norm1, x, silu=True))  # a fresh tensor of ours
         if self.film is None:  # time path folded: FiLM lives in norm2's affine
-            h = _layer_norm2d(self.norm2, h, silu=True)
+            h = _layer_norm2d(self.norm2, h, silu=True, in_place=True)
         else:
             scale, shift = self.film_terms(temb)
             h = F.silu(_layer_norm2d(self.norm2, h) * (1 + scale) + shift)
         return self.conv2(h, residual=self.skip(x))
+
+
+class _PackedUpsample(Upsample):
+    """Upsample whose packed conv reads the nearest-upsampled input without materializing it
+    (PackedConv2d's ``upsample``): same submodule, same function."""
+
+    def forward(self, x):
+        return self.conv(x, upsample=True)
 
 
 def _sync_threads(module: nn.Module, args) -> None:
@@ -237,8 +272,8 @@ def pack_model(model: nn.Module) -> nn.Module:
     """Convert a binarized Denoiser in place to the packed CPU form and return it.
 
     Every BinaryConv2d becomes a :class:`PackedConv2d` and every BinaryLinear a
-    :class:`PackedLinear`; ResBlocks and LayerNorms (with affine parameters) switch to their
-    native-kernel forwards (same modules and parameters, another class); the model is put in
+    :class:`PackedLinear`; ResBlocks, Upsamples and LayerNorms (with affine parameters) switch
+    to their packed forwards (same modules and parameters, another class); the model is put in
     eval mode, frozen, moved to channels_last and gets a forward pre-hook that gives the
     kernels torch's thread count. Run it under ``torch.inference_mode()``. RuntimeError when
     the native kernels are unavailable.
@@ -257,6 +292,8 @@ def pack_model(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if type(module) is ResBlock:
             module.__class__ = _PackedResBlock
+        elif type(module) is Upsample and isinstance(module.conv, PackedConv2d):
+            module.__class__ = _PackedUpsample
         elif type(module) in (nn.LayerNorm, LayerNorm2d) and module.weight is not None \
                 and module.bias is not None:
             module.__class__ = _NativeLayerNorm2d if type(module) is LayerNorm2d \

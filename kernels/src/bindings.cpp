@@ -82,17 +82,19 @@ std::pair<T*, nb::capsule> alloc(size_t n) {
 int64_t words_for(int64_t c) { return (c + 63) / 64; }
 
 // A caller-provided float32 output of `shape`: C-contiguous and writable (nanobind rejects
-// read-only arrays). It may be the `add` array itself (each output is computed from the add
-// value at the same position only, so the epilogue can work in place), but must not overlap it
-// otherwise.
-float* check_out(const nb::object& out, std::vector<int64_t> shape, const float* add) {
+// read-only arrays). It may be the input array `in` (named `in_name`) itself, where each output
+// element is computed from the input at its own position (or row) only, so the kernel can work
+// in place, but must not overlap it otherwise.
+float* check_out(const nb::object& out, std::vector<int64_t> shape, const float* in,
+                 const char* in_name) {
     MutArray arr;
     if (!nb::try_cast(out, arr)) fail("out must be a writable array on the CPU");
     const AnyArray view(arr);  // the same array, for the common checks
     auto* p = const_cast<float*>(static_cast<const float*>(check(view, "out", Kind::F32, std::move(shape))));
-    if (add && add != p) {
+    if (in && in != p) {
         const size_t n = arr.size();
-        if (add < p + n && p < add + n) fail("out must be the add array itself or not overlap it");
+        if (in < p + n && p < in + n)
+            fail(std::string("out must be the ") + in_name + " array itself or not overlap it");
     }
     return p;
 }
@@ -158,7 +160,7 @@ nb::object binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, const Any
     std::optional<OutF32> fresh;
     float* op;
     if (out) {
-        op = check_out(*out, {N, Ho, Wo, Cout}, e.add);
+        op = check_out(*out, {N, Ho, Wo, Cout}, e.add, "add");
     } else {
         auto [p, owner] = alloc<float>(static_cast<size_t>(N * Ho * Wo * Cout));
         fresh.emplace(p, std::initializer_list<size_t>{size_t(N), size_t(Ho), size_t(Wo), size_t(Cout)}, owner);
@@ -188,7 +190,7 @@ nb::object binary_gemm(const AnyArray& bits, const AnyArray& alpha, const AnyArr
     std::optional<OutF32> fresh;
     float* op;
     if (out) {
-        op = check_out(*out, {M, Nout}, e.add);
+        op = check_out(*out, {M, Nout}, e.add, "add");
     } else {
         auto [p, owner] = alloc<float>(static_cast<size_t>(M * Nout));
         fresh.emplace(p, std::initializer_list<size_t>{size_t(M), size_t(Nout)}, owner);
@@ -201,8 +203,8 @@ nb::object binary_gemm(const AnyArray& bits, const AnyArray& alpha, const AnyArr
     return fresh ? nb::cast(*fresh) : *out;
 }
 
-OutF32 layer_norm(const AnyArray& x, const AnyArray& gamma, const AnyArray& beta, double eps,
-                  bool silu) {
+nb::object layer_norm(const AnyArray& x, const AnyArray& gamma, const AnyArray& beta, double eps,
+                      bool silu, const std::optional<nb::object>& out) {
     if (x.ndim() < 1) fail("x must have at least 1 dimension");
     std::vector<int64_t> any(x.ndim(), -1);
     const auto* xp = static_cast<const float*>(check(x, "x", Kind::F32, any));
@@ -213,12 +215,20 @@ OutF32 layer_norm(const AnyArray& x, const AnyArray& gamma, const AnyArray& beta
     std::vector<size_t> shape(x.ndim());
     for (size_t i = 0; i < x.ndim(); ++i) shape[i] = x.shape(i);
     const int64_t P = static_cast<int64_t>(x.size()) / C;
-    auto [out, owner] = alloc<float>(static_cast<size_t>(P * C));
+    std::optional<OutF32> fresh;
+    float* op;
+    if (out) {
+        op = check_out(*out, std::vector<int64_t>(shape.begin(), shape.end()), xp, "x");
+    } else {
+        auto [p, owner] = alloc<float>(static_cast<size_t>(P * C));
+        fresh.emplace(p, x.ndim(), shape.data(), owner);
+        op = p;
+    }
     {
         nb::gil_scoped_release release;
-        bk::layer_norm(xp, P, C, gp, bp, static_cast<float>(eps), silu, out);
+        bk::layer_norm(xp, P, C, gp, bp, static_cast<float>(eps), silu, op);
     }
-    return OutF32(out, x.ndim(), shape.data(), owner);
+    return fresh ? nb::cast(*fresh) : *out;
 }
 
 nb::tuple position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left,
@@ -262,8 +272,10 @@ NB_MODULE(_bitkernels, m) {
           "bias[o]; then optional RPReLU, then optional y += add.\n"
           "out: write y there and return it (may be add itself: in place) instead of a new array.");
     m.def("layer_norm", &layer_norm, "x"_a, "gamma"_a, "beta"_a, "eps"_a, "silu"_a = false,
-          "layer_norm(x: float32[..., C], gamma, beta: float32[C], eps, silu=False) -> float32 "
-          "like x\n\nLayerNorm over the last axis (biased variance), then x * sigmoid(x) if silu.");
+          "out"_a.none() = nb::none(),
+          "layer_norm(x: float32[..., C], gamma, beta: float32[C], eps, silu=False, out=None) -> "
+          "float32 like x\n\nLayerNorm over the last axis (biased variance), then x * sigmoid(x) "
+          "if silu.\nout: write there and return it (may be x itself: in place).");
     m.def("position_uniforms", &position_uniforms, "seed0"_a, "seed1"_a, "top"_a, "left"_a,
           "height"_a, "width"_a, "channels"_a,
           "position_uniforms(seed0, seed1, top, left, height, width, channels) -> (u1, u2: "
