@@ -13,8 +13,11 @@ import torch
 from bimacosr_app.metrics import psnr_y, rgb_to_y
 from bimacosr_app.training import binarize as binarize_stage
 from bimacosr_app.training import onestep, teacher
+from bimacosr_app.model import BinaryConv2d, BinaryLinear, Denoiser, ModelConfig, binarize
 from bimacosr_app.training.data import default_data_dir, list_photos
 from bimacosr_app.training.evaluate import evaluate_pairs, load_upscaler
+from bimacosr_app.training.stages import _layer_distance, _layer_outputs
+from bimacosr_app.training.trainer import StageConfig, _param_groups
 from bimacosr_app.training.weights import load_weights
 
 TINY = {
@@ -64,7 +67,8 @@ def test_chain_runs_and_resumes(tmp_path, data_dirs):
     assert any(not torch.equal(first_ema[k], resumed_ema[k]) for k in first_ema)
 
     o = _run(onestep.main, tmp_path, data_dirs, "onestep", target_run=str(t))
-    b = _run(binarize_stage.main, tmp_path, data_dirs, "binarize", target_run=str(o))
+    b = _run(binarize_stage.main, tmp_path, data_dirs, "binarize", target_run=str(o),
+             feature_weight=0.5, binary_lr_scale=4.0)
     for out in (o, b):
         records = _log(out)
         assert records[-1]["event"] == "stop" and records[-1]["step"] == 2
@@ -105,3 +109,32 @@ def test_evaluate_reports_model_and_bicubic_per_image(tmp_path):
     assert set(row) == {"image", "psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y"}
     assert result["mean"]["psnr_y"] == row["psnr_y"]
     assert (tmp_path / "a.png").exists()
+
+
+def test_layer_outputs_are_collected_by_name_and_hooks_removed():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
+    x = torch.randn(1, 3, 5, 5)
+    with _layer_outputs({"first": model[0], "last": model[2]}) as out:
+        y = model(x)
+    assert set(out) == {"first", "last"}
+    assert torch.equal(out["first"], model[0](x)) and torch.equal(out["last"], y)
+    assert all(not m._forward_hooks for m in model)
+
+
+def test_layer_distance_is_relative_mse_averaged_over_layers():
+    a, b = torch.randn(2, 8), torch.randn(3, 4)
+    assert _layer_distance({"a": a, "b": b}, {"a": a, "b": b}).item() == 0
+    # 2a against a: MSE = mean(a^2), relative 1; b exact: 0 -> mean 0.5
+    assert _layer_distance({"a": 2 * a, "b": b}, {"a": a, "b": b}).item() == pytest.approx(0.5)
+
+
+def test_latent_binary_weights_get_their_own_learning_rate_scale():
+    model = binarize(Denoiser(ModelConfig.from_dict(TINY["model"])))
+    groups = _param_groups(model, StageConfig(binary_lr_scale=3.0, weight_decay=0.1))
+    latent = {id(m.weight) for m in model.modules() if isinstance(m, (BinaryConv2d, BinaryLinear))}
+    scaled = [g for g in groups if g["lr_scale"] == 3.0]
+    assert len(scaled) == 1 and {id(p) for p in scaled[0]["params"]} == latent
+    assert scaled[0]["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    decay = [g for g in groups if g["weight_decay"] == 0.1][0]["params"]
+    assert decay and all(p.dim() > 1 and id(p) not in latent for p in decay)

@@ -8,16 +8,24 @@ Images enter in [0, 1]; the model works on ``x0 = PU(2 HR - 1)`` and
   the teacher's deterministic T-step output from the same noise (computed online).
 * binarize: ``binarize()`` of the FP one-step model's EMA (SMB, LRMB, then 1-bit), trained with
   latent MSE to the frozen FP one-step model's output from the same noise.
-``gt_weight`` adds an MSE to the ground-truth latent in the last two stages.
+``gt_weight`` adds an MSE to the ground-truth latent in the last two stages; in the binarize
+stage ``feature_weight`` adds layer-wise distillation: for every 1-bit layer, the MSE between
+its output and the output of the FP layer it replaced (same name in the frozen model, same
+input image and noise), over the FP output's mean square, averaged over the layers.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..model import (
     LATENT_CHANNELS,
+    BinaryConv2d,
+    BinaryLinear,
     Denoiser,
     ResShiftSchedule,
     bicubic_upscale,
@@ -84,16 +92,45 @@ def _one_step_predict(schedule: ResShiftSchedule):
     return predict
 
 
-def _distill_loss(schedule, target_fn, gt_weight):
+@contextmanager
+def _layer_outputs(layers: dict[str, nn.Module]):
+    """Collect each named module's forward output while the block runs (hooks removed after)."""
+    outputs: dict[str, torch.Tensor] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out))
+               for name, m in layers.items()]
+    try:
+        yield outputs
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _layer_distance(student: dict, frozen: dict) -> torch.Tensor:
+    """Mean over layers of MSE(student, frozen) / mean(frozen^2)."""
+    terms = []
+    for name, f in frozen.items():
+        f = f.float()
+        terms.append(F.mse_loss(student[name].float(), f) / f.pow(2).mean().clamp_min(1e-8))
+    return torch.stack(terms).mean()
+
+
+def _distill_loss(schedule, target_fn, gt_weight, feature_weight=0.0, layer_pairs=None):
+    """Output MSE to the frozen target (+ ``gt_weight`` x MSE to the ground truth); with
+    ``feature_weight``, ``layer_pairs() -> (student layers, frozen layers)`` (dicts by name)
+    adds the layer-wise term."""
     def loss(model, lr01, hr01):
         lr, x0, y = _latents(lr01, hr01)
         noise = torch.randn_like(x0)
-        with torch.no_grad():
+        student_layers, frozen_layers = layer_pairs() if feature_weight else ({}, {})
+        with torch.no_grad(), _layer_outputs(frozen_layers) as frozen_out:
             target = target_fn(lr, y, noise).float()
-        pred = one_step_latent(model, schedule, lr, noise).float()
+        with _layer_outputs(student_layers) as student_out:
+            pred = one_step_latent(model, schedule, lr, noise).float()
         value = F.mse_loss(pred, target)
         if gt_weight:
             value = value + gt_weight * F.mse_loss(pred, x0)
+        if feature_weight:
+            value = value + feature_weight * _layer_distance(student_out, frozen_out)
         return value
     return loss
 
@@ -109,12 +146,21 @@ def _distillation_stage(cfg: StageConfig, frozen_run: str, make_student, frozen_
 
     def build(cfg, device):
         frozen["model"], _ = load_run_model(cfg.target_run, device)
-        return make_student(cfg, frozen["model"])
+        frozen["student"] = make_student(cfg, frozen["model"])
+        return frozen["student"]
 
     def target(lr, y, noise):
         return frozen_target(schedule, frozen["model"], lr, y, noise)
 
-    return build, _distill_loss(schedule, target, cfg.gt_weight), _one_step_predict(schedule)
+    def layer_pairs():
+        """The student's 1-bit layers and the frozen model's layers of the same names."""
+        student = {name: m for name, m in frozen["student"].named_modules()
+                   if isinstance(m, (BinaryConv2d, BinaryLinear))}
+        modules = dict(frozen["model"].named_modules())
+        return student, {name: modules[name] for name in student}
+
+    loss = _distill_loss(schedule, target, cfg.gt_weight, cfg.feature_weight, layer_pairs)
+    return build, loss, _one_step_predict(schedule)
 
 
 def _student_from(cfg: StageConfig, frozen: torch.nn.Module) -> Denoiser:
@@ -128,6 +174,8 @@ def _student_from(cfg: StageConfig, frozen: torch.nn.Module) -> Denoiser:
 
 def onestep_stage(cfg: StageConfig):
     """Student initialised from the teacher (or ``init``); target: the teacher's T steps."""
+    if cfg.feature_weight:
+        raise SystemExit("feature_weight applies to the binarize stage (its 1-bit layers)")
     def teacher_target(schedule, teacher, lr, y, noise):
         return schedule.sample(lambda x, t: teacher(x, lr, t, y), y, noise)
 

@@ -25,7 +25,15 @@ import torch.nn as nn
 from PIL import Image
 
 from ..metrics import psnr_y
-from ..model import Denoiser, DiffusionConfig, ModelConfig, ResShiftSchedule, binarize
+from ..model import (
+    BinaryConv2d,
+    BinaryLinear,
+    Denoiser,
+    DiffusionConfig,
+    ModelConfig,
+    ResShiftSchedule,
+    binarize,
+)
 from .data import DegradationConfig, PhotoSet, TrainBatches, default_data_dir, validation_pairs
 from .weights import load_weights, save_weights, weight_files
 
@@ -58,6 +66,8 @@ class StageConfig:
     init: str | None = None  # run directory whose EMA weights initialise the model
     target_run: str | None = None  # run directory of the frozen model that gives targets
     gt_weight: float = 0.0  # weight of an extra MSE to the ground truth latent
+    feature_weight: float = 0.0  # binarize: weight of the layer-wise distillation term
+    binary_lr_scale: float = 1.0  # learning-rate multiplier of the 1-bit layers' latent weights
     binarize: dict = field(default_factory=lambda: {"rank": 8, "smb": True, "lrmb": True,
                                                     "svd_init": True, "rprelu_slope": 0.25})
     compile: bool = False  # torch.compile the trained model (CUDA only)
@@ -130,6 +140,26 @@ def load_run_model(run_dir: str | Path, device,
     return model, config
 
 
+def _param_groups(model: nn.Module, cfg: StageConfig) -> list[dict]:
+    """AdamW groups: weight decay on weight matrices only (not on vectors or relative position
+    biases); the latent weights of 1-bit layers get ``binary_lr_scale`` times the learning
+    rate (their signs are all that the packed model keeps). Each group's ``lr_scale``
+    multiplies the scheduled learning rate."""
+    latent = {id(m.weight) for m in model.modules() if isinstance(m, (BinaryConv2d, BinaryLinear))}
+    decay, no_decay, binary = [], [], []
+    for name, p in model.named_parameters():
+        if id(p) in latent:
+            binary.append(p)
+        elif p.dim() <= 1 or "rel_bias" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
+              {"params": binary, "weight_decay": 0.0, "lr_scale": cfg.binary_lr_scale}]
+    return [g for g in groups if g["params"]]
+
+
 class Trainer:
     """The training loop; a stage passes ``build_model(cfg, device) -> nn.Module``,
     ``loss(model, lr, hr) -> tensor`` ([0,1] images) and ``predict(model, lr) -> hr``."""
@@ -156,12 +186,8 @@ class Trainer:
         if self.world > 1:
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        decay, no_decay = [], []
-        for name, p in self.module.named_parameters():
-            (no_decay if p.dim() <= 1 or "rel_bias" in name else decay).append(p)
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99),
+            _param_groups(self.module, cfg), lr=cfg.lr, betas=(0.9, 0.99),
             fused=self.device.type == "cuda")
 
         train_dir = cfg.train_dir or default_data_dir("train")
@@ -268,7 +294,7 @@ class Trainer:
                     break
             lr = self.lr_at(self.step, time_fraction)
             for g in self.optimizer.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g["lr_scale"]
             lr_img, hr_img = next(self.batches)
             with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                 enabled=self.device.type == "cuda"):
