@@ -5,8 +5,9 @@
 not) by a module that calls ``bimacosr_app._bitkernels``; everything else (conv_in/conv_out,
 attention, activations other than SiLU, up/downsampling glue, the Denoiser's forward) stays
 torch, except the LayerNorms: every ``LayerNorm2d`` and ``nn.LayerNorm`` runs on the kernels'
-``layer_norm``, and each ResBlock computes ``SiLU(norm(x))`` in one native pass (its norm
-modules and their parameters stay in place, so a ResBlock keeps its submodule names).
+``layer_norm``, and each ResBlock computes ``SiLU(norm(x))`` in one native pass and hands its
+skip to ``conv2``'s epilogue; each Upsample's conv reads the nearest-upsampled input without
+materializing it (modules and parameters stay in place: only their classes change).
 
 Layout rules (kernels/README.md, DESIGN.md 3):
 
@@ -26,8 +27,9 @@ Layout rules (kernels/README.md, DESIGN.md 3):
   fresh NHWC tensor is both the kernel's ``add`` and its ``out``: the epilogue works in place,
   so a layer allocates one output.
 
-The kernels' thread pool takes ``torch.get_num_threads()`` before every forward of the packed
-model, so one setting (``torch.set_num_threads``) governs both.
+The kernels take ``torch.get_num_threads()`` threads before every forward of the packed model,
+so one setting (``torch.set_num_threads``) governs both; they run on torch's own OpenMP team
+where one is loaded (kernels/README.md, "Threads").
 
 :class:`CpuPackedBackend` registers this network as the ``cpu-packed`` engine backend
 (engine/backends.py), available where :func:`load_kernels` returns the native module.
