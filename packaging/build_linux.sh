@@ -3,15 +3,16 @@
 #   dist/bimacosr/                         PyInstaller onedir bundle (bimacosr, bimacosr-gui)
 #   dist/BiMaCoSR_Upscaler.AppDir/         the bundle + AppRun, .desktop file and icon
 #   dist/BiMaCoSR_Upscaler-VER-ARCH.AppImage   only when appimagetool is available
-#   dist/BiMaCoSR_Upscaler-VER-ARCH.tar.gz     always (the AppDir as a plain archive)
-# Then test it:  python packaging/smoke_test.py dist/BiMaCoSR_Upscaler-VER-ARCH.tar.gz
+#   dist/BiMaCoSR_Upscaler-VER-ARCH.tar.xz     always (the AppDir as a plain archive, xz -9:
+#                                              207 MB, against 332 MB with gzip)
+# Then test it:  python packaging/smoke_test.py dist/BiMaCoSR_Upscaler-VER-ARCH.tar.xz
 #
 # Python: $PYTHON when set (an environment with `pip install -e .[package]` done), else the
 # project's .venv, set up or refreshed with the [package] extra (PyInstaller).
 # appimagetool: $APPIMAGETOOL, or `appimagetool` / `appimagetool-ARCH.AppImage` on PATH.
 # It is not in PyPI or Debian; CI downloads it from the AppImage project's releases.
 # The AppImage needs FUSE 2 (libfuse2) on the user's machine to run in place; without it,
-# run it with --appimage-extract-and-run, or use the .tar.gz.
+# run it with --appimage-extract-and-run, or use the .tar.xz.
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -51,21 +52,22 @@ install -m 644 resources/icons/bimacosr.svg "$APPDIR/usr/share/icons/hicolor/sca
 install -m 644 packaging/linux/bimacosr.desktop "$APPDIR/usr/share/applications/"
 
 TOOL=${APPIMAGETOOL:-$(command -v appimagetool || command -v "appimagetool-$ARCH.AppImage" || true)}
-rm -f "dist/$NAME.AppImage" "dist/$NAME.tar.gz"
+rm -f "dist/$NAME.AppImage" "dist/$NAME.tar.xz"
 if [ -n "$TOOL" ]; then
     echo "== AppImage -> dist/$NAME.AppImage ($TOOL)"
     # APPIMAGE_EXTRACT_AND_RUN: appimagetool is an AppImage itself; run it without FUSE.
     ARCH=$ARCH APPIMAGE_EXTRACT_AND_RUN=1 "$TOOL" --no-appstream "$APPDIR" "dist/$NAME.AppImage"
 else
     echo "== AppImage skipped: appimagetool not found (set APPIMAGETOOL=/path/to/it);"
-    echo "   the .tar.gz below is the fallback."
+    echo "   the .tar.xz below is the fallback."
 fi
 
-echo "== tar.gz -> dist/$NAME.tar.gz"
+echo "== tar.xz -> dist/$NAME.tar.xz (xz -9 on every core: a few minutes)"
 tar -C dist --owner=0 --group=0 --transform "s,^BiMaCoSR_Upscaler.AppDir,$NAME," \
-    -czf "dist/$NAME.tar.gz" BiMaCoSR_Upscaler.AppDir
+    -cf - BiMaCoSR_Upscaler.AppDir | xz -9 -T0 > "dist/$NAME.tar.xz.part"
+mv "dist/$NAME.tar.xz.part" "dist/$NAME.tar.xz"
 
 echo "== sizes"
 du -sh "$BUNDLE"
-ls -l dist/*.tar.gz dist/*.AppImage 2>/dev/null || true
-echo "Test with: python packaging/smoke_test.py dist/$NAME.tar.gz"
+ls -l dist/*.tar.xz dist/*.AppImage 2>/dev/null || true
+echo "Test with: python packaging/smoke_test.py dist/$NAME.tar.xz"

@@ -3,10 +3,10 @@
 
     python packaging/smoke_test.py TARGET [--gui-seconds 3] [--json OUT.json]
 
-TARGET is what the build produced: the onedir bundle (``dist/bimacosr``), its ``.tar.gz``,
-an ``.AppImage`` or ``.AppDir`` (Linux), or the ``.app`` (macOS). Archives and AppImages are
-unpacked into a temporary folder first (an AppImage with ``--appimage-extract``, so no FUSE is
-needed), so the artifact itself is what gets tested.
+TARGET is what the build produced: the onedir bundle (``dist/bimacosr``), its ``.tar.xz`` (or
+a ``.tar.gz``), an ``.AppImage`` or ``.AppDir`` (Linux), or the ``.app`` (macOS). Archives and
+AppImages are unpacked into a temporary folder first (an AppImage with ``--appimage-extract``,
+so no FUSE is needed), so the artifact itself is what gets tested.
 
 1. ``bimacosr --self-test``: the bundled model upscales the bundled image with every
    available backend and matches the golden result (bimacosr_app/selftest.py).
@@ -54,7 +54,7 @@ def resolve(target: Path, scratch: Path) -> tuple[Path, Path]:
     if not target.exists():
         raise SmokeFailure(f"{target} does not exist")
     name = target.name
-    if target.is_file() and name.endswith((".tar.gz", ".tgz")):
+    if target.is_file() and name.endswith((".tar.xz", ".tar.gz", ".tgz")):
         with tarfile.open(target) as tar:
             if hasattr(tarfile, "tar_filter"):  # Python 3.12+ and 3.11.4+
                 tar.extractall(scratch, filter="tar")
@@ -135,7 +135,7 @@ def gui_test(gui: Path, env: dict, home: Path, seconds: float, timeout: float) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", type=Path, help="bundle folder, .tar.gz, .AppImage, "
+    parser.add_argument("target", type=Path, help="bundle folder, .tar.xz, .tar.gz, .AppImage, "
                         ".AppDir or .app")
     parser.add_argument("--gui-seconds", type=float, default=3.0,
                         help="how long the window stays open once interactive (default 3)")

@@ -153,8 +153,8 @@ def _launcher_bundle(folder: Path) -> Path:
 @pytest.mark.skipif(os.name == "nt", reason="POSIX launcher scripts")
 def test_smoke_test_script_passes_on_a_bundle_and_its_archive(tmp_path):
     bundle = _launcher_bundle(tmp_path / "BiMaCoSR_Upscaler-test")
-    archive = tmp_path / "bundle.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
+    archive = tmp_path / "bundle.tar.xz"  # the Linux fallback's format
+    with tarfile.open(archive, "w:xz") as tar:
         tar.add(bundle, arcname=bundle.name)
     results = tmp_path / "smoke.json"
     for target in (bundle, archive):
