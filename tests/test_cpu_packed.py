@@ -179,6 +179,35 @@ def test_layer_upsample_needs_3x3_stride_1():
         packed(layer_input("conv3x3_s2", 64, seed=1), upsample=True)
 
 
+@pytest.mark.parametrize("branches", [True, False], ids=["branches", "plain"])
+@pytest.mark.parametrize("c2", CHANNELS)
+@pytest.mark.parametrize("c1", [63, 64, 128])
+def test_layer_concat(kernel, c1, c2, branches):
+    """``x2``: the 1x1 layer of ``cat([x, x2])`` without the concatenation (x's channels a
+    multiple of 64; else it concatenates): the binary part bit-identical, the branch (two
+    products summed) equal up to float rounding."""
+    layer = make_layer("conv1x1", c1 + c2, 130 - c2, branches, seed=c1 + c2)
+    x = layer_input("conv1x1", c1 + c2, seed=c2 + 1).contiguous(memory_format=torch.channels_last)
+    xa, xb = (t.contiguous(memory_format=torch.channels_last) for t in (x[:, :c1], x[:, c1:]))
+    packed = PackedConv2d(layer)
+    with torch.inference_mode():
+        want = packed(x)
+        y = packed(xa, x2=xb)
+    assert y.shape == want.shape and y.is_contiguous(memory_format=torch.channels_last)
+    if branches:
+        err = (y - want).abs().max().item()
+        assert err <= LAYER_RTOL * want.abs().max().item(), err
+    else:
+        assert torch.equal(y, want)
+
+
+def test_layer_concat_needs_1x1_stride_1():
+    packed = PackedConv2d(make_layer("conv3x3", 128, 64, True, seed=0))
+    x = layer_input("conv3x3", 64, seed=1).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="1x1 stride-1"), torch.inference_mode():
+        packed(x, x2=x)
+
+
 def test_layer_accepts_nchw_contiguous(kernel):
     layer = make_layer("conv3x3_s2", 65, 33, True, seed=0)
     x = layer_input("conv3x3_s2", 65, seed=1)  # plain NCHW: the layer copies to NHWC
@@ -254,11 +283,11 @@ class Case:
         _, ins, _ = self.runs[i]
         outs = {}
 
-        def pre(name):  # the torch input, as it is (an Upsample's conv gets it upsampled)
+        def pre(name):  # the torch input, as it is (upsampled, a fuse's concatenated)
             def hook(module, args, kwargs):
                 x = ins[name]
                 x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-                return (x,), {k: v for k, v in kwargs.items() if k != "upsample"}
+                return (x,), {k: v for k, v in kwargs.items() if k not in ("upsample", "x2")}
             return hook
 
         # The layer's own output: without the residual its epilogue summed, and a copy (the
@@ -320,6 +349,7 @@ def test_pack_model_converts_every_binary_layer():
     # ResBlocks, Upsamples and LayerNorms keep their modules but run on the native kernels
     assert ResBlock not in kinds and LayerNorm2d not in kinds and nn.LayerNorm not in kinds
     assert Upsample not in kinds
+    assert Denoiser not in kinds  # the decoder's fuse takes (x, skip) without concatenating
 
 
 @pytest.mark.parametrize("crop", range(len(CROP_SIZES)), ids=[f"{h}x{w}" for h, w in CROP_SIZES])

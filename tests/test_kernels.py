@@ -472,6 +472,34 @@ def test_pack_bit_order(kernel, c):
     np.testing.assert_array_equal(bits, pack_signs(x))
 
 
+@pytest.mark.parametrize("c1", [64, 128])
+@pytest.mark.parametrize("c2", CHANNELS)
+def test_pack_activations_concat(kernel, c1, c2):
+    """x2: the channel concatenation [x, x2] packed without materializing it, bit-identical
+    (bits and alpha) to packing the concatenation, on every kernel."""
+    rng = np.random.default_rng(1000 * c1 + c2)
+    x = rng.standard_normal((2, 3, 5, c1 + c2)).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = 0.0
+    x[rng.random(x.shape) < 0.05] = -0.0
+    bits, alpha = bk.pack_activations(np.ascontiguousarray(x[..., :c1]),
+                                      np.ascontiguousarray(x[..., c1:]))
+    want_bits, want_alpha = bk.pack_activations(x)
+    np.testing.assert_array_equal(bits, want_bits)
+    np.testing.assert_array_equal(alpha, want_alpha)
+    np.testing.assert_array_equal(bits, pack_signs(x))
+    np.testing.assert_allclose(alpha, np.abs(x.astype(np.float64)).mean(-1), rtol=1e-6)
+
+
+def test_pack_activations_concat_errors():
+    x = np.ones((1, 2, 3, 64), np.float32)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        bk.pack_activations(np.ones((1, 2, 3, 65), np.float32), x)
+    with pytest.raises(ValueError, match="x2"):
+        bk.pack_activations(x, np.ones((1, 3, 2, 8), np.float32))  # other pixels
+    with pytest.raises(ValueError, match="x2"):
+        bk.pack_activations(x, np.asfortranarray(np.ones((1, 2, 3, 8), np.float32)))
+
+
 def test_pack_signs_reference():
     a = np.array([-1.0, 0.0, -0.0, 2.0] + [-3.0] * 61 + [1.0, -1.0], np.float32)  # 67 values
     words = pack_signs(a)

@@ -6,8 +6,9 @@ not) by a module that calls ``bimacosr_app._bitkernels``; everything else (conv_
 attention, activations other than SiLU, up/downsampling glue, the Denoiser's forward) stays
 torch, except the LayerNorms: every ``LayerNorm2d`` and ``nn.LayerNorm`` runs on the kernels'
 ``layer_norm``, and each ResBlock computes ``SiLU(norm(x))`` in one native pass and hands its
-skip to ``conv2``'s epilogue; each Upsample's conv reads the nearest-upsampled input without
-materializing it (modules and parameters stay in place: only their classes change).
+skip to ``conv2``'s epilogue; each Upsample's conv reads the nearest-upsampled input and each
+decoder fuse the concatenation (x, skip) without materializing them (modules and parameters
+stay in place: only their classes change).
 
 Layout rules (kernels/README.md, DESIGN.md 3):
 
@@ -46,7 +47,7 @@ from ..checkpoint import PackedCheckpoint
 from ..checkpoint.bitpack import pack_signs
 from ..model.binary import BinaryConv2d, BinaryLinear
 from ..model.pipeline import upscale_tile
-from ..model.unet import LayerNorm2d, ResBlock, Upsample
+from ..model.unet import Denoiser, LayerNorm2d, ResBlock, Upsample
 from .backends import Backend, _check_tile, register_backend
 from .kernels import load_kernels
 
@@ -90,6 +91,13 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
 
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    """t detached, in channels_last memory (a copy only where it is not)."""
+    t = t.detach()
+    return t if t.is_contiguous(memory_format=torch.channels_last) else \
+        t.contiguous(memory_format=torch.channels_last)
+
+
 def _nearest2x(a: np.ndarray) -> np.ndarray:
     """(B, H, W, ...) -> (B, 2H, 2W, ...), nearest-neighbour: a fresh C-contiguous copy."""
     b, h, w, *rest = a.shape
@@ -124,41 +132,56 @@ class PackedConv2d(_PackedLayer):
                 memory_format=torch.channels_last)
 
     def _add_and_out(self, x: torch.Tensor, residual: torch.Tensor | None, rows: int,
-                     upsample: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+                     upsample: bool, x2: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The epilogue's ``add`` and the ``out`` tensor, (rows, Cout) NHWC rows each. With a
         branch, both are one fresh tensor (the epilogue works in place): the branch of the
         channels_last input x (upsampled after it if ``upsample``), plus the residual (rows,
-        Cout) in place; without, the residual (or None) and a fresh output."""
+        Cout) in place; without, the residual (or None) and a fresh output. With ``x2`` (the
+        input's channels after x's, stride 1), the branch is the 1x1 conv of x with the
+        matrix's first columns plus, in place, the product of x2's rows with the others."""
         if self.branch is None:
             return residual, x.new_empty(rows, self.out_features)
-        y = F.conv2d(x, self.branch, stride=self.stride)
+        c1 = x.shape[1]
+        y = F.conv2d(x, self.branch if x2 is None else self.branch[:, :c1], stride=self.stride)
         if upsample:
             y = F.interpolate(y, scale_factor=2, mode="nearest")
         # (oneDNN returns NCHW-contiguous for some degenerate shapes, e.g. Cin = 1: copy then)
         add = _rows(y).contiguous()
+        if x2 is not None:
+            add.addmm_(_rows(x2), self.branch[:, c1:, 0, 0].t())  # MKL, beta = 1: in place
         if residual is not None:
             add.add_(residual)
         return add, add
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None,
-                upsample: bool = False) -> torch.Tensor:
+                upsample: bool = False, x2: torch.Tensor | None = None) -> torch.Tensor:
         """``upsample``: the layer's input is ``F.interpolate(x, scale_factor=2,
         mode="nearest")`` (3x3 stride 1 only). The packing and the branch are per pixel, so
         they commute with nearest upsampling: they run on x, and their results are upsampled
-        (a quarter of the branch's work, and Cout float channels copied instead of Cin)."""
+        (a quarter of the branch's work, and Cout float channels copied instead of Cin).
+
+        ``x2``: the layer's input is ``torch.cat([x, x2], dim=1)`` (1x1 stride 1 only, e.g. the
+        decoder's fuse of concat(x, skip)). Where x's channel count is a multiple of 64 the
+        concatenation is never materialized: the two halves' packed words concatenate (one
+        ``pack_activations`` over both: bit-identical bits and alpha), and the branch's matrix
+        splits into two products summed into one output (equal up to float rounding)."""
         s, kernels = self.stride, _kernels()
         if upsample and (self.kernel_size, s) != (3, 1):
             raise ValueError("upsample=True needs a 3x3 stride-1 layer")
-        x = x.detach()
-        if not x.is_contiguous(memory_format=torch.channels_last):
-            x = x.contiguous(memory_format=torch.channels_last)
+        if x2 is not None and (self.kernel_size, s) != (1, 1):
+            raise ValueError("x2 needs a 1x1 stride-1 layer")
+        if x2 is not None and x.shape[1] % 64:
+            x, x2 = torch.cat([x, x2], dim=1), None
+        x = _channels_last(x)
         xh = x.permute(0, 2, 3, 1)  # (B, H, W, Cin), C-contiguous
         n, h, w = xh.shape[:3]
         if upsample:
             h, w = 2 * h, 2 * w
         ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+        x2 = None if x2 is None else _channels_last(x2)
         res = None if residual is None else _rows(residual.detach()).contiguous()
-        add, out = self._add_and_out(x, res, n * ho * wo, upsample)
+        add, out = self._add_and_out(x, res, n * ho * wo, upsample, x2)
         if self.kernel_size == 3:
             shape = (n, ho, wo, self.out_features)
             bits, alpha = kernels.pack_activations(xh.numpy())  # (B,H,W,Cw), (B,H,W)
@@ -169,7 +192,8 @@ class PackedConv2d(_PackedLayer):
                                    None if add is None else add.view(shape), out.view(shape))
         else:
             xs = xh if s == 1 else xh[:, ::s, ::s].contiguous()  # (B, Ho, Wo, Cin)
-            bits, alpha = kernels.pack_activations(xs.numpy())
+            bits, alpha = kernels.pack_activations(
+                xs.numpy(), None if x2 is None else x2.permute(0, 2, 3, 1).numpy())
             kernels.binary_gemm(bits.reshape(n * ho * wo, -1), alpha.reshape(-1), self.wbits,
                                 self.in_features, self.beta, self.bias, self.rprelu, add, out)
         return out.view(n, ho, wo, self.out_features).permute(0, 3, 1, 2)
@@ -265,6 +289,17 @@ class _PackedUpsample(Upsample):
         return self.conv(x, upsample=True)
 
 
+class _PackedDenoiser(Denoiser):
+    """Denoiser whose decoder hands concat(x, skip) to a packed fuse layer as its two halves
+    (PackedConv2d's ``x2``), which never materializes it: same modules, same function."""
+
+    def fuse_skip(self, level, x, skip):
+        fuse = self.fuse[level]
+        if isinstance(fuse, PackedConv2d):
+            return fuse(x, x2=skip)
+        return super().fuse_skip(level, x, skip)
+
+
 def _sync_threads(module: nn.Module, args) -> None:
     """Forward pre-hook: the kernels' pool takes torch's thread count."""
     _kernels().set_num_threads(torch.get_num_threads())
@@ -274,11 +309,11 @@ def pack_model(model: nn.Module) -> nn.Module:
     """Convert a binarized Denoiser in place to the packed CPU form and return it.
 
     Every BinaryConv2d becomes a :class:`PackedConv2d` and every BinaryLinear a
-    :class:`PackedLinear`; ResBlocks, Upsamples and LayerNorms (with affine parameters) switch
-    to their packed forwards (same modules and parameters, another class); the model is put in
-    eval mode, frozen, moved to channels_last and gets a forward pre-hook that gives the
-    kernels torch's thread count. Run it under ``torch.inference_mode()``. RuntimeError when
-    the native kernels are unavailable.
+    :class:`PackedLinear`; the Denoiser (its decoder's fuse), ResBlocks, Upsamples and
+    LayerNorms (with affine parameters) switch to their packed forwards (same modules and
+    parameters, another class); the model is put in eval mode, frozen, moved to channels_last
+    and gets a forward pre-hook that gives the kernels torch's thread count. Run it under
+    ``torch.inference_mode()``. RuntimeError when the native kernels are unavailable.
     """
     _kernels()
     model.eval().requires_grad_(False)
@@ -292,7 +327,9 @@ def pack_model(model: nn.Module) -> nn.Module:
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, packed)
     for module in model.modules():
-        if type(module) is ResBlock:
+        if type(module) is Denoiser:
+            module.__class__ = _PackedDenoiser
+        elif type(module) is ResBlock:
             module.__class__ = _PackedResBlock
         elif type(module) is Upsample and isinstance(module.conv, PackedConv2d):
             module.__class__ = _PackedUpsample

@@ -277,6 +277,11 @@ class Denoiser(nn.Module):
         emb = timestep_embedding(t, self.config.widths[0])
         return self.time_embed(emb.to(self.conv_in.weight.dtype))
 
+    def fuse_skip(self, level: int, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The decoder's 1x1 fuse of concat(x, skip) at ``level`` (a method of its own so that the
+        packed CPU network can fuse without materializing the concatenation)."""
+        return self.fuse[level](torch.cat([x, skip], dim=1))
+
     def forward(self, x_t: torch.Tensor, lr: torch.Tensor, t,
                 z_y: torch.Tensor | None = None) -> torch.Tensor:
         """x_t (B,48,h,w) already scaled, lr (B,3,h,w) in [-1,1], t int or (B,) -> (B,48,h,w).
@@ -308,7 +313,7 @@ class Denoiser(nn.Module):
         for level in reversed(range(len(self.up))):
             if level < len(self.upsample):
                 x = self.upsample[level](x)
-            x = self.fuse[level](torch.cat([x, skips[level]], dim=1))
+            x = self.fuse_skip(level, x, skips[level])
             for stage in self.up[level]:
                 x = stage(x, temb)
         x = self.conv_out(F.silu(self.norm_out(x)))[:, :, :h, :w]

@@ -123,15 +123,24 @@ Epi check_epilogue(int64_t cout, const std::optional<AnyArray>& bias,
     return e;
 }
 
-nb::tuple pack_activations(const AnyArray& x) {
+nb::tuple pack_activations(const AnyArray& x, const std::optional<AnyArray>& x2) {
     const auto* xp = static_cast<const float*>(check(x, "x", Kind::F32, {-1, -1, -1, -1}));
-    const size_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C = x.shape(3);
+    const size_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C1 = x.shape(3);
+    const float* x2p = nullptr;
+    size_t C = C1;
+    if (x2) {
+        if (C1 % 64 != 0) fail("x2 needs x's channel count to be a multiple of 64, got " + shape_str(x));
+        const auto n = static_cast<int64_t>(N), h = static_cast<int64_t>(H), w = static_cast<int64_t>(W);
+        x2p = static_cast<const float*>(check(*x2, "x2", Kind::F32, {n, h, w, -1}));
+        C += x2->shape(3);
+    }
     const size_t Cw = static_cast<size_t>(words_for(static_cast<int64_t>(C)));
     auto [bits, bits_owner] = alloc<uint64_t>(N * H * W * Cw);
     auto [alpha, alpha_owner] = alloc<float>(N * H * W);
     {
         nb::gil_scoped_release release;
-        bk::pack_activations(xp, static_cast<int64_t>(N * H * W), static_cast<int64_t>(C), bits, alpha);
+        bk::pack_activations(xp, x2p, static_cast<int64_t>(N * H * W), static_cast<int64_t>(C1),
+                             static_cast<int64_t>(C), bits, alpha);
     }
     OutU64 b(bits, {N, H, W, Cw}, bits_owner);
     OutF32 a(alpha, {N, H, W}, alpha_owner);
@@ -254,10 +263,11 @@ NB_MODULE(_bitkernels, m) {
         "little-endian words, bit j of word w = sign of channel 64w+j, 1 = negative (x < 0), "
         "pad bits 0. 3x3 weights: uint64[Cout, 3, 3, ceil(Cin/64)].";
 
-    m.def("pack_activations", &pack_activations, "x"_a,
-          "pack_activations(x: float32[N,H,W,C]) -> (bits: uint64[N,H,W,ceil(C/64)], "
+    m.def("pack_activations", &pack_activations, "x"_a, "x2"_a.none() = nb::none(),
+          "pack_activations(x: float32[N,H,W,C], x2=None) -> (bits: uint64[N,H,W,ceil(C/64)], "
           "alpha: float32[N,H,W])\n\nSign bits along channels (1 = x < 0) and alpha = mean |x| "
-          "over the C channels.");
+          "over the C channels.\nx2 (float32[N,H,W,C2], x's C a multiple of 64): pack the channel "
+          "concatenation [x, x2] (C = C1 + C2) without materializing it; bit-identical.");
     m.def("binary_conv3x3", &binary_conv3x3, "bits"_a, "alpha"_a, "wbits"_a, "cin"_a, "beta"_a,
           "bias"_a.none() = nb::none(), "stride"_a = 1, "rprelu"_a.none() = nb::none(),
           "add"_a.none() = nb::none(), "out"_a.none() = nb::none(),

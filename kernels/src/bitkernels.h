@@ -51,12 +51,19 @@ struct Epilogue {
     const float* shift_out;
 };
 
+// Packing reads channels [0, C1) of pixel p at x + p * C1 and channels [C1, C) at
+// x2 + p * (C - C1): one NHWC tensor (C1 = C, x2 null) or the concatenation of two along
+// channels, packed without materializing it. With x2, C1 is a multiple of 64, so every packed
+// word reads one source, and the kernels accumulate alpha's sum over both in the same order as
+// over the concatenation (bit-identical bits and alpha).
 struct PackArgs {
-    const float* x;   // [P, C]
+    const float* x;   // [P, C1]
+    const float* x2;  // [P, C - C1] or null
     uint64_t* bits;   // [P, Cw]
     float* alpha;     // [P]
     int64_t P;
     int64_t C;
+    int64_t C1;
     int64_t Cw;
 };
 

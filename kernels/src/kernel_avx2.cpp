@@ -124,34 +124,37 @@ void pack_avx2(const PackArgs& a, int64_t p0, int64_t p1) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 zero = _mm256_setzero_ps();
     for (int64_t p = p0; p < p1; ++p) {
-        const float* x = a.x + p * a.C;
+        const float* x = a.x + p * a.C1;
+        const float* x2 = a.x2 + p * (a.C - a.C1);
         uint64_t* bits = a.bits + p * a.Cw;
         __m256 s0 = zero, s1 = zero;
         float tail = 0.0f;
-        int64_t c = 0;
         for (int64_t w = 0; w < a.Cw; ++w) {
-            const int64_t cend = min64(a.C, 64 * (w + 1));
+            const int64_t c0 = 64 * w;
+            const float* xw = c0 < a.C1 ? x + c0 : x2 + (c0 - a.C1);  // the word's channels
+            const int64_t n = min64(a.C - c0, 64);
             uint64_t word = 0;
-            for (; c + 16 <= cend; c += 16) {
-                const __m256 v0 = _mm256_loadu_ps(x + c), v1 = _mm256_loadu_ps(x + c + 8);
+            int64_t c = 0;
+            for (; c + 16 <= n; c += 16) {
+                const __m256 v0 = _mm256_loadu_ps(xw + c), v1 = _mm256_loadu_ps(xw + c + 8);
                 const uint64_t m0 = static_cast<uint32_t>(
                     _mm256_movemask_ps(_mm256_cmp_ps(v0, zero, _CMP_LT_OQ)));
                 const uint64_t m1 = static_cast<uint32_t>(
                     _mm256_movemask_ps(_mm256_cmp_ps(v1, zero, _CMP_LT_OQ)));
-                word |= (m0 | (m1 << 8)) << (c & 63);
+                word |= (m0 | (m1 << 8)) << c;
                 s0 = _mm256_add_ps(s0, _mm256_and_ps(v0, absmask));
                 s1 = _mm256_add_ps(s1, _mm256_and_ps(v1, absmask));
             }
-            for (; c + 8 <= cend; c += 8) {
-                const __m256 v = _mm256_loadu_ps(x + c);
+            for (; c + 8 <= n; c += 8) {
+                const __m256 v = _mm256_loadu_ps(xw + c);
                 const uint64_t m = static_cast<uint32_t>(
                     _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ)));
-                word |= m << (c & 63);
+                word |= m << c;
                 s0 = _mm256_add_ps(s0, _mm256_and_ps(v, absmask));
             }
-            for (; c < cend; ++c) {
-                const float v = x[c];
-                if (v < 0.0f) word |= uint64_t{1} << (c & 63);
+            for (; c < n; ++c) {
+                const float v = xw[c];
+                if (v < 0.0f) word |= uint64_t{1} << c;
                 tail += v < 0.0f ? -v : v;
             }
             bits[w] = word;

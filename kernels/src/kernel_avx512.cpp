@@ -74,29 +74,31 @@ inline void finish(const Epilogue& ep, int64_t o0, int64_t Cout, __m512 y, const
 void pack_avx512(const PackArgs& a, int64_t p0, int64_t p1) {
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t p = p0; p < p1; ++p) {
-        const float* x = a.x + p * a.C;
+        const float* x = a.x + p * a.C1;
+        const float* x2 = a.x2 + p * (a.C - a.C1);
         uint64_t* bits = a.bits + p * a.Cw;
         __m512 s0 = zero, s1 = zero;
         for (int64_t w = 0; w < a.Cw; ++w) {
             const int64_t c0 = 64 * w;
-            const int64_t cend = min64(a.C, c0 + 64);
+            const float* xw = c0 < a.C1 ? x + c0 : x2 + (c0 - a.C1);  // the word's channels
+            const int64_t n = min64(a.C - c0, 64);
             uint64_t word = 0;
-            int64_t c = c0;
-            for (; c + 32 <= cend; c += 32) {
-                const __m512 v0 = _mm512_loadu_ps(x + c), v1 = _mm512_loadu_ps(x + c + 16);
+            int64_t c = 0;
+            for (; c + 32 <= n; c += 32) {
+                const __m512 v0 = _mm512_loadu_ps(xw + c), v1 = _mm512_loadu_ps(xw + c + 16);
                 const uint64_t m0 = _mm512_cmp_ps_mask(v0, zero, _CMP_LT_OQ);
                 const uint64_t m1 = _mm512_cmp_ps_mask(v1, zero, _CMP_LT_OQ);
-                word |= (m0 | (m1 << 16)) << (c - c0);
+                word |= (m0 | (m1 << 16)) << c;
                 s0 = _mm512_add_ps(s0, _mm512_abs_ps(v0));
                 s1 = _mm512_add_ps(s1, _mm512_abs_ps(v1));
             }
-            for (; c < cend; c += 16) {
-                const int64_t r = cend - c;
+            for (; c < n; c += 16) {
+                const int64_t r = n - c;
                 const __mmask16 lm = r >= 16 ? static_cast<__mmask16>(0xFFFF)
                                              : static_cast<__mmask16>((1u << r) - 1u);
-                const __m512 v = _mm512_maskz_loadu_ps(lm, x + c);  // masked lanes read as 0
+                const __m512 v = _mm512_maskz_loadu_ps(lm, xw + c);  // masked lanes read as 0
                 const uint64_t m = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
-                word |= m << (c - c0);
+                word |= m << c;
                 s0 = _mm512_add_ps(s0, _mm512_abs_ps(v));
             }
             bits[w] = word;

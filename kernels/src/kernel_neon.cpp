@@ -101,25 +101,28 @@ void pack_neon(const PackArgs& a, int64_t p0, int64_t p1) {
     const uint32_t lanebits_arr[4] = {1u, 2u, 4u, 8u};
     const uint32x4_t lanebits = vld1q_u32(lanebits_arr);
     for (int64_t p = p0; p < p1; ++p) {
-        const float* x = a.x + p * a.C;
+        const float* x = a.x + p * a.C1;
+        const float* x2 = a.x2 + p * (a.C - a.C1);
         uint64_t* bits = a.bits + p * a.Cw;
         float32x4_t s0 = zero, s1 = zero;
         float tail = 0.0f;
-        int64_t c = 0;
         for (int64_t w = 0; w < a.Cw; ++w) {
-            const int64_t cend = min64(a.C, 64 * (w + 1));
+            const int64_t c0 = 64 * w;
+            const float* xw = c0 < a.C1 ? x + c0 : x2 + (c0 - a.C1);  // the word's channels
+            const int64_t n = min64(a.C - c0, 64);
             uint64_t word = 0;
-            for (; c + 8 <= cend; c += 8) {
-                const float32x4_t v0 = vld1q_f32(x + c), v1 = vld1q_f32(x + c + 4);
+            int64_t c = 0;
+            for (; c + 8 <= n; c += 8) {
+                const float32x4_t v0 = vld1q_f32(xw + c), v1 = vld1q_f32(xw + c + 4);
                 const uint64_t m0 = vaddvq_u32(vandq_u32(vcltq_f32(v0, zero), lanebits));
                 const uint64_t m1 = vaddvq_u32(vandq_u32(vcltq_f32(v1, zero), lanebits));
-                word |= (m0 | (m1 << 4)) << (c & 63);
+                word |= (m0 | (m1 << 4)) << c;
                 s0 = vaddq_f32(s0, vabsq_f32(v0));
                 s1 = vaddq_f32(s1, vabsq_f32(v1));
             }
-            for (; c < cend; ++c) {
-                const float v = x[c];
-                if (v < 0.0f) word |= uint64_t{1} << (c & 63);
+            for (; c < n; ++c) {
+                const float v = xw[c];
+                if (v < 0.0f) word |= uint64_t{1} << c;
                 tail += v < 0.0f ? -v : v;
             }
             bits[w] = word;

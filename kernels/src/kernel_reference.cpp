@@ -29,12 +29,13 @@ inline float epilogue(const Epilogue& ep, int64_t o, float y) {
 
 void pack_ref(const PackArgs& a, int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
-        const float* x = a.x + p * a.C;
+        const float* x = a.x + p * a.C1;               // channels [0, C1)
+        const float* x2 = a.x2 + p * (a.C - a.C1);     // channels [C1, C) (x2 null: none)
         uint64_t* bits = a.bits + p * a.Cw;
         for (int64_t w = 0; w < a.Cw; ++w) bits[w] = 0;
         double sum = 0.0;
         for (int64_t c = 0; c < a.C; ++c) {
-            const float v = x[c];
+            const float v = c < a.C1 ? x[c] : x2[c - a.C1];
             if (v < 0.0f) bits[c >> 6] |= uint64_t{1} << (c & 63);
             sum += v < 0.0f ? -static_cast<double>(v) : static_cast<double>(v);
         }
