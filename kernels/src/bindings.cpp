@@ -99,6 +99,32 @@ float* check_out(const nb::object& out, std::vector<int64_t> shape, const float*
     return p;
 }
 
+// A kernel's float32 output: the caller's `out` (checked by check_out) or a fresh array of
+// `shape`. `result()` is what the binding returns: the fresh array, or `out` itself.
+class Output {
+public:
+    Output(const std::optional<nb::object>& out, const std::vector<size_t>& shape,
+           const float* in, const char* in_name)
+        : out_(out) {
+        if (out) {
+            ptr_ = check_out(*out, std::vector<int64_t>(shape.begin(), shape.end()), in, in_name);
+            return;
+        }
+        size_t n = 1;
+        for (size_t d : shape) n *= d;
+        auto [p, owner] = alloc<float>(n);
+        fresh_.emplace(p, shape.size(), shape.data(), owner);
+        ptr_ = p;
+    }
+    float* ptr() const { return ptr_; }
+    nb::object result() const { return fresh_ ? nb::cast(*fresh_) : *out_; }
+
+private:
+    std::optional<nb::object> out_;
+    std::optional<OutF32> fresh_;
+    float* ptr_ = nullptr;
+};
+
 using RPReLU = std::tuple<AnyArray, AnyArray, AnyArray>;
 
 struct Epi {
@@ -166,21 +192,13 @@ nb::object binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, const Any
     const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0;
     const int64_t Wo = W > 0 ? (W - 1) / stride + 1 : 0;
     const Epi e = check_epilogue(Cout, bias, rprelu, add, {N, Ho, Wo, Cout});
-    std::optional<OutF32> fresh;
-    float* op;
-    if (out) {
-        op = check_out(*out, {N, Ho, Wo, Cout}, e.add, "add");
-    } else {
-        auto [p, owner] = alloc<float>(static_cast<size_t>(N * Ho * Wo * Cout));
-        fresh.emplace(p, std::initializer_list<size_t>{size_t(N), size_t(Ho), size_t(Wo), size_t(Cout)}, owner);
-        op = p;
-    }
+    const Output y(out, {size_t(N), size_t(Ho), size_t(Wo), size_t(Cout)}, e.add, "add");
     {
         nb::gil_scoped_release release;
         bk::binary_conv3x3(xp, ap, wp, N, H, W, Cw, cin, Cout, stride, bp, e.bias, e.sin, e.slope,
-                           e.sout, e.add, op);
+                           e.sout, e.add, y.ptr());
     }
-    return fresh ? nb::cast(*fresh) : *out;
+    return y.result();
 }
 
 nb::object binary_gemm(const AnyArray& bits, const AnyArray& alpha, const AnyArray& wbits, int64_t k,
@@ -196,20 +214,13 @@ nb::object binary_gemm(const AnyArray& bits, const AnyArray& alpha, const AnyArr
     const int64_t Nout = wbits.shape(0);
     const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {Nout}));
     const Epi e = check_epilogue(Nout, bias, rprelu, add, {M, Nout});
-    std::optional<OutF32> fresh;
-    float* op;
-    if (out) {
-        op = check_out(*out, {M, Nout}, e.add, "add");
-    } else {
-        auto [p, owner] = alloc<float>(static_cast<size_t>(M * Nout));
-        fresh.emplace(p, std::initializer_list<size_t>{size_t(M), size_t(Nout)}, owner);
-        op = p;
-    }
+    const Output y(out, {size_t(M), size_t(Nout)}, e.add, "add");
     {
         nb::gil_scoped_release release;
-        bk::binary_gemm(xp, ap, wp, M, Kw, k, Nout, bp, e.bias, e.sin, e.slope, e.sout, e.add, op);
+        bk::binary_gemm(xp, ap, wp, M, Kw, k, Nout, bp, e.bias, e.sin, e.slope, e.sout, e.add,
+                        y.ptr());
     }
-    return fresh ? nb::cast(*fresh) : *out;
+    return y.result();
 }
 
 nb::object layer_norm(const AnyArray& x, const AnyArray& gamma, const AnyArray& beta, double eps,
@@ -224,20 +235,12 @@ nb::object layer_norm(const AnyArray& x, const AnyArray& gamma, const AnyArray& 
     std::vector<size_t> shape(x.ndim());
     for (size_t i = 0; i < x.ndim(); ++i) shape[i] = x.shape(i);
     const int64_t P = static_cast<int64_t>(x.size()) / C;
-    std::optional<OutF32> fresh;
-    float* op;
-    if (out) {
-        op = check_out(*out, std::vector<int64_t>(shape.begin(), shape.end()), xp, "x");
-    } else {
-        auto [p, owner] = alloc<float>(static_cast<size_t>(P * C));
-        fresh.emplace(p, x.ndim(), shape.data(), owner);
-        op = p;
-    }
+    const Output y(out, shape, xp, "x");
     {
         nb::gil_scoped_release release;
-        bk::layer_norm(xp, P, C, gp, bp, static_cast<float>(eps), silu, op);
+        bk::layer_norm(xp, P, C, gp, bp, static_cast<float>(eps), silu, y.ptr());
     }
-    return fresh ? nb::cast(*fresh) : *out;
+    return y.result();
 }
 
 nb::tuple position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left,

@@ -374,6 +374,18 @@ int64_t task_count(int64_t units, double cost, double min_cost) {
     return n;
 }
 
+// Splits [0, units) into task_count(units, cost, min_cost) contiguous ranges of equal length
+// (the last shorter) and runs fn(begin, end) for each in parallel_for.
+void parallel_ranges(int64_t units, double cost, double min_cost,
+                     const std::function<void(int64_t, int64_t)>& fn) {
+    const int64_t ntasks = task_count(units, cost, min_cost);
+    if (ntasks == 0) return;
+    const int64_t per = ceil_div(units, ntasks);
+    parallel_for(ceil_div(units, per), [&](int64_t i) {
+        fn(i * per, std::min(units, (i + 1) * per));
+    });
+}
+
 // 64-byte aligned scratch buffer.
 template <typename T>
 struct Aligned {
@@ -440,11 +452,8 @@ struct PrepX {
         : buf(k.prep_x ? static_cast<size_t>(k.xprep * words) : 0), ptr(x) {
         if (!k.prep_x) return;
         uint64_t* d = buf.ptr;
-        const int64_t ntasks = task_count(words, 4.0, 1 << 15);
-        const int64_t per = ceil_div(words, std::max<int64_t>(ntasks, 1));
-        parallel_for(ceil_div(words, per), [&](int64_t i) {
-            k.prep_x(x, i * per, std::min(words, (i + 1) * per), d);
-        });
+        parallel_ranges(words, 4.0, 1 << 15,
+                        [&](int64_t begin, int64_t end) { k.prep_x(x, begin, end, d); });
         ptr = d;
     }
 };
@@ -521,12 +530,8 @@ void pack_activations(const float* x, const float* x2, int64_t P, int64_t C1, in
         throw std::invalid_argument("pack_activations: C1 == C, or C1 % 64 == 0 with x2");
     const KernelImpl& k = *current();
     PackArgs a{x, x2, bits, alpha, P, C, C1, ceil_div(C, 64)};
-    const int64_t ntasks = task_count(P, static_cast<double>(C), 1 << 16);
-    if (ntasks == 0) return;
-    const int64_t per = ceil_div(P, ntasks);
-    parallel_for(ceil_div(P, per), [&](int64_t i) {
-        k.pack(a, i * per, std::min(P, (i + 1) * per));
-    });
+    parallel_ranges(P, static_cast<double>(C), 1 << 16,
+                    [&](int64_t begin, int64_t end) { k.pack(a, begin, end); });
 }
 
 void binary_conv3x3(const uint64_t* x, const float* alpha, const uint64_t* w, int64_t N, int64_t H,
@@ -567,35 +572,25 @@ void binary_gemm(const uint64_t* x, const float* alpha, const uint64_t* w, int64
     const Weights wts(k, w, Nout, 1, Kw, Cpad);
     const PrepX xs(k, x, M * Kw);
     GemmArgs a{xs.ptr, alpha, wts.ptr, M, Kw, kbits, Nout, Cpad, params.ep, add, out};
-    const int64_t ntasks = task_count(M, static_cast<double>(Cpad * Kw), 1 << 17);
-    const int64_t per = ceil_div(M, std::max<int64_t>(ntasks, 1));
-    parallel_for(ceil_div(M, per), [&](int64_t i) {
-        k.gemm(a, i * per, std::min(M, (i + 1) * per));
-    });
+    parallel_ranges(M, static_cast<double>(Cpad * Kw), 1 << 17,
+                    [&](int64_t begin, int64_t end) { k.gemm(a, begin, end); });
 }
 
 void layer_norm(const float* x, int64_t P, int64_t C, const float* gamma, const float* beta,
                 float eps, bool silu, float* out) {
     const KernelImpl& k = *current();
     NormArgs a{x, gamma, beta, out, P, C, eps, silu};
-    const int64_t ntasks = task_count(P, static_cast<double>(C), 1 << 15);
-    if (ntasks == 0) return;
-    const int64_t per = ceil_div(P, ntasks);
-    parallel_for(ceil_div(P, per), [&](int64_t i) {
-        k.layer_norm(a, i * per, std::min(P, (i + 1) * per));
-    });
+    parallel_ranges(P, static_cast<double>(C), 1 << 15,
+                    [&](int64_t begin, int64_t end) { k.layer_norm(a, begin, end); });
 }
 
 void position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left, int64_t H,
                        int64_t W, int64_t C, float* u1, float* u2) {
     const KernelImpl& k = *current();
     NoiseArgs a{seed0, seed1, top, left, H, W, C, u1, u2};
-    const int64_t ntasks = task_count(H, static_cast<double>(W * C), 1 << 15);
-    if (ntasks == 0 || W * C == 0) return;
-    const int64_t per = ceil_div(H, ntasks);
-    parallel_for(ceil_div(H, per), [&](int64_t i) {
-        k.noise(a, i * per, std::min(H, (i + 1) * per));
-    });
+    if (W * C == 0) return;
+    parallel_ranges(H, static_cast<double>(W * C), 1 << 15,
+                    [&](int64_t begin, int64_t end) { k.noise(a, begin, end); });
 }
 
 }  // namespace bk
