@@ -138,3 +138,9 @@ def test_latent_binary_weights_get_their_own_learning_rate_scale():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     decay = [g for g in groups if g["weight_decay"] == 0.1][0]["params"]
     assert decay and all(p.dim() > 1 and id(p) not in latent for p in decay)
+
+
+def test_feature_weight_outside_the_binarize_stage_is_refused():
+    with pytest.raises(ValueError, match="feature_weight applies to the binarize stage"):
+        StageConfig.from_dict({"stage": "onestep", "feature_weight": 0.1})
+    assert StageConfig.from_dict({"stage": "binarize", "feature_weight": 0.1}).feature_weight == 0.1

@@ -268,8 +268,8 @@ class _NativeLayerNorm2d(LayerNorm2d):
 
 class _PackedResBlock(ResBlock):
     """ResBlock with ``SiLU(norm(.))`` in one native pass (norm2's over conv1's output in
-    place) and the skip summed by ``conv2``'s epilogue (a PackedConv2d: pack_model converts
-    every ResBlock conv, binarize() makes them binary): same submodules, same function."""
+    place) and the skip summed by ``conv2``'s epilogue (pack_model switches a ResBlock only
+    when its conv2 is a PackedConv2d): same submodules, same function."""
 
     def forward(self, x, temb):
         h = self.conv1(_layer_norm2d(self.norm1, x, silu=True))  # a fresh tensor of ours
@@ -329,7 +329,7 @@ def pack_model(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if type(module) is Denoiser:
             module.__class__ = _PackedDenoiser
-        elif type(module) is ResBlock:
+        elif type(module) is ResBlock and isinstance(module.conv2, PackedConv2d):
             module.__class__ = _PackedResBlock
         elif type(module) is Upsample and isinstance(module.conv, PackedConv2d):
             module.__class__ = _PackedUpsample

@@ -116,8 +116,8 @@ def _layer_distance(student: dict, frozen: dict) -> torch.Tensor:
 
 def _distill_loss(schedule, target_fn, gt_weight, feature_weight=0.0, layer_pairs=None):
     """Output MSE to the frozen target (+ ``gt_weight`` x MSE to the ground truth); with
-    ``feature_weight``, ``layer_pairs() -> (student layers, frozen layers)`` (dicts by name)
-    adds the layer-wise term."""
+    ``feature_weight``, ``layer_pairs() -> (student layers, frozen layers)`` (dicts by name,
+    built once) adds the layer-wise term."""
     def loss(model, lr01, hr01):
         lr, x0, y = _latents(lr01, hr01)
         noise = torch.randn_like(x0)
@@ -142,24 +142,23 @@ def _distillation_stage(cfg: StageConfig, frozen_run: str, make_student, frozen_
     if not cfg.target_run:
         raise SystemExit(f"{cfg.stage} needs --set target_run='\"{frozen_run}\"'")
     schedule = cfg.schedule()
-    frozen = {}
+    built = {}
 
     def build(cfg, device):
-        frozen["model"], _ = load_run_model(cfg.target_run, device)
-        frozen["student"] = make_student(cfg, frozen["model"])
-        return frozen["student"]
+        built["frozen"], _ = load_run_model(cfg.target_run, device)
+        student = make_student(cfg, built["frozen"])
+        # The student's 1-bit layers and the frozen model's layers of the same names.
+        layers = {name: m for name, m in student.named_modules()
+                  if isinstance(m, (BinaryConv2d, BinaryLinear))}
+        frozen_modules = dict(built["frozen"].named_modules())
+        built["layers"] = layers, {name: frozen_modules[name] for name in layers}
+        return student
 
     def target(lr, y, noise):
-        return frozen_target(schedule, frozen["model"], lr, y, noise)
+        return frozen_target(schedule, built["frozen"], lr, y, noise)
 
-    def layer_pairs():
-        """The student's 1-bit layers and the frozen model's layers of the same names."""
-        student = {name: m for name, m in frozen["student"].named_modules()
-                   if isinstance(m, (BinaryConv2d, BinaryLinear))}
-        modules = dict(frozen["model"].named_modules())
-        return student, {name: modules[name] for name in student}
-
-    loss = _distill_loss(schedule, target, cfg.gt_weight, cfg.feature_weight, layer_pairs)
+    loss = _distill_loss(schedule, target, cfg.gt_weight, cfg.feature_weight,
+                         lambda: built["layers"])
     return build, loss, _one_step_predict(schedule)
 
 
@@ -174,8 +173,6 @@ def _student_from(cfg: StageConfig, frozen: torch.nn.Module) -> Denoiser:
 
 def onestep_stage(cfg: StageConfig):
     """Student initialised from the teacher (or ``init``); target: the teacher's T steps."""
-    if cfg.feature_weight:
-        raise SystemExit("feature_weight applies to the binarize stage (its 1-bit layers)")
     def teacher_target(schedule, teacher, lr, y, noise):
         return schedule.sample(lambda x, t: teacher(x, lr, t, y), y, noise)
 

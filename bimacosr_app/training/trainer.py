@@ -85,6 +85,8 @@ class StageConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        if d.get("feature_weight") and d.get("stage", cls.stage) != "binarize":
+            raise ValueError("feature_weight applies to the binarize stage (its 1-bit layers)")
         return cls(**d)
 
 
@@ -141,10 +143,10 @@ def load_run_model(run_dir: str | Path, device,
 
 
 def _param_groups(model: nn.Module, cfg: StageConfig) -> list[dict]:
-    """AdamW groups: weight decay on weight matrices only (not on vectors or relative position
-    biases); the latent weights of 1-bit layers get ``binary_lr_scale`` times the learning
-    rate (their signs are all that the packed model keeps). Each group's ``lr_scale``
-    multiplies the scheduled learning rate."""
+    """AdamW groups: weight decay on full-precision weight matrices only (not on vectors,
+    relative position biases or the latent weights of 1-bit layers, whose signs are all that
+    the packed model keeps); the latent weights get ``binary_lr_scale`` times the learning
+    rate. Each group's ``lr_scale`` multiplies the scheduled learning rate."""
     latent = {id(m.weight) for m in model.modules() if isinstance(m, (BinaryConv2d, BinaryLinear))}
     decay, no_decay, binary = [], [], []
     for name, p in model.named_parameters():
