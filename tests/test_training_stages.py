@@ -144,3 +144,12 @@ def test_feature_weight_outside_the_binarize_stage_is_refused():
     with pytest.raises(ValueError, match="feature_weight applies to the binarize stage"):
         StageConfig.from_dict({"stage": "onestep", "feature_weight": 0.1})
     assert StageConfig.from_dict({"stage": "binarize", "feature_weight": 0.1}).feature_weight == 0.1
+
+
+def test_stage_command_line_refuses_a_misplaced_option_with_a_usage_error(capsys, tmp_path):
+    from bimacosr_app.training.trainer import parse_stage_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_stage_args("onestep", ["--out", str(tmp_path), "--set", "feature_weight=0.1"])
+    assert exit_info.value.code == 2
+    assert "feature_weight applies to the binarize stage" in capsys.readouterr().err

@@ -109,7 +109,11 @@ def parse_stage_args(stage: str, argv=None) -> tuple[StageConfig, Path, float | 
         except json.JSONDecodeError:  # a bare string: --set init=runs/teacher
             d[key] = value
     d["stage"] = stage
-    return StageConfig.from_dict(d), args.out, args.budget_minutes
+    try:
+        cfg = StageConfig.from_dict(d)
+    except (TypeError, ValueError) as e:  # unknown or misplaced keys: a usage error
+        p.error(str(e))
+    return cfg, args.out, args.budget_minutes
 
 
 def _init_distributed() -> tuple[int, int, torch.device]:
