@@ -20,6 +20,7 @@ from bimacosr_app.model import (
     binarize,
     from_latent,
     model_cost,
+    set_binary_mix,
     to_latent,
     upscale_tile,
 )
@@ -322,3 +323,23 @@ def test_binarize_shortcut_is_a_fixed_unstored_branch(stride):
     assert "shortcut" not in binarize(Denoiser()).binarization
     assert all(m.has_shortcut for m in model.modules()
                if isinstance(m, (BinaryConv2d, BinaryLinear)))
+
+
+def test_binary_mix_blends_from_the_fp_model_at_zero_to_the_1_bit_model_at_one():
+    torch.manual_seed(0)
+    fp = Denoiser(_tiny_config()).eval()
+    model = binarize(copy.deepcopy(fp), rprelu_slope=0.25)
+    x_t, lr = torch.randn(1, 48, 19, 21), torch.rand(1, 3, 19, 21) * 2 - 1
+    with torch.no_grad():
+        binary = model(x_t, lr, 14)
+        set_binary_mix(model, 0.0)
+        torch.testing.assert_close(model(x_t, lr, 14), fp(x_t, lr, 14), atol=2e-5, rtol=1e-4)
+        set_binary_mix(model, 0.5)
+        layer, x = model.downsample[0].conv, torch.randn(1, 16, 8, 8)
+        fp_layer = F.conv2d(x, layer.weight, layer.bias, 2, 1)
+        binary_layer = layer.rprelu(layer.binary_conv(x))
+        torch.testing.assert_close(layer(x), (fp_layer + binary_layer) / 2 + layer.branches(x))
+        set_binary_mix(model, 1.0)
+        assert torch.equal(model(x_t, lr, 14), binary)
+    with pytest.raises(ValueError, match="binary_mix"):
+        set_binary_mix(model, 1.5)

@@ -68,7 +68,7 @@ def test_chain_runs_and_resumes(tmp_path, data_dirs):
 
     o = _run(onestep.main, tmp_path, data_dirs, "onestep", target_run=str(t))
     b = _run(binarize_stage.main, tmp_path, data_dirs, "binarize", target_run=str(o),
-             feature_weight=0.5, binary_lr_scale=4.0)
+             feature_weight=0.5, binary_lr_scale=4.0, binary_ramp_steps=4)
     for out in (o, b):
         records = _log(out)
         assert records[-1]["event"] == "stop" and records[-1]["step"] == 2
@@ -140,10 +140,17 @@ def test_latent_binary_weights_get_their_own_learning_rate_scale():
     assert decay and all(p.dim() > 1 and id(p) not in latent for p in decay)
 
 
-def test_feature_weight_outside_the_binarize_stage_is_refused():
-    with pytest.raises(ValueError, match="feature_weight applies to the binarize stage"):
-        StageConfig.from_dict({"stage": "onestep", "feature_weight": 0.1})
-    assert StageConfig.from_dict({"stage": "binarize", "feature_weight": 0.1}).feature_weight == 0.1
+def test_binary_mix_ramps_linearly_to_one_and_stays():
+    cfg = StageConfig(stage="binarize", binary_ramp_steps=200)
+    assert [cfg.binary_mix_at(s) for s in (0, 50, 200, 5000)] == [0.0, 0.25, 1.0, 1.0]
+    assert StageConfig(stage="binarize").binary_mix_at(0) == 1.0
+
+
+@pytest.mark.parametrize("key, value", [("feature_weight", 0.1), ("binary_ramp_steps", 100)])
+def test_binarize_options_outside_the_binarize_stage_are_refused(key, value):
+    with pytest.raises(ValueError, match=f"{key} applies to the binarize stage"):
+        StageConfig.from_dict({"stage": "onestep", key: value})
+    assert getattr(StageConfig.from_dict({"stage": "binarize", key: value}), key) == value
 
 
 def test_stage_command_line_refuses_a_misplaced_option_with_a_usage_error(capsys, tmp_path):

@@ -2,7 +2,7 @@
 binarized (SMB + LRMB + 1-bit) training form."""
 
 from .binarize import binarizable_layers, binarize
-from .binary import BinaryConv2d, BinaryLinear, RPReLU, sign
+from .binary import BinaryConv2d, BinaryLinear, RPReLU, set_binary_mix, sign
 from .cost import ModelCost, model_cost
 from .diffusion import DiffusionConfig, ResShiftSchedule
 from .fold import fold_time
@@ -30,6 +30,7 @@ __all__ = [
     "model_cost",
     "one_step_latent",
     "position_noise",
+    "set_binary_mix",
     "sign",
     "to_latent",
     "upscale_tile",

@@ -26,6 +26,11 @@ conv with stride s reads.
   full-precision information crosses every 1-bit layer, also those that change the channel
   count. Being a 1x1 operator it joins SMB + LRMB in ``branch_matrix()``: every backend runs it
   inside the dense branch, at no extra cost, and it is never stored.
+* Gradual binarization (training only): ``binary_mix`` m in [0, 1] blends the 1-bit path with
+  the full-precision conv of the same latent weights, ``m * RPReLU(binary) + (1 - m) * conv(x,
+  W_b) + b``, branches added to both. At m = 0 a freshly converted layer computes exactly the
+  FP layer it replaced (up to the shortcut); the trainer ramps m to 1 (``set_binary_mix``), and
+  m = 1, the default, is the only form that is exported or packed.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "RPReLU",
     "binarize_activation",
     "binarize_weight",
+    "set_binary_mix",
     "shortcut_matrix",
     "sign",
 ]
@@ -129,6 +135,15 @@ def shortcut_matrix(cout: int, cin: int) -> torch.Tensor:
     return m
 
 
+def set_binary_mix(model: nn.Module, mix: float) -> None:
+    """Set every 1-bit layer's ``binary_mix`` (1 = fully binary, 0 = full precision)."""
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"binary_mix must be in [0, 1], got {mix}")
+    for m in model.modules():
+        if isinstance(m, _MatrixBranches):
+            m.binary_mix = float(mix)
+
+
 class _MatrixBranches(nn.Module):
     """SMB and LRMB shared by BinaryConv2d and BinaryLinear.
 
@@ -142,6 +157,7 @@ class _MatrixBranches(nn.Module):
 
     in_features: int
     out_features: int
+    binary_mix: float = 1.0  # gradual binarization (module docstring); 1 outside training
 
     def _init_branches(self, shortcut: bool):
         self.register_buffer("smb_index", None)
@@ -278,6 +294,9 @@ class BinaryConv2d(_MatrixBranches):
 
     def forward(self, x):  # (B,Cin,H,W) -> (B,Cout,H/s,W/s)
         y = self.rprelu(self.binary_conv(x))
+        if self.binary_mix < 1.0:
+            fp = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+            y = fp + self.binary_mix * (y - fp)  # not lerp: autocast may give y and fp two dtypes
         extra = self.branches(x)
         return y if extra is None else y + extra
 
@@ -318,6 +337,9 @@ class BinaryLinear(_MatrixBranches):
 
     def forward(self, x):  # (..., Cin) -> (..., Cout)
         y = self.binary_linear(x)
+        if self.binary_mix < 1.0:
+            fp = F.linear(x, self.weight, self.bias)
+            y = fp + self.binary_mix * (y - fp)
         m = self.branch_matrix()
         return y if m is None else y + F.linear(x, m)
 

@@ -33,6 +33,7 @@ from ..model import (
     ModelConfig,
     ResShiftSchedule,
     binarize,
+    set_binary_mix,
 )
 from .data import DegradationConfig, PhotoSet, TrainBatches, default_data_dir, validation_pairs
 from .weights import load_weights, save_weights, weight_files
@@ -68,6 +69,7 @@ class StageConfig:
     gt_weight: float = 0.0  # weight of an extra MSE to the ground truth latent
     feature_weight: float = 0.0  # binarize: weight of the layer-wise distillation term
     binary_lr_scale: float = 1.0  # learning-rate multiplier of the 1-bit layers' latent weights
+    binary_ramp_steps: int = 0  # binarize: steps over which binary_mix rises from 0 to 1
     binarize: dict = field(default_factory=lambda: {"rank": 8, "smb": True, "lrmb": True,
                                                     "svd_init": True, "rprelu_slope": 0.25})
     compile: bool = False  # torch.compile the trained model (CUDA only)
@@ -79,14 +81,21 @@ class StageConfig:
     def schedule(self) -> ResShiftSchedule:
         return ResShiftSchedule(DiffusionConfig(**self.diffusion))
 
+    def binary_mix_at(self, step: int) -> float:
+        """Gradual binarization: binary_mix rises linearly from 0 at step 0 to 1 at
+        ``binary_ramp_steps`` (a function of the step, so a resumed run continues the ramp)."""
+        ramp = self.binary_ramp_steps
+        return 1.0 if ramp <= 0 else min(1.0, step / ramp)
+
     @classmethod
     def from_dict(cls, d: dict) -> StageConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
-        if d.get("feature_weight") and d.get("stage", cls.stage) != "binarize":
-            raise ValueError("feature_weight applies to the binarize stage (its 1-bit layers)")
+        for key in ("feature_weight", "binary_ramp_steps"):
+            if d.get(key) and d.get("stage", cls.stage) != "binarize":
+                raise ValueError(f"{key} applies to the binarize stage (its 1-bit layers)")
         return cls(**d)
 
 
@@ -301,6 +310,9 @@ class Trainer:
             lr = self.lr_at(self.step, time_fraction)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr * g["lr_scale"]
+            if cfg.binary_ramp_steps:
+                # Live model only: the EMA, which is validated and exported, stays fully binary.
+                set_binary_mix(self.module, cfg.binary_mix_at(self.step))
             lr_img, hr_img = next(self.batches)
             with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                 enabled=self.device.type == "cuda"):
