@@ -19,6 +19,7 @@ from bimacosr_app.model import (
     binarizable_layers,
     binarize,
     from_latent,
+    calibrate_act_shift,
     model_cost,
     set_binary_mix,
     to_latent,
@@ -343,3 +344,42 @@ def test_binary_mix_blends_from_the_fp_model_at_zero_to_the_1_bit_model_at_one()
         assert torch.equal(model(x_t, lr, 14), binary)
     with pytest.raises(ValueError, match="binary_mix"):
         set_binary_mix(model, 1.5)
+
+
+def test_calibrated_activation_shift_moves_the_mean_into_the_bias():
+    torch.manual_seed(0)
+    conv, linear = nn.Conv2d(5, 7, 3, padding=1), nn.Linear(6, 4)
+    x, t = torch.randn(2, 5, 9, 8) + 2.0, torch.randn(3, 6) + 1.0
+    bconv = BinaryConv2d.from_conv(conv, act_shift=True)
+    blin = BinaryLinear.from_linear(linear, act_shift=True)
+    s_conv, s_lin = torch.linspace(-1, 2, 5), torch.linspace(0, 1, 6)
+    bconv.calibrate_shift(s_conv)
+    blin.calibrate_shift(s_lin)
+    # The 1-bit path thresholds at s ...
+    xb = x - s_conv.view(1, -1, 1, 1)
+    expected = F.conv2d(xb.abs().mean(1, keepdim=True) * torch.where(xb >= 0, 1.0, -1.0),
+                        bconv.weight.abs().mean((1, 2, 3), keepdim=True)
+                        * torch.where(bconv.weight >= 0, 1.0, -1.0), bconv.bias, 1, 1)
+    torch.testing.assert_close(bconv.binary_conv(x), expected)
+    # ... and with the FP path (binary_mix 0) the layer is the original one: exactly for the
+    # linear, away from the zero-padded border for the conv.
+    set_binary_mix(bconv, 0.0)
+    set_binary_mix(blin, 0.0)
+    with torch.no_grad():
+        torch.testing.assert_close(blin(t), linear(t))
+        torch.testing.assert_close(bconv(x)[..., 1:-1, 1:-1], conv(x)[..., 1:-1, 1:-1])
+    assert "act_shift" in bconv.state_dict() and "act_shift" not in BinaryConv2d(5, 7).state_dict()
+
+
+def test_calibrate_act_shift_uses_the_fp_layers_channel_means():
+    torch.manual_seed(0)
+    fp = Denoiser(_tiny_config()).eval()
+    model = binarize(copy.deepcopy(fp), act_shift=True)
+    assert model.binarization["act_shift"] is True
+    x_t, lr = torch.randn(2, 48, 16, 16), torch.rand(2, 3, 16, 16) * 2 - 1
+    calibrate_act_shift(model, fp, lambda ref: ref(x_t, lr, 14))
+    assert all(not m._forward_hooks for m in fp.modules())
+    seen = []
+    fp.fuse[0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    fp(x_t, lr, 14)
+    torch.testing.assert_close(model.fuse[0].act_shift, seen[0].mean(dim=(0, 2, 3)))

@@ -68,7 +68,9 @@ def test_chain_runs_and_resumes(tmp_path, data_dirs):
 
     o = _run(onestep.main, tmp_path, data_dirs, "onestep", target_run=str(t))
     b = _run(binarize_stage.main, tmp_path, data_dirs, "binarize", target_run=str(o),
-             feature_weight=0.5, binary_lr_scale=4.0, binary_ramp_steps=4)
+             feature_weight=0.5, binary_lr_scale=4.0, binary_ramp_steps=4,
+             binarize={"rank": 8, "smb": True, "lrmb": True, "svd_init": True,
+                       "rprelu_slope": 1.0, "act_shift": True})
     for out in (o, b):
         records = _log(out)
         assert records[-1]["event"] == "stop" and records[-1]["step"] == 2
@@ -78,6 +80,8 @@ def test_chain_runs_and_resumes(tmp_path, data_dirs):
     state, _ = load_weights(b, "ema")
     assert any(k.endswith("smb_index") for k in state)
     assert any(k.endswith("lrmb_up") for k in state)
+    shifts = [v for k, v in state.items() if k.endswith("act_shift")]
+    assert shifts and all(v.abs().sum() > 0 for v in shifts)  # calibrated, not left at zero
 
     # a run directory evaluates as a model: 4x output in [0,1]
     upscale, what = load_upscaler(b, torch.device("cpu"))

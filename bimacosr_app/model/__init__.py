@@ -1,7 +1,7 @@
 """The BiMaCoSR network: ResShift schedule, pixel-unshuffle latent, UNet denoiser, and its
 binarized (SMB + LRMB + 1-bit) training form."""
 
-from .binarize import binarizable_layers, binarize
+from .binarize import binarizable_layers, binarize, calibrate_act_shift
 from .binary import BinaryConv2d, BinaryLinear, RPReLU, set_binary_mix, sign
 from .cost import ModelCost, model_cost
 from .diffusion import DiffusionConfig, ResShiftSchedule
@@ -25,6 +25,7 @@ __all__ = [
     "bicubic_upscale",
     "binarizable_layers",
     "binarize",
+    "calibrate_act_shift",
     "fold_time",
     "from_latent",
     "model_cost",

@@ -8,7 +8,7 @@ import torch.nn as nn
 from .binary import BinaryConv2d, BinaryLinear
 from .unet import FULL_PRECISION_NAMES
 
-__all__ = ["binarizable_layers", "binarize"]
+__all__ = ["binarizable_layers", "binarize", "calibrate_act_shift"]
 
 
 def binarizable_layers(model: nn.Module) -> list[str]:
@@ -29,6 +29,7 @@ def binarize(
     svd_init: bool = True,
     rprelu_slope: float = 0.25,
     shortcut: bool = False,
+    act_shift: bool = False,
     seed: int = 0,
 ) -> nn.Module:
     """Replace every binarizable layer by BinaryConv2d/BinaryLinear (SMB, then LRMB, then
@@ -37,8 +38,9 @@ def binarize(
     The switches give the paper's ablations: ``smb=False, lrmb=False`` is BMB only;
     ``svd_init=False`` starts LRMB LoRA-style instead of from the SVD. ``shortcut`` adds the
     parameter-free full-precision shortcut to every layer (``binary.shortcut_matrix``; this
-    changes the function at conversion). The options are recorded in ``model.binarization``
-    (``shortcut`` only when on). Returns ``model``.
+    changes the function at conversion). ``act_shift`` gives every layer a trainable activation
+    threshold (zero until ``calibrate_act_shift``). The options are recorded in
+    ``model.binarization`` (``shortcut`` and ``act_shift`` only when on). Returns ``model``.
     """
     generator = torch.Generator().manual_seed(seed)
     for name in binarizable_layers(model):
@@ -48,14 +50,48 @@ def binarize(
         if isinstance(layer, nn.Conv2d):
             new = BinaryConv2d.from_conv(layer, smb=smb, lrmb=lrmb, rank=rank,
                                          svd_init=svd_init, rprelu_slope=rprelu_slope,
-                                         shortcut=shortcut, generator=generator)
+                                         shortcut=shortcut, act_shift=act_shift,
+                                         generator=generator)
         else:
             new = BinaryLinear.from_linear(layer, smb=smb, lrmb=lrmb, rank=rank,
                                            svd_init=svd_init, shortcut=shortcut,
-                                           generator=generator)
+                                           act_shift=act_shift, generator=generator)
         setattr(parent, child_name, new)
     model.binarization = {"rank": rank, "smb": smb, "lrmb": lrmb, "svd_init": svd_init,
                           "rprelu_slope": rprelu_slope, "seed": seed}
-    if shortcut:  # recorded only when on, so files without it read as shortcut-free
+    # Recorded only when on, so that files without them read as without.
+    if shortcut:
         model.binarization["shortcut"] = True
+    if act_shift:
+        model.binarization["act_shift"] = True
     return model
+
+
+@torch.no_grad()
+def calibrate_act_shift(model: nn.Module, reference: nn.Module, run) -> None:
+    """Set every 1-bit layer's activation threshold from data: ``run(reference)`` runs the
+    full-precision model the binarized ``model`` came from (same layer names) on a calibration
+    batch; each layer's threshold becomes the per-channel mean of what its FP layer receives
+    (``BinaryConv2d.calibrate_shift``)."""
+    layers = {name: m for name, m in model.named_modules()
+              if isinstance(m, (BinaryConv2d, BinaryLinear))}
+    means: dict[str, torch.Tensor] = {}
+
+    def record(name, channel_dim):
+        def hook(_module, inputs, _output):
+            x = inputs[0].float()
+            dims = [d for d in range(x.dim()) if d != channel_dim % x.dim()]
+            means[name] = x.mean(dim=dims)
+        return hook
+
+    reference_modules = dict(reference.named_modules())
+    handles = [reference_modules[name].register_forward_hook(
+        record(name, 1 if isinstance(layer, BinaryConv2d) else -1))
+        for name, layer in layers.items()]
+    try:
+        run(reference)
+    finally:
+        for h in handles:
+            h.remove()
+    for name, layer in layers.items():
+        layer.calibrate_shift(means[name])

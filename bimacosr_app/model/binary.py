@@ -13,6 +13,12 @@ A binarized layer computes (DESIGN.md sections 1 and 3)
   pixel (per token for linears); the gradient of sign is Bi-Real's polynomial
   ``2 - 2|x|`` for ``|x| < 1``, else 0. Zero padding of the binarized input is exactly
   "alpha = 0 at padded pixels".
+* Activation threshold (optional, ``act_shift=True``; ReActNet's RSign): a trainable
+  per-input-channel threshold ``s``, so the activation is ``alpha_p * sign(x - s)`` with
+  ``alpha_p = mean |x - s|``. Post-SiLU/GELU inputs are skewed (positive values large, negative
+  ones small); thresholding at zero throws their mean away and doubles the layer's error.
+  ``calibrate_shift`` sets ``s`` to the input's channel means and moves what the layer loses,
+  ``W s``, into the bias, so the conversion stays exact in expectation.
 * RPReLU (convs only): ``u = y + shift_in; PReLU(u, slope) + shift_out``, per channel.
 * SMB (Sparse Matrix Branch): ``n`` fixed positions of a Cin->Cout 1x1 operator with
   trainable values, on the full-precision input.
@@ -27,8 +33,8 @@ conv with stride s reads.
   count. Being a 1x1 operator it joins SMB + LRMB in ``branch_matrix()``: every backend runs it
   inside the dense branch, at no extra cost, and it is never stored.
 * Gradual binarization (training only): ``binary_mix`` m in [0, 1] blends the 1-bit path with
-  the full-precision conv of the same latent weights, ``m * RPReLU(binary) + (1 - m) * conv(x,
-  W_b) + b``, branches added to both. At m = 0 a freshly converted layer computes exactly the
+  the full-precision conv of the same latent weights, ``m * RPReLU(binary) + (1 - m) * (conv(x
+  - s, W_b) + b)``, branches added to both. At m = 0 a freshly converted layer computes exactly the
   FP layer it replaced (up to the shortcut); the trainer ramps m to 1 (``set_binary_mix``), and
   m = 1, the default, is the only form that is exported or packed.
 """
@@ -159,13 +165,38 @@ class _MatrixBranches(nn.Module):
     out_features: int
     binary_mix: float = 1.0  # gradual binarization (module docstring); 1 outside training
 
-    def _init_branches(self, shortcut: bool):
+    def _init_branches(self, shortcut: bool, act_shift: bool = False):
+        self.act_shift = nn.Parameter(torch.zeros(self.in_features)) if act_shift else None
         self.register_buffer("smb_index", None)
         self.smb_value = None
         self.lrmb_down = None
         self.lrmb_up = None
         self.register_buffer("shortcut", shortcut_matrix(self.out_features, self.in_features)
                              if shortcut else None, persistent=False)
+
+    @property
+    def has_act_shift(self) -> bool:
+        return self.act_shift is not None
+
+    @torch.no_grad()
+    def calibrate_shift(self, channel_mean: torch.Tensor) -> None:
+        """Set the activation threshold to the input's per-channel mean (Cin,) and add
+        ``sum over taps of W_b`` times it to the bias: ``conv(x, W_b) = conv(x - s, W_b) + W_b s``
+        away from the zero-padded border."""
+        if not self.has_act_shift or self.bias is None:
+            raise ValueError("calibrate_shift needs a layer with act_shift and a bias")
+        s = channel_mean.to(self.act_shift)
+        w = self.weight.reshape(self.out_features, self.in_features, -1).sum(dim=2)
+        self.bias += w @ s
+        self.act_shift.copy_(s)
+
+    def _shifted(self, x: torch.Tensor, channel_dim: int) -> torch.Tensor:
+        """x - s (x itself without act_shift)."""
+        if not self.has_act_shift:
+            return x
+        shape = [1] * x.dim()
+        shape[channel_dim] = -1
+        return x - self.act_shift.view(shape)
 
     @property
     def has_shortcut(self) -> bool:
@@ -251,7 +282,7 @@ class BinaryConv2d(_MatrixBranches):
     """Binarized conv (square kernel, padding k//2, stride 1 or 2) with RPReLU, SMB, LRMB."""
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, bias=True,
-                 rprelu_slope=0.25, shortcut=False):
+                 rprelu_slope=0.25, shortcut=False, act_shift=False):
         super().__init__()
         self.in_features = self.in_channels = in_channels
         self.out_features = self.out_channels = out_channels
@@ -262,16 +293,18 @@ class BinaryConv2d(_MatrixBranches):
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.rprelu = RPReLU(out_channels, rprelu_slope)
-        self._init_branches(shortcut)
+        self._init_branches(shortcut, act_shift)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, *, smb=True, lrmb=True, rank=8, svd_init=True,
-                  rprelu_slope=0.25, shortcut=False, generator=None) -> BinaryConv2d:
+                  rprelu_slope=0.25, shortcut=False, act_shift=False,
+                  generator=None) -> BinaryConv2d:
         k = conv.kernel_size[0]
         if conv.kernel_size != (k, k) or conv.padding != (k // 2, k // 2) or conv.groups != 1:
             raise ValueError(f"cannot binarize {conv}: square kernel, 'same' padding, groups=1")
         layer = cls(conv.in_channels, conv.out_channels, k, conv.stride[0],
-                    bias=conv.bias is not None, rprelu_slope=rprelu_slope, shortcut=shortcut)
+                    bias=conv.bias is not None, rprelu_slope=rprelu_slope, shortcut=shortcut,
+                    act_shift=act_shift)
         layer.to(conv.weight.device)
         w_b = layer.decompose(conv.weight, smb, lrmb, rank, svd_init, generator)
         with torch.no_grad():
@@ -281,8 +314,8 @@ class BinaryConv2d(_MatrixBranches):
         return layer
 
     def binary_conv(self, x: torch.Tensor) -> torch.Tensor:
-        """beta * conv(alpha * sign(x), sign(W_b)) + b: the part the 1-bit kernels compute."""
-        xb = binarize_activation(x, channel_dim=1)  # (B,Cin,H,W)
+        """beta * conv(alpha * sign(x - s), sign(W_b)) + b: the part the 1-bit kernels compute."""
+        xb = binarize_activation(self._shifted(x, 1), channel_dim=1)  # (B,Cin,H,W)
         wb = binarize_weight(self.weight)  # (Cout,Cin,k,k)
         return F.conv2d(xb, wb, self.bias, self.stride, self.padding)
 
@@ -295,7 +328,7 @@ class BinaryConv2d(_MatrixBranches):
     def forward(self, x):  # (B,Cin,H,W) -> (B,Cout,H/s,W/s)
         y = self.rprelu(self.binary_conv(x))
         if self.binary_mix < 1.0:
-            fp = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+            fp = F.conv2d(self._shifted(x, 1), self.weight, self.bias, self.stride, self.padding)
             y = fp + self.binary_mix * (y - fp)  # not lerp: autocast may give y and fp two dtypes
         extra = self.branches(x)
         return y if extra is None else y + extra
@@ -303,26 +336,26 @@ class BinaryConv2d(_MatrixBranches):
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
                 f"stride={self.stride}, smb={self.has_smb}, lrmb={self.has_lrmb}, "
-                f"shortcut={self.has_shortcut}")
+                f"shortcut={self.has_shortcut}, act_shift={self.has_act_shift}")
 
 
 class BinaryLinear(_MatrixBranches):
     """Binarized linear over the last dim (per-token alpha), with SMB and LRMB; no RPReLU."""
 
-    def __init__(self, in_features, out_features, bias=True, shortcut=False):
+    def __init__(self, in_features, out_features, bias=True, shortcut=False, act_shift=False):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        self._init_branches(shortcut)
+        self._init_branches(shortcut, act_shift)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, *, smb=True, lrmb=True, rank=8, svd_init=True,
-                    shortcut=False, generator=None) -> BinaryLinear:
+                    shortcut=False, act_shift=False, generator=None) -> BinaryLinear:
         layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
-                    shortcut=shortcut)
+                    shortcut=shortcut, act_shift=act_shift)
         layer.to(linear.weight.device)
         w_b = layer.decompose(linear.weight, smb, lrmb, rank, svd_init, generator)
         with torch.no_grad():
@@ -332,17 +365,18 @@ class BinaryLinear(_MatrixBranches):
         return layer
 
     def binary_linear(self, x: torch.Tensor) -> torch.Tensor:
-        xb = binarize_activation(x, channel_dim=-1)  # (..., Cin)
+        xb = binarize_activation(self._shifted(x, -1), channel_dim=-1)  # (..., Cin)
         return F.linear(xb, binarize_weight(self.weight), self.bias)
 
     def forward(self, x):  # (..., Cin) -> (..., Cout)
         y = self.binary_linear(x)
         if self.binary_mix < 1.0:
-            fp = F.linear(x, self.weight, self.bias)
+            fp = F.linear(self._shifted(x, -1), self.weight, self.bias)
             y = fp + self.binary_mix * (y - fp)
         m = self.branch_matrix()
         return y if m is None else y + F.linear(x, m)
 
     def extra_repr(self):
         return (f"{self.in_features}, {self.out_features}, smb={self.has_smb}, "
-                f"lrmb={self.has_lrmb}, shortcut={self.has_shortcut}")
+                f"lrmb={self.has_lrmb}, shortcut={self.has_shortcut}, "
+                f"act_shift={self.has_act_shift}")

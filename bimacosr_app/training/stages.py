@@ -6,7 +6,8 @@ Images enter in [0, 1]; the model works on ``x0 = PU(2 HR - 1)`` and
 * teacher: FP ResShift denoiser, x0-prediction MSE at t ~ U{0..T-1}.
 * onestep: SinSR-style distillation, initialised from the teacher's EMA: at t = T-1, MSE to
   the teacher's deterministic T-step output from the same noise (computed online).
-* binarize: ``binarize()`` of the FP one-step model's EMA (SMB, LRMB, then 1-bit), trained with
+* binarize: ``binarize()`` of the FP one-step model's EMA (SMB, LRMB, then 1-bit; with
+  ``act_shift`` the activation thresholds are calibrated on one training batch), trained with
   latent MSE to the frozen FP one-step model's output from the same noise.
 ``gt_weight`` adds an MSE to the ground-truth latent in the last two stages; in the binarize
 stage ``feature_weight`` adds layer-wise distillation: for every 1-bit layer, the MSE between
@@ -30,6 +31,7 @@ from ..model import (
     ResShiftSchedule,
     bicubic_upscale,
     binarize,
+    calibrate_act_shift,
     from_latent,
     one_step_latent,
     to_latent,
@@ -64,7 +66,7 @@ def _init_from_ema(model: torch.nn.Module, run: str | None) -> None:
 def teacher_stage(cfg: StageConfig):
     schedule = cfg.schedule()
 
-    def build(cfg, device):
+    def build(cfg, device, sample):
         model = Denoiser(cfg.model_config())
         _init_from_ema(model, cfg.init)
         return model
@@ -137,16 +139,25 @@ def _distill_loss(schedule, target_fn, gt_weight, feature_weight=0.0, layer_pair
 
 def _distillation_stage(cfg: StageConfig, frozen_run: str, make_student, frozen_target):
     """(build, loss, predict) of a stage that trains a one-step student against a frozen model
-    loaded once from ``cfg.target_run``: ``make_student(cfg, frozen) -> model`` and
+    loaded once from ``cfg.target_run``: ``make_student(cfg, frozen, calibrate) -> model``,
+    where ``calibrate(model)`` runs a model one step on a training batch, and
     ``frozen_target(schedule, frozen, lr, y, noise) -> latent``."""
     if not cfg.target_run:
         raise SystemExit(f"{cfg.stage} needs --set target_run='\"{frozen_run}\"'")
     schedule = cfg.schedule()
     built = {}
 
-    def build(cfg, device):
+    def build(cfg, device, sample):
         built["frozen"], _ = load_run_model(cfg.target_run, device)
-        student = make_student(cfg, built["frozen"])
+
+        def calibrate(model):
+            lr01, _ = sample()
+            lr = lr01 * 2 - 1
+            noise = torch.randn(lr.shape[0], LATENT_CHANNELS, *lr.shape[2:],
+                                generator=torch.Generator().manual_seed(cfg.seed)).to(lr)
+            return one_step_latent(model, schedule, lr, noise)
+
+        student = make_student(cfg, built["frozen"], calibrate)
         # The student's 1-bit layers and the frozen model's layers of the same names.
         layers = {name: m for name, m in student.named_modules()
                   if isinstance(m, (BinaryConv2d, BinaryLinear))}
@@ -176,13 +187,19 @@ def onestep_stage(cfg: StageConfig):
     def teacher_target(schedule, teacher, lr, y, noise):
         return schedule.sample(lambda x, t: teacher(x, lr, t, y), y, noise)
 
-    return _distillation_stage(cfg, "runs/teacher", _student_from, teacher_target)
+    return _distillation_stage(cfg, "runs/teacher",
+                               lambda cfg, frozen, _calibrate: _student_from(cfg, frozen),
+                               teacher_target)
 
 
 def binarize_stage(cfg: StageConfig):
-    """binarize() of the FP one-step model; target: that model's one-step output."""
-    def make_student(cfg, fp):
-        return binarize(_student_from(cfg, fp), **cfg.binarize)
+    """binarize() of the FP one-step model (activation thresholds, when on, calibrated on a
+    training batch); target: that model's one-step output."""
+    def make_student(cfg, fp, calibrate):
+        student = binarize(_student_from(cfg, fp), **cfg.binarize)
+        if cfg.binarize.get("act_shift"):
+            calibrate_act_shift(student.to(next(fp.parameters()).device), fp, calibrate)
+        return student
 
     def fp_target(schedule, fp, lr, y, noise):
         return one_step_latent(fp, schedule, lr, noise)

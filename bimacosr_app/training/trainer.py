@@ -41,6 +41,7 @@ from .weights import load_weights, save_weights, weight_files
 __all__ = ["StageConfig", "Trainer", "parse_stage_args"]
 
 BUDGET_CHECK_EVERY = 20  # steps between wall-clock budget checks
+CALIBRATION_STREAM = 2000  # TrainBatches rank of the calibration batch (no training rank's)
 
 
 @dataclass
@@ -176,7 +177,8 @@ def _param_groups(model: nn.Module, cfg: StageConfig) -> list[dict]:
 
 
 class Trainer:
-    """The training loop; a stage passes ``build_model(cfg, device) -> nn.Module``,
+    """The training loop; a stage passes ``build_model(cfg, device, sample) -> nn.Module``
+    (``sample()`` draws one training batch ``(lr, hr)``, for calibration),
     ``loss(model, lr, hr) -> tensor`` ([0,1] images) and ``predict(model, lr) -> hr``."""
 
     def __init__(self, cfg: StageConfig, out: Path, budget_minutes: float | None,
@@ -189,7 +191,15 @@ class Trainer:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-        self.model = build_model(cfg, self.device).to(self.device)
+        train_dir = cfg.train_dir or default_data_dir("train")
+        photos = PhotoSet(train_dir, device=self.device)
+        degradation = DegradationConfig(realistic_fraction=cfg.realistic_fraction)
+
+        def sample():  # a fixed batch of the training data, the same on every rank
+            return next(TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
+                                     seed=cfg.seed, rank=CALIBRATION_STREAM))
+
+        self.model = build_model(cfg, self.device, sample).to(self.device)
         if cfg.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
@@ -204,10 +214,6 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.module, cfg), lr=cfg.lr, betas=(0.9, 0.99),
             fused=self.device.type == "cuda")
-
-        train_dir = cfg.train_dir or default_data_dir("train")
-        photos = PhotoSet(train_dir, device=self.device)
-        degradation = DegradationConfig(realistic_fraction=cfg.realistic_fraction)
         self.batches = TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
                                     seed=cfg.seed + 7919 * self.step, rank=self.rank)
         self.val = validation_pairs(cfg.val_dir, "bicubic", max_side=256) if self.is_main else []
