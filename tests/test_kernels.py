@@ -500,6 +500,117 @@ def test_pack_activations_concat_errors():
         bk.pack_activations(x, np.asfortranarray(np.ones((1, 2, 3, 8), np.float32)))
 
 
+def ref_pack_shift(x, shift):
+    """float64 evaluation of a thresholded pack: bits of d = x - shift (the sign of the float32
+    difference of two float32 values is that of the exact one, and it is +0 exactly where
+    x == shift, so float64 gives the same bits), alpha = mean |d|."""
+    d = x.astype(np.float64) - shift.astype(np.float64)
+    return pack_signs(d), np.abs(d).mean(-1)
+
+
+def random_shifted(rng, shape):
+    """Random x and per-channel thresholds; some x exactly on their threshold (packs as 0)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    shift = (0.5 * rng.standard_normal(shape[-1])).astype(np.float32)
+    on = rng.random(shape) < 0.1
+    x[on] = np.broadcast_to(shift, shape)[on]
+    return x, shift
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+def test_pack_activations_shift(kernel, c):
+    """shift: bit 1 iff x - shift < 0 in float32, alpha = mean |x - shift|."""
+    rng = np.random.default_rng(c)
+    x, shift = random_shifted(rng, (2, 3, 5, c))
+    bits, alpha = bk.pack_activations(x, shift=shift)
+    assert bits.dtype == np.uint64 and bits.shape == (2, 3, 5, num_words(c))
+    assert alpha.dtype == np.float32 and alpha.shape == (2, 3, 5)
+    want_bits, want_alpha = ref_pack_shift(x, shift)
+    np.testing.assert_array_equal(bits, want_bits)
+    np.testing.assert_allclose(alpha, want_alpha, rtol=1e-6)
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+def test_pack_shift_is_packing_shifted_input(kernel, c):
+    """The kernels subtract the threshold in float32 as they load x: the result is that of
+    packing x - shift computed first in float32 (bit-identical bits and alpha, the same kernel
+    summing the same values in the same order)."""
+    rng = np.random.default_rng(100 + c)
+    x, shift = random_shifted(rng, (3, 4, 7, c))
+    bits, alpha = bk.pack_activations(x, shift=shift)
+    want_bits, want_alpha = bk.pack_activations(x - shift)
+    np.testing.assert_array_equal(bits, want_bits)
+    np.testing.assert_array_equal(alpha, want_alpha)
+
+
+@pytest.mark.parametrize("c1", [64, 128])
+@pytest.mark.parametrize("c2", CHANNELS)
+def test_pack_activations_concat_shift(kernel, c1, c2):
+    """x2 with a shift: shift[:c1] are x's thresholds, shift[c1:] x2's; bit-identical to packing
+    the concatenation with the same shift."""
+    rng = np.random.default_rng(2000 * c1 + c2)
+    x, shift = random_shifted(rng, (2, 3, 5, c1 + c2))
+    bits, alpha = bk.pack_activations(np.ascontiguousarray(x[..., :c1]),
+                                      np.ascontiguousarray(x[..., c1:]), shift)
+    want_bits, want_alpha = bk.pack_activations(x, shift=shift)
+    np.testing.assert_array_equal(bits, want_bits)
+    np.testing.assert_array_equal(alpha, want_alpha)
+    ref_bits, ref_alpha = ref_pack_shift(x, shift)
+    np.testing.assert_array_equal(bits, ref_bits)
+    np.testing.assert_allclose(alpha, ref_alpha, rtol=1e-6)
+
+
+@pytest.mark.parametrize("c", [1, 63, 64, 65, 130, 200])
+def test_pack_bit_order_shift(kernel, c):
+    """With thresholds -1 (even channels) and +1 (odd), every channel sits 0.5 above its
+    threshold (-0.5 on even channels: negative, yet bit 0) except channel i of pixel i, 0.5
+    below it (0.5 on odd channels: positive, yet bit 1): exactly bit i % 64 of word i // 64."""
+    shift = np.where(np.arange(c) % 2 == 0, -1.0, 1.0).astype(np.float32)
+    x = np.broadcast_to(shift + np.float32(0.5), (1, 1, c, c)).copy()
+    x[0, 0, np.arange(c), np.arange(c)] = shift - np.float32(0.5)
+    bits, alpha = bk.pack_activations(x, shift=shift)
+    for i in range(c):
+        want = np.zeros(num_words(c), np.uint64)
+        want[i // 64] = np.uint64(1) << np.uint64(i % 64)
+        np.testing.assert_array_equal(bits[0, 0, i], want)
+    np.testing.assert_array_equal(alpha, np.full((1, 1, c), 0.5, np.float32))
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+def test_pack_shift_on_threshold(kernel, c):
+    """x == shift packs as 0 (sign(0) = +1; also x = -0.0 with shift 0.0, whose difference is
+    -0.0) and adds nothing to alpha; one float32 step below the threshold packs as 1."""
+    rng = np.random.default_rng(300 + c)
+    shift = rng.standard_normal(c).astype(np.float32)
+    shift[::3] = 0.0
+    on = np.broadcast_to(shift, (2, 1, 1, c)).copy()
+    on[1, ..., ::3] = -0.0
+    bits, alpha = bk.pack_activations(on, shift=shift)
+    np.testing.assert_array_equal(bits, np.zeros((2, 1, 1, num_words(c)), np.uint64))
+    np.testing.assert_array_equal(alpha, np.zeros((2, 1, 1), np.float32))
+    below = np.nextafter(shift, np.float32(-np.inf)).reshape(1, 1, 1, c)
+    bits, _ = bk.pack_activations(below, shift=shift)
+    np.testing.assert_array_equal(bits, pack_signs(-np.ones((1, 1, 1, c))))  # pad bits stay 0
+
+
+def test_pack_shift_errors():
+    """shift must be float32[C] (C = all channels, x's and x2's), C-contiguous."""
+    x = np.ones((1, 2, 3, 64), np.float32)
+    x2 = np.ones((1, 2, 3, 8), np.float32)
+    with pytest.raises(ValueError, match=r"shift has shape \(63,\), expected \(64,\)"):
+        bk.pack_activations(x, shift=np.zeros(63, np.float32))
+    with pytest.raises(ValueError, match=r"shift has shape \(64,\), expected \(72,\)"):
+        bk.pack_activations(x, x2, np.zeros(64, np.float32))  # x's channels only
+    with pytest.raises(ValueError, match="shift must be float32"):
+        bk.pack_activations(x, shift=np.zeros(64, np.float64))
+    with pytest.raises(ValueError, match="shift must have 1 dimensions"):
+        bk.pack_activations(x, shift=np.zeros((1, 64), np.float32))
+    with pytest.raises(ValueError, match="shift must be C-contiguous"):
+        bk.pack_activations(x, shift=np.zeros(128, np.float32)[::2])
+    with pytest.raises(TypeError):
+        bk.pack_activations(x, shift=[0.0] * 64)
+
+
 def test_pack_signs_reference():
     a = np.array([-1.0, 0.0, -0.0, 2.0] + [-3.0] * 61 + [1.0, -1.0], np.float32)  # 67 values
     words = pack_signs(a)

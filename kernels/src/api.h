@@ -20,9 +20,10 @@ void set_num_threads(int n);  // n >= 1
 int get_num_threads();
 
 // Packs x[P, C1] (x2 null, C = C1) or the channel concatenation of x[P, C1] and x2[P, C - C1]
-// (C1 a multiple of 64) into bits[P, ceil(C/64)] and alpha[P] (see PackArgs).
+// (C1 a multiple of 64) into bits[P, ceil(C/64)] and alpha[P] (see PackArgs); shift[C] (null:
+// none) is the per-channel threshold of the concatenation: the packed value is x - shift.
 void pack_activations(const float* x, const float* x2, int64_t P, int64_t C1, int64_t C,
-                      uint64_t* bits, float* alpha);
+                      const float* shift, uint64_t* bits, float* alpha);
 
 // rprelu: shift_in, slope, shift_out all null or all non-null. bias, add may be null.
 void binary_conv3x3(const uint64_t* x, const float* alpha, const uint64_t* w, int64_t N, int64_t H,

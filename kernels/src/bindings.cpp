@@ -149,7 +149,8 @@ Epi check_epilogue(int64_t cout, const std::optional<AnyArray>& bias,
     return e;
 }
 
-nb::tuple pack_activations(const AnyArray& x, const std::optional<AnyArray>& x2) {
+nb::tuple pack_activations(const AnyArray& x, const std::optional<AnyArray>& x2,
+                           const std::optional<AnyArray>& shift) {
     const auto* xp = static_cast<const float*>(check(x, "x", Kind::F32, {-1, -1, -1, -1}));
     const size_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C1 = x.shape(3);
     const float* x2p = nullptr;
@@ -160,13 +161,16 @@ nb::tuple pack_activations(const AnyArray& x, const std::optional<AnyArray>& x2)
         x2p = static_cast<const float*>(check(*x2, "x2", Kind::F32, {n, h, w, -1}));
         C += x2->shape(3);
     }
+    const float* shiftp = nullptr;  // one threshold per channel: x's, then x2's
+    if (shift)
+        shiftp = static_cast<const float*>(check(*shift, "shift", Kind::F32, {static_cast<int64_t>(C)}));
     const size_t Cw = static_cast<size_t>(words_for(static_cast<int64_t>(C)));
     auto [bits, bits_owner] = alloc<uint64_t>(N * H * W * Cw);
     auto [alpha, alpha_owner] = alloc<float>(N * H * W);
     {
         nb::gil_scoped_release release;
         bk::pack_activations(xp, x2p, static_cast<int64_t>(N * H * W), static_cast<int64_t>(C1),
-                             static_cast<int64_t>(C), bits, alpha);
+                             static_cast<int64_t>(C), shiftp, bits, alpha);
     }
     OutU64 b(bits, {N, H, W, Cw}, bits_owner);
     OutF32 a(alpha, {N, H, W}, alpha_owner);
@@ -267,10 +271,14 @@ NB_MODULE(_bitkernels, m) {
         "pad bits 0. 3x3 weights: uint64[Cout, 3, 3, ceil(Cin/64)].";
 
     m.def("pack_activations", &pack_activations, "x"_a, "x2"_a.none() = nb::none(),
-          "pack_activations(x: float32[N,H,W,C], x2=None) -> (bits: uint64[N,H,W,ceil(C/64)], "
-          "alpha: float32[N,H,W])\n\nSign bits along channels (1 = x < 0) and alpha = mean |x| "
-          "over the C channels.\nx2 (float32[N,H,W,C2], x's C a multiple of 64): pack the channel "
-          "concatenation [x, x2] (C = C1 + C2) without materializing it; bit-identical.");
+          "shift"_a.none() = nb::none(),
+          "pack_activations(x: float32[N,H,W,C], x2=None, shift=None) -> (bits: "
+          "uint64[N,H,W,ceil(C/64)], alpha: float32[N,H,W])\n\nSign bits along channels "
+          "(1 = x < 0) and alpha = mean |x| over the C channels.\nx2 (float32[N,H,W,C2], x's C "
+          "a multiple of 64): pack the channel concatenation [x, x2] (C = C1 + C2) without "
+          "materializing it; bit-identical.\nshift (float32[C], C-contiguous; with x2 C = C1 + "
+          "C2, x's thresholds first): per-channel activation threshold; packs d = x - shift "
+          "(float32) instead of x: bit 1 iff d < 0 (x == shift packs as 0), alpha = mean |d|.");
     m.def("binary_conv3x3", &binary_conv3x3, "bits"_a, "alpha"_a, "wbits"_a, "cin"_a, "beta"_a,
           "bias"_a.none() = nb::none(), "stride"_a = 1, "rprelu"_a.none() = nb::none(),
           "add"_a.none() = nb::none(), "out"_a.none() = nb::none(),

@@ -8,6 +8,11 @@
 //     sign(0) = +1, so 0 (and -0.0) packs as bit 0. Pad bits (channels >= C) are 0.
 //     Packed activations are uint64[N, H, W, Cw] with Cw = ceil(C / 64).
 //   * alpha[n, h, w] = mean |x[n, h, w, :]| over the C true channels (float32[N, H, W]).
+//   * Optional per-channel activation threshold shift[C] (ReActNet's RSign): the packed value
+//     is then d = x - shift, computed in float32, in place of x in both rules above:
+//     bit j of word w = 1 iff x[64w+j] - shift[64w+j] < 0 in float32 (x == shift packs as 0:
+//     sign(0) = +1), alpha = mean |x - shift| over the C channels, pad bits 0.
+//     Without a shift, d = x.
 //   * Weights of a kh x kw conv are packed as uint64[Cout, kh, kw, Cw], Cw = ceil(Cin / 64),
 //     same bit rule (pad bits must be 0). Binary linears / 1x1 convs: uint64[Nout, Kw].
 //   * 3x3 conv (padding 1, stride 1 or 2), per output pixel p and output channel o:
@@ -55,12 +60,16 @@ struct Epilogue {
 // x2 + p * (C - C1): one NHWC tensor (C1 = C, x2 null) or the concatenation of two along
 // channels, packed without materializing it. With x2, C1 is a multiple of 64, so every packed
 // word reads one source, and the kernels accumulate alpha's sum over both in the same order as
-// over the concatenation (bit-identical bits and alpha).
+// over the concatenation (bit-identical bits and alpha). `shift` (null: none) indexes the
+// channels of the concatenation: shift[c] is channel c's threshold for every c in [0, C), so
+// the first C1 apply to x and the rest to x2. The vector kernels subtract it in registers as
+// they load x (no extra pass over memory) and pick the shift or no-shift loop once per row range.
 struct PackArgs {
-    const float* x;   // [P, C1]
-    const float* x2;  // [P, C - C1] or null
-    uint64_t* bits;   // [P, Cw]
-    float* alpha;     // [P]
+    const float* x;      // [P, C1]
+    const float* x2;     // [P, C - C1] or null
+    const float* shift;  // [C] or null
+    uint64_t* bits;      // [P, Cw]
+    float* alpha;        // [P]
     int64_t P;
     int64_t C;
     int64_t C1;

@@ -525,11 +525,11 @@ void set_num_threads(int n) {
 int get_num_threads() { return g_threads.load(); }
 
 void pack_activations(const float* x, const float* x2, int64_t P, int64_t C1, int64_t C,
-                      uint64_t* bits, float* alpha) {
+                      const float* shift, uint64_t* bits, float* alpha) {
     if (x2 ? C1 % 64 != 0 || C1 > C : C1 != C)
         throw std::invalid_argument("pack_activations: C1 == C, or C1 % 64 == 0 with x2");
     const KernelImpl& k = *current();
-    PackArgs a{x, x2, bits, alpha, P, C, C1, ceil_div(C, 64)};
+    PackArgs a{x, x2, shift, bits, alpha, P, C, C1, ceil_div(C, 64)};
     parallel_ranges(P, static_cast<double>(C), 1 << 16,
                     [&](int64_t begin, int64_t end) { k.pack(a, begin, end); });
 }

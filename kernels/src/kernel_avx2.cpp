@@ -120,7 +120,17 @@ inline void finish(const Epilogue& ep, int64_t o0, int64_t Cout, __m256 y, const
     }
 }
 
-void pack_avx2(const PackArgs& a, int64_t p0, int64_t p1) {
+// The packed values d of the 8 channels from c on: x, or x - shift in float32 (kShift).
+// xw, sw: the word's channels and (kShift) their thresholds.
+template <bool kShift>
+inline __m256 load_d(const float* xw, const float* sw, int64_t c) {
+    const __m256 v = _mm256_loadu_ps(xw + c);
+    if constexpr (kShift) return _mm256_sub_ps(v, _mm256_loadu_ps(sw + c));
+    return v;
+}
+
+template <bool kShift>
+void pack_rows(const PackArgs& a, int64_t p0, int64_t p1) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 zero = _mm256_setzero_ps();
     for (int64_t p = p0; p < p1; ++p) {
@@ -132,11 +142,12 @@ void pack_avx2(const PackArgs& a, int64_t p0, int64_t p1) {
         for (int64_t w = 0; w < a.Cw; ++w) {
             const int64_t c0 = 64 * w;
             const float* xw = c0 < a.C1 ? x + c0 : x2 + (c0 - a.C1);  // the word's channels
+            const float* sw = kShift ? a.shift + c0 : nullptr;        // their thresholds
             const int64_t n = min64(a.C - c0, 64);
             uint64_t word = 0;
             int64_t c = 0;
             for (; c + 16 <= n; c += 16) {
-                const __m256 v0 = _mm256_loadu_ps(xw + c), v1 = _mm256_loadu_ps(xw + c + 8);
+                const __m256 v0 = load_d<kShift>(xw, sw, c), v1 = load_d<kShift>(xw, sw, c + 8);
                 const uint64_t m0 = static_cast<uint32_t>(
                     _mm256_movemask_ps(_mm256_cmp_ps(v0, zero, _CMP_LT_OQ)));
                 const uint64_t m1 = static_cast<uint32_t>(
@@ -146,14 +157,14 @@ void pack_avx2(const PackArgs& a, int64_t p0, int64_t p1) {
                 s1 = _mm256_add_ps(s1, _mm256_and_ps(v1, absmask));
             }
             for (; c + 8 <= n; c += 8) {
-                const __m256 v = _mm256_loadu_ps(xw + c);
+                const __m256 v = load_d<kShift>(xw, sw, c);
                 const uint64_t m = static_cast<uint32_t>(
                     _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ)));
                 word |= m << c;
                 s0 = _mm256_add_ps(s0, _mm256_and_ps(v, absmask));
             }
             for (; c < n; ++c) {
-                const float v = xw[c];
+                const float v = kShift ? xw[c] - sw[c] : xw[c];
                 if (v < 0.0f) word |= uint64_t{1} << c;
                 tail += v < 0.0f ? -v : v;
             }
@@ -166,6 +177,11 @@ void pack_avx2(const PackArgs& a, int64_t p0, int64_t p1) {
         const float sum = _mm_cvtss_f32(h) + tail;
         a.alpha[p] = a.C > 0 ? sum / static_cast<float>(a.C) : 0.0f;
     }
+}
+
+void pack_avx2(const PackArgs& a, int64_t p0, int64_t p1) {
+    if (a.shift) return pack_rows<true>(a, p0, p1);
+    return pack_rows<false>(a, p0, p1);
 }
 
 struct Tap {

@@ -71,7 +71,25 @@ inline void finish(const Epilogue& ep, int64_t o0, int64_t Cout, __m512 y, const
     _mm512_mask_storeu_ps(out + o0, m, y);
 }
 
-void pack_avx512(const PackArgs& a, int64_t p0, int64_t p1) {
+// The packed values d of the 16 channels from c on: x, or x - shift in float32 (kShift).
+// xw, sw: the word's channels and (kShift) their thresholds.
+template <bool kShift>
+inline __m512 load_d(const float* xw, const float* sw, int64_t c) {
+    const __m512 v = _mm512_loadu_ps(xw + c);
+    if constexpr (kShift) return _mm512_sub_ps(v, _mm512_loadu_ps(sw + c));
+    return v;
+}
+
+// load_d of the lanes in `lanes` only; the others are 0 (no bit, nothing added to alpha).
+template <bool kShift>
+inline __m512 load_d_masked(const float* xw, const float* sw, int64_t c, __mmask16 lanes) {
+    const __m512 v = _mm512_maskz_loadu_ps(lanes, xw + c);
+    if constexpr (kShift) return _mm512_sub_ps(v, _mm512_maskz_loadu_ps(lanes, sw + c));
+    return v;
+}
+
+template <bool kShift>
+void pack_rows(const PackArgs& a, int64_t p0, int64_t p1) {
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t p = p0; p < p1; ++p) {
         const float* x = a.x + p * a.C1;
@@ -81,11 +99,12 @@ void pack_avx512(const PackArgs& a, int64_t p0, int64_t p1) {
         for (int64_t w = 0; w < a.Cw; ++w) {
             const int64_t c0 = 64 * w;
             const float* xw = c0 < a.C1 ? x + c0 : x2 + (c0 - a.C1);  // the word's channels
+            const float* sw = kShift ? a.shift + c0 : nullptr;        // their thresholds
             const int64_t n = min64(a.C - c0, 64);
             uint64_t word = 0;
             int64_t c = 0;
             for (; c + 32 <= n; c += 32) {
-                const __m512 v0 = _mm512_loadu_ps(xw + c), v1 = _mm512_loadu_ps(xw + c + 16);
+                const __m512 v0 = load_d<kShift>(xw, sw, c), v1 = load_d<kShift>(xw, sw, c + 16);
                 const uint64_t m0 = _mm512_cmp_ps_mask(v0, zero, _CMP_LT_OQ);
                 const uint64_t m1 = _mm512_cmp_ps_mask(v1, zero, _CMP_LT_OQ);
                 word |= (m0 | (m1 << 16)) << c;
@@ -96,7 +115,7 @@ void pack_avx512(const PackArgs& a, int64_t p0, int64_t p1) {
                 const int64_t r = n - c;
                 const __mmask16 lm = r >= 16 ? static_cast<__mmask16>(0xFFFF)
                                              : static_cast<__mmask16>((1u << r) - 1u);
-                const __m512 v = _mm512_maskz_loadu_ps(lm, xw + c);  // masked lanes read as 0
+                const __m512 v = load_d_masked<kShift>(xw, sw, c, lm);
                 const uint64_t m = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
                 word |= m << c;
                 s0 = _mm512_add_ps(s0, _mm512_abs_ps(v));
@@ -106,6 +125,11 @@ void pack_avx512(const PackArgs& a, int64_t p0, int64_t p1) {
         const float sum = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
         a.alpha[p] = a.C > 0 ? sum / static_cast<float>(a.C) : 0.0f;
     }
+}
+
+void pack_avx512(const PackArgs& a, int64_t p0, int64_t p1) {
+    if (a.shift) return pack_rows<true>(a, p0, p1);
+    return pack_rows<false>(a, p0, p1);
 }
 
 struct Tap {

@@ -96,7 +96,17 @@ inline void finish(const Epilogue& ep, int64_t o0, int64_t Cout, float32x4_t y0,
     }
 }
 
-void pack_neon(const PackArgs& a, int64_t p0, int64_t p1) {
+// The packed values d of the 4 channels from c on: x, or x - shift in float32 (kShift).
+// xw, sw: the word's channels and (kShift) their thresholds.
+template <bool kShift>
+inline float32x4_t load_d(const float* xw, const float* sw, int64_t c) {
+    const float32x4_t v = vld1q_f32(xw + c);
+    if constexpr (kShift) return vsubq_f32(v, vld1q_f32(sw + c));
+    return v;
+}
+
+template <bool kShift>
+void pack_rows(const PackArgs& a, int64_t p0, int64_t p1) {
     const float32x4_t zero = vdupq_n_f32(0.0f);
     const uint32_t lanebits_arr[4] = {1u, 2u, 4u, 8u};
     const uint32x4_t lanebits = vld1q_u32(lanebits_arr);
@@ -109,11 +119,13 @@ void pack_neon(const PackArgs& a, int64_t p0, int64_t p1) {
         for (int64_t w = 0; w < a.Cw; ++w) {
             const int64_t c0 = 64 * w;
             const float* xw = c0 < a.C1 ? x + c0 : x2 + (c0 - a.C1);  // the word's channels
+            const float* sw = kShift ? a.shift + c0 : nullptr;        // their thresholds
             const int64_t n = min64(a.C - c0, 64);
             uint64_t word = 0;
             int64_t c = 0;
             for (; c + 8 <= n; c += 8) {
-                const float32x4_t v0 = vld1q_f32(xw + c), v1 = vld1q_f32(xw + c + 4);
+                const float32x4_t v0 = load_d<kShift>(xw, sw, c);
+                const float32x4_t v1 = load_d<kShift>(xw, sw, c + 4);
                 const uint64_t m0 = vaddvq_u32(vandq_u32(vcltq_f32(v0, zero), lanebits));
                 const uint64_t m1 = vaddvq_u32(vandq_u32(vcltq_f32(v1, zero), lanebits));
                 word |= (m0 | (m1 << 4)) << c;
@@ -121,7 +133,7 @@ void pack_neon(const PackArgs& a, int64_t p0, int64_t p1) {
                 s1 = vaddq_f32(s1, vabsq_f32(v1));
             }
             for (; c < n; ++c) {
-                const float v = xw[c];
+                const float v = kShift ? xw[c] - sw[c] : xw[c];
                 if (v < 0.0f) word |= uint64_t{1} << c;
                 tail += v < 0.0f ? -v : v;
             }
@@ -130,6 +142,11 @@ void pack_neon(const PackArgs& a, int64_t p0, int64_t p1) {
         const float sum = vaddvq_f32(vaddq_f32(s0, s1)) + tail;
         a.alpha[p] = a.C > 0 ? sum / static_cast<float>(a.C) : 0.0f;
     }
+}
+
+void pack_neon(const PackArgs& a, int64_t p0, int64_t p1) {
+    if (a.shift) return pack_rows<true>(a, p0, p1);
+    return pack_rows<false>(a, p0, p1);
 }
 
 struct Tap {

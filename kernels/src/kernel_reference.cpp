@@ -36,8 +36,9 @@ void pack_ref(const PackArgs& a, int64_t p0, int64_t p1) {
         double sum = 0.0;
         for (int64_t c = 0; c < a.C; ++c) {
             const float v = c < a.C1 ? x[c] : x2[c - a.C1];
-            if (v < 0.0f) bits[c >> 6] |= uint64_t{1} << (c & 63);
-            sum += v < 0.0f ? -static_cast<double>(v) : static_cast<double>(v);
+            const float d = a.shift ? v - a.shift[c] : v;  // the packed value, float32
+            if (d < 0.0f) bits[c >> 6] |= uint64_t{1} << (c & 63);
+            sum += d < 0.0f ? -static_cast<double>(d) : static_cast<double>(d);
         }
         a.alpha[p] = a.C > 0 ? static_cast<float>(sum / static_cast<double>(a.C)) : 0.0f;
     }

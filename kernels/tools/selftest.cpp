@@ -32,31 +32,36 @@ struct Rng {
 void pack_cases(const std::string& kernel, Rng& rng) {
     for (int C : {1, 7, 8, 16, 63, 64, 65, 127, 128, 129, 200, 256}) {
         const int P = 37;
-        std::vector<float> x(P * C);
+        std::vector<float> x(P * C), shift(C);
         for (auto& v : x) v = rng.normal();
+        for (auto& v : shift) v = rng.normal();
         x[0] = 0.0f;
         x[x.size() / 2] = -0.0f;
+        x[C * (P - 1)] = shift[0];  // on the threshold: packs as 0
         const int Cw = (C + 63) / 64;
-        std::vector<uint64_t> b0(P * Cw), b1(P * Cw);
-        std::vector<float> a0(P), a1(P);
-        bk::set_kernel("reference");
-        bk::pack_activations(x.data(), nullptr, P, C, C, b0.data(), a0.data());
-        bk::set_kernel(kernel);
-        bk::pack_activations(x.data(), nullptr, P, C, C, b1.data(), a1.data());
-        bool ok = b0 == b1;
-        for (int p = 0; p < P; ++p) ok = ok && std::fabs(a0[p] - a1[p]) <= 1e-5f * std::fabs(a0[p]);
-        check(ok, kernel + " pack C=" + std::to_string(C));
-        // the same pixels as the concatenation of x[:, :C1] and x[:, C1:]: bit-identical
-        for (int C1 = 64; C1 < C; C1 += 64) {
-            std::vector<float> xa(P * C1), xb(P * (C - C1));
-            for (int p = 0; p < P; ++p)
-                for (int c = 0; c < C; ++c)
-                    (c < C1 ? xa[p * C1 + c] : xb[p * (C - C1) + c - C1]) = x[p * C + c];
-            std::vector<uint64_t> b2(P * Cw);
-            std::vector<float> a2(P);
-            bk::pack_activations(xa.data(), xb.data(), P, C1, C, b2.data(), a2.data());
-            check(b2 == b1 && a2 == a1, kernel + " pack concat C1=" + std::to_string(C1) +
-                                            " C=" + std::to_string(C));
+        const float* const shifts[] = {nullptr, shift.data()};  // without, then with a shift
+        for (const float* sh : shifts) {
+            const std::string what = kernel + (sh ? " pack shift" : " pack") + " C=" + std::to_string(C);
+            std::vector<uint64_t> b0(P * Cw), b1(P * Cw);
+            std::vector<float> a0(P), a1(P);
+            bk::set_kernel("reference");
+            bk::pack_activations(x.data(), nullptr, P, C, C, sh, b0.data(), a0.data());
+            bk::set_kernel(kernel);
+            bk::pack_activations(x.data(), nullptr, P, C, C, sh, b1.data(), a1.data());
+            bool ok = b0 == b1;
+            for (int p = 0; p < P; ++p) ok = ok && std::fabs(a0[p] - a1[p]) <= 1e-5f * std::fabs(a0[p]);
+            check(ok, what);
+            // the same pixels as the concatenation of x[:, :C1] and x[:, C1:]: bit-identical
+            for (int C1 = 64; C1 < C; C1 += 64) {
+                std::vector<float> xa(P * C1), xb(P * (C - C1));
+                for (int p = 0; p < P; ++p)
+                    for (int c = 0; c < C; ++c)
+                        (c < C1 ? xa[p * C1 + c] : xb[p * (C - C1) + c - C1]) = x[p * C + c];
+                std::vector<uint64_t> b2(P * Cw);
+                std::vector<float> a2(P);
+                bk::pack_activations(xa.data(), xb.data(), P, C1, C, sh, b2.data(), a2.data());
+                check(b2 == b1 && a2 == a1, what + " concat C1=" + std::to_string(C1));
+            }
         }
     }
 }
