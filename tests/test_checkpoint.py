@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import safetensors.numpy
 import torch
+import torch.nn.functional as F
 
 from bimacosr_app.checkpoint import (
     CheckpointError,
@@ -72,10 +73,12 @@ def golden_model() -> Denoiser:
     return model.eval()
 
 
-def random_model(config: ModelConfig = TINY, seed: int = 0, shortcut: bool = False) -> Denoiser:
-    """A binarized model with every parameter randomly perturbed, as if trained."""
+def random_model(config: ModelConfig = TINY, seed: int = 0, shortcut: bool = False,
+                 act_shift: bool = False) -> Denoiser:
+    """A binarized model with every parameter randomly perturbed, as if trained (activation
+    thresholds too, when on)."""
     torch.manual_seed(seed)
-    model = binarize(Denoiser(config), seed=seed, shortcut=shortcut)
+    model = binarize(Denoiser(config), seed=seed, shortcut=shortcut, act_shift=act_shift)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -190,6 +193,23 @@ def test_export_needs_a_binarized_model(tmp_path):
         export_packed(Denoiser(TINY), DIFFUSION, tmp_path / "x.safetensors", PROVENANCE)
 
 
+def test_fp32_export_of_thresholded_layers_is_the_fp_network(tmp_path):
+    """With activation thresholds the FP32 file's bias is b - W_b s: each FP layer of an
+    unshifted input equals conv(x - s, W_b) + b + branches away from the zero-padded border."""
+    model = fold_time(random_model(act_shift=True), 3)
+    out = tmp_path / "fp32.safetensors"
+    export_fp32(model, out)
+    tensors = safetensors.numpy.load_file(out)
+    layer = model.get_submodule("down.0.0.res.conv1")
+    x = torch.randn(1, layer.in_features, 9, 11)
+    with torch.no_grad():
+        want = F.conv2d(x - layer.act_shift.view(1, -1, 1, 1), layer.weight, layer.bias,
+                        padding=1) + layer.branches(x)
+        got = F.conv2d(x, torch.from_numpy(tensors["down.0.0.res.conv1.weight"]),
+                       torch.from_numpy(tensors["down.0.0.res.conv1.bias"]), padding=1)
+    torch.testing.assert_close(got[..., 1:-1, 1:-1], want[..., 1:-1, 1:-1], atol=1e-5, rtol=1e-5)
+
+
 def test_fp32_export_holds_every_parameter_in_float32(tiny, tmp_path):
     _, path, _ = tiny
     ckpt = load_packed(path)
@@ -259,6 +279,8 @@ def test_rejects_bad_layouts(tiny, tmp_path, case, edit, message):
     ({"architecture": "{not json"}, "bad metadata 'architecture'"),
     ({"binarization": '{"rank": 8, "smb": true, "lrmb": true, "shortcut": "yes"}'},
      "shortcut must be a bool"),
+    ({"binarization": '{"act_shift": 1, "rank": 8, "smb": true, "lrmb": true}'},
+     "act_shift must be a bool"),
 ])
 def test_rejects_bad_metadata(tiny, tmp_path, metadata, message):
     _, path, _ = tiny
@@ -389,6 +411,15 @@ def exported(tiny, tmp_path_factory):
                 path = tmp_path_factory.mktemp("shortcut") / "model.safetensors"
                 export_packed(model, DIFFUSION, path, PROVENANCE)
                 assert load_packed(path).binarization["shortcut"] is True
+            elif which == "tiny with activation thresholds":
+                model = random_model(act_shift=True)
+                path = tmp_path_factory.mktemp("act_shift") / "model.safetensors"
+                export_packed(model, DIFFUSION, path, PROVENANCE)
+                ckpt = load_packed(path)
+                assert ckpt.binarization["act_shift"] is True
+                layer = model.get_submodule("down.0.0.res.conv1")
+                np.testing.assert_array_equal(ckpt.tensors["down.0.0.res.conv1.act_shift"],
+                                              layer.act_shift.detach().numpy())
             else:
                 model, path, _ = tiny
             cache[which] = model, load_packed(path).to_model()
@@ -396,7 +427,8 @@ def exported(tiny, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("which", ["tiny random float32", "tiny with shortcut", "session-1"])
+@pytest.mark.parametrize("which", ["tiny random float32", "tiny with shortcut",
+                                   "tiny with activation thresholds", "session-1"])
 def test_deploy_model_is_exactly_the_stored_precision_network(which, exported):
     model, deploy = exported(which)
     reference, lr01 = _stored_precision(model), photo_crop()
@@ -407,7 +439,9 @@ def test_deploy_model_is_exactly_the_stored_precision_network(which, exported):
 
 
 @pytest.mark.parametrize("which, bound", [("tiny random float32", 2e-3),
-                                          ("tiny with shortcut", 2e-3), ("session-1", 1e-6)])
+                                          ("tiny with shortcut", 2e-3),
+                                          ("tiny with activation thresholds", 2e-3),
+                                          ("session-1", 1e-6)])
 def test_each_layer_differs_by_float16_storage_only(which, bound, exported):
     model, deploy = exported(which)
     errors = _layer_errors(fold_time(copy.deepcopy(model), 3), deploy, photo_crop())

@@ -102,7 +102,8 @@ LAYER_KINDS = {  # name: (kernel size, stride); None = linear
 }
 
 
-def make_layer(kind: str, cin: int, cout: int, branches: bool, seed: int):
+def make_layer(kind: str, cin: int, cout: int, branches: bool, seed: int, shift: bool = False):
+    """A binarized layer with random values; ``shift``: with a random activation threshold."""
     g = torch.Generator().manual_seed(seed)
     spec = LAYER_KINDS[kind]
     if spec is None:
@@ -113,13 +114,17 @@ def make_layer(kind: str, cin: int, cout: int, branches: bool, seed: int):
     with torch.no_grad():
         fp.weight.normal_(generator=g)
         fp.bias.normal_(generator=g)
-    opts = {"smb": branches, "lrmb": branches, "rank": 8, "generator": g}
+    opts = {"smb": branches, "lrmb": branches, "rank": 8, "act_shift": shift, "generator": g}
     if spec is None:
-        return BinaryLinear.from_linear(fp, **opts).eval().requires_grad_(False)
-    layer = BinaryConv2d.from_conv(fp, **opts).eval().requires_grad_(False)
-    with torch.no_grad():
-        for p in (layer.rprelu.shift_in, layer.rprelu.slope, layer.rprelu.shift_out):
-            p.normal_(generator=g)
+        layer = BinaryLinear.from_linear(fp, **opts).eval().requires_grad_(False)
+    else:
+        layer = BinaryConv2d.from_conv(fp, **opts).eval().requires_grad_(False)
+        with torch.no_grad():
+            for p in (layer.rprelu.shift_in, layer.rprelu.slope, layer.rprelu.shift_out):
+                p.normal_(generator=g)
+    if shift:
+        with torch.no_grad():
+            layer.act_shift.normal_(generator=g)
     return layer
 
 
@@ -131,13 +136,14 @@ def layer_input(kind: str, cin: int, seed: int) -> torch.Tensor:
     return x
 
 
+@pytest.mark.parametrize("shift", [False, True], ids=["", "shift"])
 @pytest.mark.parametrize("residual", [False, True], ids=["", "residual"])
 @pytest.mark.parametrize("branches", [True, False], ids=["branches", "plain"])
 @pytest.mark.parametrize("cin", CHANNELS)
 @pytest.mark.parametrize("kind", list(LAYER_KINDS))
-def test_layer_parity(kernel, kind, cin, branches, residual):
+def test_layer_parity(kernel, kind, cin, branches, residual, shift):
     cout = 130 - cin  # 129..1: word boundaries on the output side too
-    layer = make_layer(kind, cin, cout, branches, seed=cin)
+    layer = make_layer(kind, cin, cout, branches, seed=cin, shift=shift)
     x = layer_input(kind, cin, seed=cin + 1)
     with torch.no_grad():
         ref = copy.deepcopy(layer).double()(x.double())
@@ -162,7 +168,7 @@ def test_layer_parity(kernel, kind, cin, branches, residual):
 @pytest.mark.parametrize("cin", CHANNELS)
 def test_layer_upsample(kernel, cin):
     """``upsample=True``: the layer of the nearest-2x-upsampled input, from x itself."""
-    layer = make_layer("conv3x3", cin, 130 - cin, True, seed=cin)
+    layer = make_layer("conv3x3", cin, 130 - cin, True, seed=cin, shift=True)
     x = layer_input("conv3x3", cin, seed=cin + 1).contiguous(memory_format=torch.channels_last)
     packed = PackedConv2d(layer)
     with torch.inference_mode():
@@ -184,9 +190,10 @@ def test_layer_upsample_needs_3x3_stride_1():
 @pytest.mark.parametrize("c1", [63, 64, 128])
 def test_layer_concat(kernel, c1, c2, branches):
     """``x2``: the 1x1 layer of ``cat([x, x2])`` without the concatenation (x's channels a
-    multiple of 64; else it concatenates): the binary part bit-identical, the branch (two
-    products summed) equal up to float rounding."""
-    layer = make_layer("conv1x1", c1 + c2, 130 - c2, branches, seed=c1 + c2)
+    multiple of 64; else it concatenates): the binary part bit-identical (the activation
+    threshold split over the two halves), the branch (two products summed) equal up to float
+    rounding."""
+    layer = make_layer("conv1x1", c1 + c2, 130 - c2, branches, seed=c1 + c2, shift=True)
     x = layer_input("conv1x1", c1 + c2, seed=c2 + 1).contiguous(memory_format=torch.channels_last)
     xa, xb = (t.contiguous(memory_format=torch.channels_last) for t in (x[:, :c1], x[:, c1:]))
     packed = PackedConv2d(layer)
@@ -236,9 +243,15 @@ def photo_crops() -> list[torch.Tensor]:
     return crops
 
 
-def random_model(folded: bool, schedule: ResShiftSchedule, shortcut: bool = False) -> nn.Module:
+def random_model(folded: bool, schedule: ResShiftSchedule, shortcut: bool = False,
+                 act_shift: bool = False) -> nn.Module:
     torch.manual_seed(0)
-    model = binarize(Denoiser(), shortcut=shortcut).eval().requires_grad_(False)
+    model = binarize(Denoiser(), shortcut=shortcut, act_shift=act_shift)
+    model.eval().requires_grad_(False)
+    if act_shift:  # thresholds of the size calibration gives (|s| ~ 0.1-0.5)
+        for m in model.modules():
+            if isinstance(m, (BinaryConv2d, BinaryLinear)):
+                m.act_shift.normal_(0.0, 0.3)
     return fold_time(model, schedule.steps - 1) if folded else model
 
 
@@ -326,7 +339,8 @@ def backend_case() -> Case:
 
 
 @pytest.fixture(scope="module",
-                params=["random", "random-folded", "random-shortcut", "real", "backend"])
+                params=["random", "random-folded", "random-shortcut", "random-act-shift", "real",
+                        "backend"])
 def case(request):
     if request.param == "real":
         return Case(*real_model())
@@ -334,7 +348,8 @@ def case(request):
         return backend_case()
     schedule = ResShiftSchedule(DiffusionConfig(steps=4))
     model = random_model(request.param == "random-folded", schedule,
-                         shortcut=request.param == "random-shortcut")
+                         shortcut=request.param == "random-shortcut",
+                         act_shift=request.param == "random-act-shift")
     return Case(model, schedule)
 
 

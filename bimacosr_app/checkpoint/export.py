@@ -61,6 +61,8 @@ def _binary_layer_tensors(prefix: str, layer: BinaryConv2d | BinaryLinear) -> di
     if layer.has_lrmb:
         out[f"{prefix}.lrmb.down"] = _np(layer.lrmb_down, "<f2")
         out[f"{prefix}.lrmb.up"] = _np(layer.lrmb_up, "<f2")
+    if layer.has_act_shift:
+        out[f"{prefix}.act_shift"] = _np(layer.act_shift, "<f4")
     return out
 
 
@@ -127,7 +129,8 @@ def export_fp32(model: Denoiser, path: str | Path) -> None:
 
     ``model`` must be time-folded (e.g. ``load_packed(...).to_model()``). Every layer is stored
     dense under the FP Denoiser's state-dict names; a binarized layer becomes the FP weight it
-    approximates, ``W_b + centre(SMB + LRMB)`` (what ``binarize()`` decomposed), and its
+    approximates, ``W_b + centre(SMB + LRMB)`` (what ``binarize()`` decomposed), with the bias
+    ``b - W_b s`` of an unshifted input where the layer has an activation threshold s; its
     RPReLU, which the FP network has not, is dropped. The file holds
     ``fp32_parameter_count(model.config)`` float32 values.
     """
@@ -145,9 +148,14 @@ def export_fp32(model: Denoiser, path: str | Path) -> None:
                     centre = (slice(None), slice(None),
                               *((module.kernel_size // 2,) * 2 if w.dim() == 4 else ()))
                     w[centre] += m.cpu().float()
+                bias = None if module.bias is None else module.bias.detach().cpu().float()
+                if module.has_act_shift:  # conv(x - s, W_b) + b = conv(x, W_b) + b - W_b s
+                    shift = module.act_shift.detach().cpu().float()
+                    bias = bias - module.weight.detach().cpu().float().reshape(
+                        module.out_features, module.in_features, -1).sum(dim=2) @ shift
             tensors[f"{name}.weight"] = _np(w, "<f4")
-            if module.bias is not None:
-                tensors[f"{name}.bias"] = _np(module.bias, "<f4")
+            if bias is not None:
+                tensors[f"{name}.bias"] = _np(bias, "<f4")
     for name, value in model.state_dict().items():
         if not _in_layer(name, binary) and not is_time_path(name):
             tensors[name] = _np(value, "<f4")

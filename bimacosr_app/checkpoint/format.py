@@ -39,16 +39,20 @@ For every layer ``binarizable_layers()`` names (every Conv2d and Linear except `
     P.smb.value           float16  [n]                SMB values
     P.lrmb.down           float16  [r, Cin]           LRMB "B"  (when ``lrmb``)
     P.lrmb.up             float16  [Cout, r]          LRMB "A"
+    P.act_shift           float32  [Cin]              activation threshold s (when
+                                                      ``act_shift``)
 
 Bit rule: W_b is permuted to (Cout, kh, kw, Cin) (linears: (Cout, Cin)) and its LAST axis is
 packed into 64-bit little-endian words: bit j of word w is the sign of input channel 64w + j,
 1 = negative (W_b < 0), 0 = non-negative, so ``sign(0) = +1`` packs as 0; pad bits (channels
 >= Cin in the last word) are 0. ``checkpoint.bitpack.pack_signs`` implements the rule.
 
-The layer computes ``y = RPReLU(beta_o * conv(alpha * sign(x), sign(W_b)) + b) + SMB(x) +
-LRMB(x)`` with ``alpha_p = mean |x|`` over channels per pixel (per token for linears), and SMB
-and LRMB as 1x1 Cin -> Cout operators (stride-matched) on the full-precision input; linears have
-no RPReLU (DESIGN.md 3). beta is exactly what training computes from the latent weights, so
+The layer computes ``y = RPReLU(beta_o * conv(alpha * sign(x - s), sign(W_b)) + b) + SMB(x) +
+LRMB(x)`` with ``alpha_p = mean |x - s|`` over channels per pixel (per token for linears), ``s``
+the layer's ``act_shift`` (0 in files without it; ``x - s`` in float32, its sign bit 1 where it
+is < 0), and SMB and LRMB as 1x1 Cin -> Cout operators (stride-matched) on the full-precision
+input; linears have no RPReLU (DESIGN.md 3). Zero padding applies to ``alpha * sign(x - s)``:
+padded pixels have alpha = 0. beta is exactly what training computes from the latent weights, so
 ``beta_o * sign`` is the ``binarize_weight()`` output training used.
 
 Full-precision tensors
@@ -67,8 +71,9 @@ Metadata (all values strings)
     binarization      JSON with at least rank (int >= 1), smb, lrmb (bool); optional
                       shortcut (bool, default false: absent in files without it) adds
                       model.binary.shortcut_matrix(Cout, Cin) to every layer's branch (a
-                      fixed operator, so no tensor); the other binarize() options are
-                      informational
+                      fixed operator, so no tensor); optional act_shift (bool,
+                      default false) gives every binarized layer its ``P.act_shift``;
+                      the other binarize() options are informational
     diffusion         DiffusionConfig.to_dict() as JSON (T = steps)
     time_folded_at    the t the time path was folded at, decimal; always steps - 1
     provenance        JSON from the exporter's caller (source commit, data, steps, metrics)
@@ -151,9 +156,11 @@ def _skeleton(architecture: ModelConfig) -> Denoiser:
 def expected_tensors(architecture: ModelConfig, binarization: dict) -> dict[str, TensorSpec]:
     """Every tensor name of a packed file for this architecture, with dtype and shape.
 
-    ``binarization`` needs ``rank`` (int >= 1), ``smb`` and ``lrmb`` (bool).
+    ``binarization`` needs ``rank`` (int >= 1), ``smb`` and ``lrmb`` (bool); ``act_shift``
+    (bool) is optional.
     """
     rank, smb, lrmb = binarization["rank"], binarization["smb"], binarization["lrmb"]
+    act_shift = binarization.get("act_shift", False)
     net = _skeleton(architecture)
     binary = set(binarizable_layers(net))
     specs: dict[str, TensorSpec] = {}
@@ -178,6 +185,8 @@ def expected_tensors(architecture: ModelConfig, binarization: dict) -> dict[str,
             r = min(rank, cin, cout)
             specs[f"{prefix}.lrmb.down"] = TensorSpec("F16", (r, cin))
             specs[f"{prefix}.lrmb.up"] = TensorSpec("F16", (cout, r))
+        if act_shift:
+            specs[f"{prefix}.act_shift"] = TensorSpec("F32", (cin,))
     for name, value in net.state_dict().items():
         if name.rpartition(".")[0] in binary or is_time_path(name):
             continue

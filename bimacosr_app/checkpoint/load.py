@@ -67,14 +67,14 @@ class PackedCheckpoint:
 
         Binarized layers are BinaryConv2d/BinaryLinear whose latent weight has the packed
         signs and whose ``binarize_weight()`` is exactly ``beta_o * sign`` (see
-        :func:`_latent_weight`), with bias, RPReLU, SMB and LRMB from the file (fp16 values
-        widened to float32). Built on the CPU, then moved to ``device``.
+        :func:`_latent_weight`), with bias, RPReLU, SMB, LRMB and activation thresholds from the
+        file (fp16 values widened to float32). Built on the CPU, then moved to ``device``.
         """
         model = Denoiser(self.architecture)
         b = self.binarization
         # Structure only (which branches, their sizes); every value is replaced below.
         binarize(model, rank=b["rank"], smb=b["smb"], lrmb=b["lrmb"], svd_init=False,
-                 shortcut=b.get("shortcut", False))
+                 shortcut=b.get("shortcut", False), act_shift=b.get("act_shift", False))
         fold_time(model, self.time_folded_at)
         state = {}
         for name, array in self.tensors.items():
@@ -180,8 +180,9 @@ def _parse_metadata(path: Path, raw: dict[str, str]) -> dict:
         if not (isinstance(b.get("rank"), int) and b["rank"] >= 1
                 and isinstance(b.get("smb"), bool) and isinstance(b.get("lrmb"), bool)):
             raise ValueError("needs rank (int >= 1), smb and lrmb (bool)")
-        if not isinstance(b.get("shortcut", False), bool):
-            raise ValueError("shortcut must be a bool")
+        for option in ("shortcut", "act_shift"):
+            if not isinstance(b.get(option, False), bool):
+                raise ValueError(f"{option} must be a bool")
         return b
 
     def digest(text):

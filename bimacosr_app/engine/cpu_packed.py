@@ -15,9 +15,10 @@ Layout rules (kernels/README.md, DESIGN.md 3):
 * The network runs channels_last: a (B,C,H,W) tensor whose memory is NHWC, so
   ``x.permute(0, 2, 3, 1)`` is a C-contiguous NHWC view and the kernels' NHWC output
   ``torch.from_numpy(y).permute(0, 3, 1, 2)`` is again channels_last (no copies).
-* Activations are NHWC float32; sign bits are packed along channels (bit j of word w =
-  channel 64w + j, 1 = negative, sign(0) = +1, pad bits 0), alpha = mean |x| over channels per
-  pixel (per token for linears), both by ``pack_activations`` at run time.
+* Activations are NHWC float32; sign bits of ``x - s`` are packed along channels (bit j of word
+  w = channel 64w + j, 1 = negative, sign(0) = +1, pad bits 0), alpha = mean |x - s| over
+  channels per pixel (per token for linears), both by ``pack_activations`` at run time; s is
+  the layer's activation threshold (none: 0).
 * Weights are packed once here: 3x3 ``uint64[Cout, 3, 3, ceil(Cin/64)]`` (``sign(W_b)``
   permuted to (Cout, kh, kw, Cin)), 1x1 and linear ``uint64[Cout, ceil(Cin/64)]``;
   ``beta_o = mean |W_b|``.
@@ -77,6 +78,7 @@ class _PackedLayer(nn.Module):
         w = layer.weight.detach().to(torch.float32).cpu()  # (Cout, Cin[, k, k])
         self.beta = _f32(w.abs().mean(dim=tuple(range(1, w.dim()))))  # (Cout,)
         self.bias = None if layer.bias is None else _f32(layer.bias)  # (Cout,)
+        self.shift = None if layer.act_shift is None else _f32(layer.act_shift)  # (Cin,)
         with torch.no_grad():
             m = layer.branch_matrix()  # SMB + LRMB, (Cout, Cin) or None
         self.branch = None if m is None else m.detach().to(torch.float32).cpu().contiguous()
@@ -184,7 +186,8 @@ class PackedConv2d(_PackedLayer):
         add, out = self._add_and_out(x, res, n * ho * wo, upsample, x2)
         if self.kernel_size == 3:
             shape = (n, ho, wo, self.out_features)
-            bits, alpha = kernels.pack_activations(xh.numpy())  # (B,H,W,Cw), (B,H,W)
+            # bits (B,H,W,Cw), alpha (B,H,W)
+            bits, alpha = kernels.pack_activations(xh.numpy(), shift=self.shift)
             if upsample:
                 bits, alpha = _nearest2x(bits), _nearest2x(alpha)
             kernels.binary_conv3x3(bits, alpha, self.wbits, self.in_features, self.beta,
@@ -193,7 +196,7 @@ class PackedConv2d(_PackedLayer):
         else:
             xs = xh if s == 1 else xh[:, ::s, ::s].contiguous()  # (B, Ho, Wo, Cin)
             bits, alpha = kernels.pack_activations(
-                xs.numpy(), None if x2 is None else x2.permute(0, 2, 3, 1).numpy())
+                xs.numpy(), None if x2 is None else x2.permute(0, 2, 3, 1).numpy(), self.shift)
             kernels.binary_gemm(bits.reshape(n * ho * wo, -1), alpha.reshape(-1), self.wbits,
                                 self.in_features, self.beta, self.bias, self.rprelu, add, out)
         return out.view(n, ho, wo, self.out_features).permute(0, 3, 1, 2)
@@ -225,7 +228,8 @@ class PackedLinear(_PackedLayer):
         else:
             add = out = torch.mm(x2d, self.branch) if res is None else \
                 torch.addmm(res, x2d, self.branch)  # one MKL call into a fresh (M, Cout)
-        bits, alpha = kernels.pack_activations(x2d.numpy().reshape(m, 1, 1, -1))
+        bits, alpha = kernels.pack_activations(x2d.numpy().reshape(m, 1, 1, -1),
+                                               shift=self.shift)
         kernels.binary_gemm(bits.reshape(m, -1), alpha.reshape(m), self.wbits, self.in_features,
                             self.beta, self.bias, None, add, out)  # (M, Cout)
         return out.view(*lead, self.out_features)

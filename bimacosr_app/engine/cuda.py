@@ -4,8 +4,9 @@ At load, every binarized layer is turned into a frozen dense layer (DESIGN.md 4)
 
 * the sign bits are unpacked once into the fp16 weight ``beta_o * sign(W_b)``, which is
   exactly what the 1-bit layer multiplies by;
-* activations are still binarized per pixel (``alpha_p * sign(x)``, sign(0) = +1), so the
-  layer computes the same function as the CPU kernels;
+* activations are still binarized per pixel (``alpha_p * sign(x - s)``, sign(0) = +1, s the
+  layer's activation threshold or 0), so the layer computes the same function as the CPU
+  kernels;
 * SMB + LRMB are folded into one dense 1x1 conv (Cout x Cin) on the full-precision input.
 
 The network then runs in fp16, channels_last, on cuDNN. fp16 rounding makes its output differ
@@ -25,11 +26,25 @@ from .backends import Backend, _check_tile, register_backend
 __all__ = ["CudaBackend", "DenseBinaryConv2d", "DenseBinaryLinear", "densify"]
 
 
+def _binary_activation(x: torch.Tensor, shift: torch.Tensor | None,
+                       channel_dim: int) -> torch.Tensor:
+    """alpha_p * sign(x - s), alpha_p = mean |x - s| over ``channel_dim``."""
+    if shift is not None:
+        x = x - shift
+    return x.abs().mean(dim=channel_dim, keepdim=True) * sign(x)
+
+
+def _shift(layer: BinaryConv2d | BinaryLinear, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """The layer's activation threshold viewed as ``shape`` (a copy), or None."""
+    return None if layer.act_shift is None else layer.act_shift.detach().reshape(shape).clone()
+
+
 class DenseBinaryConv2d(nn.Module):
     def __init__(self, layer: BinaryConv2d):
         super().__init__()
         self.stride, self.padding = layer.stride, layer.padding
         with torch.no_grad():
+            self.register_buffer("act_shift", _shift(layer, (1, -1, 1, 1)))
             self.register_buffer("weight", binarize_weight(layer.weight).clone())
             self.register_buffer("bias", None if layer.bias is None else layer.bias.clone())
             branch = layer.branch_matrix()
@@ -39,7 +54,7 @@ class DenseBinaryConv2d(nn.Module):
         self.rprelu = layer.rprelu
 
     def forward(self, x):  # (B,Cin,H,W) -> (B,Cout,H/s,W/s)
-        xb = x.abs().mean(dim=1, keepdim=True) * sign(x)
+        xb = _binary_activation(x, self.act_shift, 1)
         y = self.rprelu(F.conv2d(xb, self.weight, self.bias, self.stride, self.padding))
         if self.branch is not None:
             y = y + F.conv2d(x, self.branch, stride=self.stride)
@@ -50,13 +65,14 @@ class DenseBinaryLinear(nn.Module):
     def __init__(self, layer: BinaryLinear):
         super().__init__()
         with torch.no_grad():
+            self.register_buffer("act_shift", _shift(layer, (-1,)))
             self.register_buffer("weight", binarize_weight(layer.weight).clone())
             self.register_buffer("bias", None if layer.bias is None else layer.bias.clone())
             branch = layer.branch_matrix()
             self.register_buffer("branch", None if branch is None else branch.clone())
 
     def forward(self, x):  # (..., Cin) -> (..., Cout)
-        xb = x.abs().mean(dim=-1, keepdim=True) * sign(x)
+        xb = _binary_activation(x, self.act_shift, -1)
         y = F.linear(xb, self.weight, self.bias)
         return y if self.branch is None else y + F.linear(x, self.branch)
 
