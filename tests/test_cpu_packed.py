@@ -28,13 +28,15 @@ backends load it (the last two skipped when absent):
   trained model shows the same (0.27 max, 0.05 mean on one of six crops). So no tight bound
   holds; this test only bounds the mean abs diff by ``FREE_MEAN_ATOL = 0.25`` (2x the worst
   measured) and checks range and finiteness. The teacher-forced test is the exact check.
-* The shipped model is far less sensitive. On 128x96 LR crops of three val photos,
-  ``cpu-packed`` against ``reference`` (the backends as the app runs them) measured, over all
-  kernels: session 2's model (8bda046d) max 1.84/255, mean 0.122/255; session 3's
-  (0a151411, full-precision shortcut) max 0.60/255, mean 0.009/255, below its rounding floor
-  (a 1e-6 change of the input moves its output by up to 0.9-1.6/255, tests/test_tiling.py).
-  Bounds ``SHIPPED_MAX_ATOL = 1/255`` and ``SHIPPED_MEAN_ATOL = 0.05/255``; a chaotic model
-  (session 1's: mean 12/255) fails them by far.
+* The shipped model, on 128x96 LR crops of three val photos, ``cpu-packed`` against
+  ``reference`` (the backends as the app runs them): session 2's model (8bda046d) max
+  1.84/255, mean 0.122/255; session 3's (0a151411, full-precision shortcut) max 0.60/255,
+  mean 0.009/255; session 4's (760e5863, activation thresholds) is sensitive again: its
+  floor (the reference's own change under a 1e-6 input change) is max 3.6-17.7/255, mean
+  0.35-0.73/255 per photo, and every kernel lands at it (max 3.0-17.6/255, mean
+  0.24-0.73/255). Bound: ``max(SHIPPED_MAX_ATOL, 1.5 x floor)`` for the max and
+  ``max(SHIPPED_MEAN_ATOL, 1.5 x floor)`` for the mean, the floor measured in the test; a
+  chaotic model (session 1's: mean 12/255) fails them by far, a calm one meets 1/255.
 """
 
 from __future__ import annotations
@@ -400,14 +402,34 @@ def shipped_backends():
     return reference, select_backend("cpu-packed", reference.checkpoint)
 
 
+@pytest.fixture(scope="module")
+def shipped_floor(shipped_backends):
+    """photo -> (LR crop, reference output, |reference output change| under a 1e-6 input
+    change): the reference's own rounding floor, computed once per photo."""
+    reference, _ = shipped_backends
+    cache = {}
+
+    def get(photo):
+        if photo not in cache:
+            lr = torch.from_numpy(photo_lr(photo, 128, 96)).permute(2, 0, 1)[None]  # (1,3,96,128)
+            nudge = 1e-6 * torch.randn(lr.shape, generator=torch.Generator().manual_seed(0))
+            with torch.inference_mode():
+                ref = reference.upscale(lr)
+                floor = (reference.upscale((lr + nudge).clamp(0, 1)) - ref).abs()
+            cache[photo] = lr, ref, floor
+        return cache[photo]
+    return get
+
+
 @pytest.mark.parametrize("photo", SHIPPED_PHOTOS)
-def test_shipped_model_agrees_with_reference_on_photos(shipped_backends, kernel, photo):
-    reference, packed = shipped_backends
-    lr = torch.from_numpy(photo_lr(photo, 128, 96)).permute(2, 0, 1)[None]  # (1,3,96,128)
+def test_shipped_model_agrees_with_reference_on_photos(shipped_backends, shipped_floor, kernel,
+                                                       photo):
+    _, packed = shipped_backends
+    lr, ref, floor = shipped_floor(photo)
     with torch.inference_mode():
-        diff = (packed.upscale(lr) - reference.upscale(lr)).abs()
-    assert diff.max().item() <= SHIPPED_MAX_ATOL
-    assert diff.mean().item() <= SHIPPED_MEAN_ATOL
+        diff = (packed.upscale(lr) - ref).abs()
+    assert diff.max().item() <= max(SHIPPED_MAX_ATOL, 1.5 * floor.max().item())
+    assert diff.mean().item() <= max(SHIPPED_MEAN_ATOL, 1.5 * floor.mean().item())
 
 
 def test_packed_model_deepcopies():
