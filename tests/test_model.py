@@ -266,6 +266,18 @@ def test_model_cost_counts_the_shortcut_as_operations_only():
     assert with_shortcut.macs - plain.macs == 8 * 16
     assert with_shortcut.ops_effective - plain.ops_effective == 8 * 16
 
+
+def test_model_cost_counts_activation_thresholds_as_parameters_only():
+    """Each 1-bit layer's threshold adds Cin full-precision parameters and no operation."""
+    plain_model = binarize(Denoiser(_tiny_config()))
+    shifted_model = binarize(Denoiser(_tiny_config()), act_shift=True)
+    plain, shifted = model_cost(plain_model, 64, 64), model_cost(shifted_model, 64, 64)
+    thresholds = sum(m.in_features for m in shifted_model.modules()
+                     if isinstance(m, (BinaryConv2d, BinaryLinear)))
+    assert shifted.params - plain.params == thresholds
+    assert shifted.params_effective - plain.params_effective == thresholds
+    assert (shifted.macs, shifted.ops_effective) == (plain.macs, plain.ops_effective)
+
 def test_binarized_default_model_is_cheaper_by_paper_rule():
     fp = model_cost(Denoiser(), 64, 64)
     binary = model_cost(binarize(copy.deepcopy(Denoiser())), 64, 64)

@@ -6,7 +6,9 @@ RPReLU, attention matmuls) counts in full. Operations are multiply-accumulates o
 linears and the two attention matmuls (QK^T, AV); normalization, activations and softmax
 are not counted, as in the paper. SMB counts its n values (positions are fixed indices). The
 optional full-precision shortcut has no parameters and counts one operation per nonzero of
-its fixed operator, max(Cin, Cout) per output pixel/token.
+its fixed operator, max(Cin, Cout) per output pixel/token. Activation thresholds
+(``act_shift``, Cin per layer) are full-precision parameters; subtracting them is part of the
+activation and counts no operation.
 
 The time path is a constant of the one-step model and is folded at export (DESIGN.md 2.4):
 with ``fold_time=True`` (default) ``time_embed`` counts nothing and each ``film`` counts
@@ -77,7 +79,8 @@ def model_cost(model: nn.Module, lr_height: int, lr_width: int, fold_time: bool 
         pixels = output.shape[-2] * output.shape[-1]
         if isinstance(module, BinaryConv2d):
             w = module.weight.numel()
-            fp_params = _numel(module.bias) + 3 * module.out_channels + _branch_size(module)
+            fp_params = (_numel(module.bias) + 3 * module.out_channels + _branch_size(module)
+                         + _numel(module.act_shift))
             branch_macs = _branch_macs(module) * pixels
             add(w + fp_params, w / 32 + fp_params, w * pixels + branch_macs,
                 w * pixels / 64 + branch_macs)
@@ -95,7 +98,7 @@ def model_cost(model: nn.Module, lr_height: int, lr_width: int, fold_time: bool 
                 return
             if isinstance(module, BinaryLinear):
                 w = module.weight.numel()
-                fp_params = _numel(module.bias) + _branch_size(module)
+                fp_params = _numel(module.bias) + _branch_size(module) + _numel(module.act_shift)
                 branch_macs = _branch_macs(module) * tokens
                 add(w + fp_params, w / 32 + fp_params, w * tokens + branch_macs,
                     w * tokens / 64 + branch_macs)
