@@ -98,8 +98,9 @@ def _one_step_predict(schedule: ResShiftSchedule):
 def _layer_outputs(layers: dict[str, nn.Module]):
     """Collect each named module's forward output while the block runs (hooks removed after)."""
     outputs: dict[str, torch.Tensor] = {}
-    handles = [m.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out))
-               for name, m in layers.items()]
+    handles = [m.register_forward_hook(
+        lambda _m, _i, out, name=name: outputs.__setitem__(name, out))
+        for name, m in layers.items()]
     try:
         yield outputs
     finally:
