@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from bimacosr_app.metrics import psnr_y, rgb_to_y
+from bimacosr_app.model import BinaryConv2d, BinaryLinear, Denoiser, ModelConfig, binarize
 from bimacosr_app.training import binarize as binarize_stage
 from bimacosr_app.training import onestep, teacher
-from bimacosr_app.model import BinaryConv2d, BinaryLinear, Denoiser, ModelConfig, binarize
 from bimacosr_app.training.data import default_data_dir, list_photos
 from bimacosr_app.training.evaluate import evaluate_pairs, load_upscaler
 from bimacosr_app.training.stages import _layer_distance, _layer_outputs
