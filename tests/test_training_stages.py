@@ -140,7 +140,7 @@ def test_latent_binary_weights_get_their_own_learning_rate_scale():
     assert len(scaled) == 1 and {id(p) for p in scaled[0]["params"]} == latent
     assert scaled[0]["weight_decay"] == 0.0
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
-    decay = [g for g in groups if g["weight_decay"] == 0.1][0]["params"]
+    decay = next(g for g in groups if g["weight_decay"] == 0.1)["params"]
     assert decay and all(p.dim() > 1 and id(p) not in latent for p in decay)
 
 
