@@ -6,7 +6,9 @@ Both variants run one call of ``model.pipeline.upscale_tile`` on a ``size x size
 (so the output is 4x that) with the default ``ModelConfig``, random weights (seed 0), the time
 path folded at t = T-1 (as in deploy) and channels_last, under ``torch.inference_mode``:
 
-* ``packed``: ``binarize(Denoiser())`` -> ``fold_time`` -> ``engine.cpu_packed.pack_model``;
+* ``packed``: ``binarize(Denoiser(), **options)`` -> ``fold_time`` ->
+  ``engine.cpu_packed.pack_model``, with the shipped checkpoint's layout options (branches,
+  shortcut, activation thresholds: ``benchmarks.model_cost.shipped_structure``);
 * ``fp32``: the same ``Denoiser()`` before ``binarize()`` -> ``fold_time`` -> channels_last.
 
 Timing: one warm-up call, then the median of 3 timed calls; ratio = fp32 ms / packed ms. Both
@@ -43,6 +45,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.kernels import cpu_model
+from benchmarks.model_cost import shipped_structure
 from bimacosr_app.engine.kernels import kernels_status, load_kernels
 from bimacosr_app.model import Denoiser, DiffusionConfig, ResShiftSchedule, binarize, fold_time
 from bimacosr_app.model.pipeline import upscale_tile
@@ -83,7 +86,7 @@ def build(variant: str, schedule: ResShiftSchedule) -> torch.nn.Module:
         return fold_time(fp, t).to(memory_format=torch.channels_last).requires_grad_(False)
     from bimacosr_app.engine.cpu_packed import pack_model
 
-    binary = fold_time(binarize(copy.deepcopy(fp)), t)
+    binary = fold_time(binarize(copy.deepcopy(fp), **shipped_structure()), t)
     del fp
     return pack_model(binary)
 
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"cpu={cpu_model()} torch={torch.__version__} threads={threads} "
           f"kernel={packed['kernel']} input={args.size}x{args.size} LR -> "
-          f"{4 * args.size}x{4 * args.size}")
+          f"{4 * args.size}x{4 * args.size} binarization={shipped_structure()}")
     print(f"{'variant':<10}{'median ms':>11}{'runs ms':>22}{'peak RSS MB':>13}"
           f"{'RSS after build MB':>20}")
     for r in (packed, fp32):

@@ -3,7 +3,8 @@
     python -m benchmarks.kernels [--json] [--threads N] [--kernel NAME] [--out FILE]
 
 For each layer shape it reports the median time of the packed path (``pack_activations`` of the
-float input + the binary kernel, since the engine must pack every binarized layer's input) and of
+float input, with a per-channel activation threshold when the shipped model has them, + the
+binary kernel, since the engine must pack every binarized layer's input) and of
 torch FP32 (``F.conv2d`` on channels_last tensors / ``F.linear``, ``torch.set_num_threads`` equal
 to the kernels' thread count), and their ratio (FP32 time / packed time). With ``--json`` the
 last line printed is ``{"rows": [...], "threads": N, "kernel": "avx2", ...}``; ``--out FILE``
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.model_cost import shipped_structure
 from bimacosr_app.checkpoint.bitpack import pack_signs
 from bimacosr_app.engine.kernels import kernels_status, load_kernels
 
@@ -62,8 +64,9 @@ def median_ms(fn: Callable[[], object], min_time: float, max_reps: int = 200) ->
     return 1e3 * statistics.median(times)
 
 
-def bench_layer(bk, layer, rng: np.random.Generator, min_time: float) -> dict:
+def bench_layer(bk, layer, rng: np.random.Generator, min_time: float, act_shift: bool) -> dict:
     name, kind, cin, cout, h, w, stride = layer
+    shift = rng.standard_normal(cin).astype(np.float32) if act_shift else None
     x_nchw = torch.from_numpy(rng.standard_normal((1, cin, h, w)).astype(np.float32))
     x_cl = x_nchw.contiguous(memory_format=torch.channels_last)
     x_nhwc = x_cl.permute(0, 2, 3, 1)  # C-contiguous NHWC view, passed without a copy
@@ -76,7 +79,7 @@ def bench_layer(bk, layer, rng: np.random.Generator, min_time: float) -> dict:
         wbits = pack_signs(weight.permute(0, 2, 3, 1).numpy())
 
         def packed():
-            bits, alpha = bk.pack_activations(x_nhwc)
+            bits, alpha = bk.pack_activations(x_nhwc, shift=shift)
             return bk.binary_conv3x3(bits, alpha, wbits, cin, beta, bias_np, stride)
 
         def fp32():
@@ -88,7 +91,7 @@ def bench_layer(bk, layer, rng: np.random.Generator, min_time: float) -> dict:
         wbits = pack_signs(weight.reshape(cout, cin).numpy())
 
         def packed():
-            bits, alpha = bk.pack_activations(x_nhwc)
+            bits, alpha = bk.pack_activations(x_nhwc, shift=shift)
             return bk.binary_gemm(
                 bits.reshape(-1, bits.shape[-1]), alpha.reshape(-1), wbits, cin, beta, bias_np
             )
@@ -103,7 +106,7 @@ def bench_layer(bk, layer, rng: np.random.Generator, min_time: float) -> dict:
         tokens4 = tokens.reshape(1, 1, h * w, cin)
 
         def packed():
-            bits, alpha = bk.pack_activations(tokens4)
+            bits, alpha = bk.pack_activations(tokens4, shift=shift)
             return bk.binary_gemm(
                 bits.reshape(-1, bits.shape[-1]), alpha.reshape(-1), wbits, cin, beta, bias_np
             )
@@ -167,18 +170,20 @@ def main(argv: list[str] | None = None) -> int:
         if not args.layers or any(s.strip() in layer[0] for s in args.layers.split(","))
     ]
     rng = np.random.default_rng(0)
-    rows = [bench_layer(bk, layer, rng, args.min_time) for layer in layers]
+    act_shift = shipped_structure().get("act_shift", False)
+    rows = [bench_layer(bk, layer, rng, args.min_time, act_shift) for layer in layers]
     result = {
         "rows": rows,
         "threads": threads,
         "kernel": bk.kernel_name(),
+        "act_shift": act_shift,
         "cpu": cpu_model(),
         "cpu_features": list(bk.cpu_features()),
         "torch": torch.__version__,
     }
 
     print(f"kernel={result['kernel']} threads={threads} cpu={result['cpu']}", end="")
-    print(f" torch={torch.__version__}")
+    print(f" torch={torch.__version__} thresholds={act_shift}")
     print(f"{'layer':<22}{'packed ms':>11}{'fp32 ms':>11}{'ratio':>9}")
     for r in rows:
         print(f"{r['layer']:<22}{r['ms_packed']:>11.3f}{r['ms_fp32']:>11.3f}{r['ratio']:>8.2f}x")

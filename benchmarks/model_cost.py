@@ -16,11 +16,17 @@ from bimacosr_app.checkpoint import load_packed
 from bimacosr_app.engine import default_checkpoint_path
 from bimacosr_app.model import Denoiser, binarize, model_cost
 
-STRUCTURE = ("rank", "smb", "lrmb", "shortcut", "act_shift")  # options that change the count
+STRUCTURE = ("rank", "smb", "lrmb", "shortcut", "act_shift")  # binarize() options of the layout
 
 
-def measure(size: int, binarization: dict) -> dict:
-    options = {k: v for k, v in binarization.items() if k in STRUCTURE}
+def shipped_structure() -> dict:
+    """The ``binarize()`` options that shape the shipped checkpoint's network (branches,
+    shortcut, activation thresholds), from its metadata."""
+    binarization = load_packed(default_checkpoint_path()).binarization
+    return {k: v for k, v in binarization.items() if k in STRUCTURE}
+
+
+def measure(size: int, options: dict) -> dict:
     fp = model_cost(Denoiser(), size, size)
     binary = model_cost(binarize(Denoiser(), **options), size, size)
     return {
@@ -39,7 +45,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--size", type=int, default=64, help="LR input side (default 64)")
     args = parser.parse_args()
-    r = measure(args.size, load_packed(default_checkpoint_path()).binarization)
+    r = measure(args.size, shipped_structure())
     if args.json:
         print(json.dumps(r))
         return
