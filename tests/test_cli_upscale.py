@@ -149,5 +149,9 @@ def test_ctrl_c_exits_130_without_partial_files(tmp_path):
     assert "Run the same command again to resume" in stderr
     assert not [n for n in outputs(out) if n.endswith(".part")]
     states = [e["state"] for e in json.loads((out / JOURNAL_NAME).read_text())["items"]]
-    assert "pending" in states and states.count("done") == len(outputs(out))
+    # Ctrl+C can land between an output's atomic rename and the journal's update: then one
+    # complete output is still "pending" in the journal (a resume marks it done, jobs/batch.py;
+    # test_killed_batch_resumes_and_completes_each_file_once)
+    assert "pending" in states
+    assert states.count("done") <= len(outputs(out)) <= states.count("done") + 1
     assert np.all([probe_image(out / n).width == 4 * W for n in outputs(out)])
