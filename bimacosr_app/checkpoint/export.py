@@ -150,9 +150,7 @@ def export_fp32(model: Denoiser, path: str | Path) -> None:
                     w[centre] += m.cpu().float()
                 bias = None if module.bias is None else module.bias.detach().cpu().float()
                 if module.has_act_shift:  # conv(x - s, W_b) + b = conv(x, W_b) + b - W_b s
-                    shift = module.act_shift.detach().cpu().float()
-                    bias = bias - module.weight.detach().cpu().float().reshape(
-                        module.out_features, module.in_features, -1).sum(dim=2) @ shift
+                    bias = bias - module.shift_through_weight().cpu().float()
             tensors[f"{name}.weight"] = _np(w, "<f4")
             if bias is not None:
                 tensors[f"{name}.bias"] = _np(bias, "<f4")

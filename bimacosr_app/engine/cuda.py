@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..model.binary import BinaryConv2d, BinaryLinear, binarize_weight, sign
+from ..model.binary import BinaryConv2d, BinaryLinear, binarize_activation, binarize_weight
 from ..model.pipeline import upscale_tile
 from .backends import Backend, _check_tile, register_backend
 
@@ -29,9 +29,7 @@ __all__ = ["CudaBackend", "DenseBinaryConv2d", "DenseBinaryLinear", "densify"]
 def _binary_activation(x: torch.Tensor, shift: torch.Tensor | None,
                        channel_dim: int) -> torch.Tensor:
     """alpha_p * sign(x - s), alpha_p = mean |x - s| over ``channel_dim``."""
-    if shift is not None:
-        x = x - shift
-    return x.abs().mean(dim=channel_dim, keepdim=True) * sign(x)
+    return binarize_activation(x if shift is None else x - shift, channel_dim)
 
 
 def _shift(layer: BinaryConv2d | BinaryLinear, shape: tuple[int, ...]) -> torch.Tensor | None:

@@ -185,10 +185,15 @@ class _MatrixBranches(nn.Module):
         away from the zero-padded border."""
         if not self.has_act_shift or self.bias is None:
             raise ValueError("calibrate_shift needs a layer with act_shift and a bias")
-        s = channel_mean.to(self.act_shift)
+        self.act_shift.copy_(channel_mean.to(self.act_shift))
+        self.bias += self.shift_through_weight()
+
+    def shift_through_weight(self) -> torch.Tensor:
+        """``W_b s`` (Cout,): the latent weight summed over its taps times the activation
+        threshold, what ``conv(x - s, W_b)`` lacks against ``conv(x, W_b)`` away from the
+        zero-padded border."""
         w = self.weight.reshape(self.out_features, self.in_features, -1).sum(dim=2)
-        self.bias += w @ s
-        self.act_shift.copy_(s)
+        return w @ self.act_shift
 
     def _shifted(self, x: torch.Tensor, channel_dim: int) -> torch.Tensor:
         """x - s (x itself without act_shift)."""

@@ -199,7 +199,7 @@ def binarize_stage(cfg: StageConfig):
     def make_student(cfg, fp, calibrate):
         student = binarize(_student_from(cfg, fp), **cfg.binarize)
         if cfg.binarize.get("act_shift"):
-            calibrate_act_shift(student.to(next(fp.parameters()).device), fp, calibrate)
+            calibrate_act_shift(student, fp, calibrate)
         return student
 
     def fp_target(schedule, fp, lr, y, noise):
