@@ -76,6 +76,22 @@ struct PackArgs {
     int64_t Cw;
 };
 
+// Packed word w of pixel p: its channels (x's or x2's, one source per word), their thresholds
+// (null without a shift) and their count n (64; fewer in the last word). The vector kernels
+// pack channels [0, n) of `x` into bits [0, n) of the word.
+struct PackWord {
+    const float* x;
+    const float* shift;
+    int64_t n;
+};
+
+inline PackWord pack_word(const PackArgs& a, int64_t p, int64_t w) {
+    const int64_t c0 = 64 * w;
+    const float* x = c0 < a.C1 ? a.x + p * a.C1 + c0 : a.x2 + p * (a.C - a.C1) + (c0 - a.C1);
+    const int64_t left = a.C - c0;
+    return {x, a.shift ? a.shift + c0 : nullptr, left < 64 ? left : 64};
+}
+
 // LayerNorm over the last axis of x[P, C] (biased variance, eps inside the square root), then
 // optionally SiLU:  y = (x - mean) / sqrt(var + eps) * gamma + beta;  silu: y = y / (1 + exp(-y)).
 struct NormArgs {

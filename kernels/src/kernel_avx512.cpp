@@ -19,7 +19,6 @@ namespace {
 
 constexpr int64_t kG = 16;  // output channels per group
 
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // Repacked weights, per (group of 16 channels g, tap t, word w): 16 uint64 = vectors A, B;
 // lane i of A = channel 16g + 2i, of B = channel 16g + 2i + 1.
@@ -92,15 +91,12 @@ template <bool kShift>
 void pack_rows(const PackArgs& a, int64_t p0, int64_t p1) {
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t p = p0; p < p1; ++p) {
-        const float* x = a.x + p * a.C1;
-        const float* x2 = a.x2 + p * (a.C - a.C1);
         uint64_t* bits = a.bits + p * a.Cw;
         __m512 s0 = zero, s1 = zero;
         for (int64_t w = 0; w < a.Cw; ++w) {
-            const int64_t c0 = 64 * w;
-            const float* xw = c0 < a.C1 ? x + c0 : x2 + (c0 - a.C1);  // the word's channels
-            const float* sw = kShift ? a.shift + c0 : nullptr;        // their thresholds
-            const int64_t n = min64(a.C - c0, 64);
+            const PackWord src = pack_word(a, p, w);
+            const float *xw = src.x, *sw = src.shift;
+            const int64_t n = src.n;
             uint64_t word = 0;
             int64_t c = 0;
             for (; c + 32 <= n; c += 32) {

@@ -111,16 +111,13 @@ void pack_rows(const PackArgs& a, int64_t p0, int64_t p1) {
     const uint32_t lanebits_arr[4] = {1u, 2u, 4u, 8u};
     const uint32x4_t lanebits = vld1q_u32(lanebits_arr);
     for (int64_t p = p0; p < p1; ++p) {
-        const float* x = a.x + p * a.C1;
-        const float* x2 = a.x2 + p * (a.C - a.C1);
         uint64_t* bits = a.bits + p * a.Cw;
         float32x4_t s0 = zero, s1 = zero;
         float tail = 0.0f;
         for (int64_t w = 0; w < a.Cw; ++w) {
-            const int64_t c0 = 64 * w;
-            const float* xw = c0 < a.C1 ? x + c0 : x2 + (c0 - a.C1);  // the word's channels
-            const float* sw = kShift ? a.shift + c0 : nullptr;        // their thresholds
-            const int64_t n = min64(a.C - c0, 64);
+            const PackWord src = pack_word(a, p, w);
+            const float *xw = src.x, *sw = src.shift;
+            const int64_t n = src.n;
             uint64_t word = 0;
             int64_t c = 0;
             for (; c + 8 <= n; c += 8) {
