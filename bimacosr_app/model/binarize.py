@@ -28,20 +28,27 @@ def binarize(
     lrmb: bool = True,
     svd_init: bool = True,
     rprelu_slope: float = 0.25,
-    shortcut: bool = False,
+    shortcut: bool | None = None,
     act_shift: bool = False,
+    gain: bool = False,
     seed: int = 0,
 ) -> nn.Module:
     """Replace every binarizable layer by BinaryConv2d/BinaryLinear (SMB, then LRMB, then
     the binary remainder), keeping the function exact at conversion up to binarization.
 
     The switches give the paper's ablations: ``smb=False, lrmb=False`` is BMB only;
-    ``svd_init=False`` starts LRMB LoRA-style instead of from the SVD. ``shortcut`` adds the
-    parameter-free full-precision shortcut to every layer (``binary.shortcut_matrix``; this
-    changes the function at conversion). ``act_shift`` gives every layer a trainable activation
-    threshold (zero until ``calibrate_act_shift``). The options are recorded in
-    ``model.binarization`` (``shortcut`` and ``act_shift`` only when on). Returns ``model``.
+    ``svd_init=False`` starts LRMB LoRA-style instead of from the SVD. ``shortcut`` gives every
+    layer the parameter-free full-precision shortcut (``model.shortcut``); ``None`` (default)
+    follows the architecture (``ModelConfig.shortcuts``). A shortcut parent converts exactly
+    either way: with ``shortcut=False`` its shortcut is folded into the 1-bit weight (the
+    "no shortcut" ablation); ``shortcut=True`` on a parent without shortcuts adds one, which
+    changes the function. ``act_shift`` gives every layer a trainable activation threshold
+    (zero until ``calibrate_act_shift``), ``gain`` a trainable factor on beta (one until
+    calibrated). The options are recorded in ``model.binarization`` (``shortcut``,
+    ``act_shift`` and ``gain`` only when on). Returns ``model``.
     """
+    if shortcut is None:
+        shortcut = bool(getattr(getattr(model, "config", None), "shortcuts", False))
     generator = torch.Generator().manual_seed(seed)
     for name in binarizable_layers(model):
         parent_name, _, child_name = name.rpartition(".")
@@ -50,12 +57,12 @@ def binarize(
         if isinstance(layer, nn.Conv2d):
             new = BinaryConv2d.from_conv(layer, smb=smb, lrmb=lrmb, rank=rank,
                                          svd_init=svd_init, rprelu_slope=rprelu_slope,
-                                         shortcut=shortcut, act_shift=act_shift,
+                                         shortcut=shortcut, act_shift=act_shift, gain=gain,
                                          generator=generator)
         else:
             new = BinaryLinear.from_linear(layer, smb=smb, lrmb=lrmb, rank=rank,
                                            svd_init=svd_init, shortcut=shortcut,
-                                           act_shift=act_shift, generator=generator)
+                                           act_shift=act_shift, gain=gain, generator=generator)
         setattr(parent, child_name, new)
     model.binarization = {"rank": rank, "smb": smb, "lrmb": lrmb, "svd_init": svd_init,
                           "rprelu_slope": rprelu_slope, "seed": seed}
@@ -64,6 +71,8 @@ def binarize(
         model.binarization["shortcut"] = True
     if act_shift:
         model.binarization["act_shift"] = True
+    if gain:
+        model.binarization["gain"] = True
     return model
 
 

@@ -27,11 +27,16 @@ A binarized layer computes (DESIGN.md sections 1 and 3)
 Both branches use the conv's stride (stride-matched, DESIGN.md 2.6): for a 3x3 conv with
 padding 1 and stride s, output pixel p's centre tap reads input pixel s*p, which is what a 1x1
 conv with stride s reads.
-* Shortcut (optional, ``shortcut=True``; our addition, BBCU-style): a fixed, parameter-free
-  1x1 operator ``shortcut_matrix(Cout, Cin)`` on the full-precision input, so that
-  full-precision information crosses every 1-bit layer, also those that change the channel
-  count. Being a 1x1 operator it joins SMB + LRMB in ``branch_matrix()``: every backend runs it
-  inside the dense branch, at no extra cost, and it is never stored.
+* Shortcut (optional, ``shortcut=True``; our addition, BBCU-style, ``model.shortcut``): a
+  fixed, parameter-free 1x1 operator ``shortcut_matrix(Cout, Cin)`` on the full-precision
+  input, so that full-precision information crosses every 1-bit layer, also those that change
+  the channel count or resolution. Being a 1x1 operator it joins SMB + LRMB in
+  ``branch_matrix()``: every backend runs it inside the dense branch, at no extra cost, and it
+  is never stored; training adds it with ``apply_shortcut`` (a copy, mean or repeat).
+* Gain (optional, ``gain=True``): a trainable per-output-channel factor on ``beta``, so the
+  1-bit path's scale can match what it replaces beside the shortcut (``beta * alpha``
+  overshoots the least-squares scale of a product of two sign approximations);
+  ``calibrate_gain`` fits it by least squares at conversion. Export folds it into ``beta``.
 * Gradual binarization (training only): ``binary_mix`` m in [0, 1] blends the 1-bit path with
   the full-precision conv of the same latent weights, ``m * RPReLU(binary) + (1 - m) * (conv(x
   - s, W_b) + b)``, branches added to both. At m = 0 a freshly converted layer computes exactly the
@@ -45,6 +50,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .shortcut import ShortcutConv2d, ShortcutLinear, apply_shortcut, shortcut_matrix
+
 __all__ = [
     "BinaryConv2d",
     "BinaryLinear",
@@ -52,7 +59,6 @@ __all__ = [
     "binarize_activation",
     "binarize_weight",
     "set_binary_mix",
-    "shortcut_matrix",
     "sign",
 ]
 
@@ -123,24 +129,6 @@ class RPReLU(nn.Module):
         return u + self._view(self.shift_out, x.dim())
 
 
-def shortcut_matrix(cout: int, cin: int) -> torch.Tensor:
-    """The parameter-free shortcut as a (Cout, Cin) matrix.
-
-    Cin >= Cout: input channel i feeds output i mod Cout, and each output averages the inputs
-    that feed it (identity for Cin == Cout; for a concatenation [x, skip] of two C-channel
-    maps, (x + skip) / 2). Cin < Cout: output o copies input o mod Cin (q, k and v each get x;
-    a widening layer repeats its input's channels).
-    """
-    m = torch.zeros(cout, cin)
-    if cin >= cout:
-        i = torch.arange(cin)
-        m[i % cout, i] = 1.0
-        return m / m.sum(dim=1, keepdim=True)
-    o = torch.arange(cout)
-    m[o, o % cin] = 1.0
-    return m
-
-
 def set_binary_mix(model: nn.Module, mix: float) -> None:
     """Set every 1-bit layer's ``binary_mix`` (1 = fully binary, 0 = full precision)."""
     if not 0.0 <= mix <= 1.0:
@@ -159,14 +147,17 @@ class _MatrixBranches(nn.Module):
       lrmb_down  (r, Cin)   "B" = sqrt(S_r) V_r^T
       lrmb_up    (Cout, r)  "A" = U_r sqrt(S_r)
       shortcut   (Cout, Cin) shortcut_matrix(), fixed, not in the state dict
+      act_shift  (Cin,)     trainable activation threshold
+      gain       (Cout,)    trainable factor on beta
     """
 
     in_features: int
     out_features: int
     binary_mix: float = 1.0  # gradual binarization (module docstring); 1 outside training
 
-    def _init_branches(self, shortcut: bool, act_shift: bool = False):
+    def _init_branches(self, shortcut: bool, act_shift: bool = False, gain: bool = False):
         self.act_shift = nn.Parameter(torch.zeros(self.in_features)) if act_shift else None
+        self.gain = nn.Parameter(torch.ones(self.out_features)) if gain else None
         self.register_buffer("smb_index", None)
         self.smb_value = None
         self.lrmb_down = None
@@ -204,6 +195,28 @@ class _MatrixBranches(nn.Module):
         return x - self.act_shift.view(shape)
 
     @property
+    def has_gain(self) -> bool:
+        return self.gain is not None
+
+    def scaled_binary_weight(self) -> torch.Tensor:
+        """``gain_o * beta_o * sign(W_b)``: the 1-bit weight the layer computes with."""
+        wb = binarize_weight(self.weight)
+        if not self.has_gain:
+            return wb
+        return wb * self.gain.view(-1, *([1] * (wb.dim() - 1)))
+
+    @torch.no_grad()
+    def calibrate_gain(self, target: torch.Tensor, binary: torch.Tensor, channel_dim: int):
+        """Set ``gain`` to the per-channel least-squares factor that maps ``binary`` (the 1-bit
+        product without bias, at gain 1) onto ``target`` (what it replaces: the latent weight's
+        full-precision product on the same thresholded input)."""
+        dims = [d for d in range(target.dim()) if d != channel_dim % target.dim()]
+        t, b = target.float(), binary.float()
+        num = (t * b).sum(dim=dims)
+        den = (b * b).sum(dim=dims).clamp_min(1e-12)
+        self.gain.copy_((num / den).clamp(0.05, 2.0).to(self.gain))
+
+    @property
     def has_shortcut(self) -> bool:
         return self.shortcut is not None
 
@@ -221,15 +234,16 @@ class _MatrixBranches(nn.Module):
         dense = dense.index_put((self.smb_index,), self.smb_value)
         return dense.view(self.out_features, self.in_features)
 
-    def branch_matrix(self) -> torch.Tensor | None:
-        """SMB + LRMB (+ shortcut) as one dense (Cout, Cin) matrix, or None without any."""
+    def branch_matrix(self, shortcut: bool = True) -> torch.Tensor | None:
+        """SMB + LRMB (+ the shortcut, unless ``shortcut=False``) as one dense (Cout, Cin)
+        matrix, or None without any."""
         m = None
         if self.has_smb:
             m = self.smb_matrix()
         if self.has_lrmb:
             low = self.lrmb_up @ self.lrmb_down
             m = low if m is None else m + low
-        if self.has_shortcut:
+        if shortcut and self.has_shortcut:
             m = self.shortcut if m is None else m + self.shortcut
         return m
 
@@ -283,11 +297,26 @@ class _MatrixBranches(nn.Module):
         return w_b.to(weight.dtype)
 
 
+def _own_weight(layer: nn.Conv2d | nn.Linear, keep_shortcut: bool) -> torch.Tensor:
+    """The weight a 1-bit layer decomposes: a shortcut parent's weight plus its shortcut on the
+    centre tap when the 1-bit layer does not keep the shortcut apart (exact either way)."""
+    w = layer.weight.detach()
+    if keep_shortcut or not isinstance(layer, (ShortcutConv2d, ShortcutLinear)):
+        return w
+    w = w.clone()
+    m = shortcut_matrix(w.shape[0], w.shape[1]).to(w)
+    if w.dim() == 4:
+        w[:, :, w.shape[2] // 2, w.shape[3] // 2] += m
+    else:
+        w += m
+    return w
+
+
 class BinaryConv2d(_MatrixBranches):
     """Binarized conv (square kernel, padding k//2, stride 1 or 2) with RPReLU, SMB, LRMB."""
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, bias=True,
-                 rprelu_slope=0.25, shortcut=False, act_shift=False):
+                 rprelu_slope=0.25, shortcut=False, act_shift=False, gain=False):
         super().__init__()
         self.in_features = self.in_channels = in_channels
         self.out_features = self.out_channels = out_channels
@@ -298,20 +327,22 @@ class BinaryConv2d(_MatrixBranches):
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.rprelu = RPReLU(out_channels, rprelu_slope)
-        self._init_branches(shortcut, act_shift)
+        self._init_branches(shortcut, act_shift, gain)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, *, smb=True, lrmb=True, rank=8, svd_init=True,
-                  rprelu_slope=0.25, shortcut=False, act_shift=False,
+                  rprelu_slope=0.25, shortcut=False, act_shift=False, gain=False,
                   generator=None) -> BinaryConv2d:
+        """The 1-bit form of ``conv`` (a ShortcutConv2d keeps its shortcut outside the 1-bit
+        part with ``shortcut=True``, or has it folded into the weight's centre tap without)."""
         k = conv.kernel_size[0]
         if conv.kernel_size != (k, k) or conv.padding != (k // 2, k // 2) or conv.groups != 1:
             raise ValueError(f"cannot binarize {conv}: square kernel, 'same' padding, groups=1")
         layer = cls(conv.in_channels, conv.out_channels, k, conv.stride[0],
                     bias=conv.bias is not None, rprelu_slope=rprelu_slope, shortcut=shortcut,
-                    act_shift=act_shift)
+                    act_shift=act_shift, gain=gain)
         layer.to(conv.weight.device)
-        w_b = layer.decompose(conv.weight, smb, lrmb, rank, svd_init, generator)
+        w_b = layer.decompose(_own_weight(conv, shortcut), smb, lrmb, rank, svd_init, generator)
         with torch.no_grad():
             layer.weight.copy_(w_b)
             if conv.bias is not None:
@@ -321,14 +352,18 @@ class BinaryConv2d(_MatrixBranches):
     def binary_conv(self, x: torch.Tensor) -> torch.Tensor:
         """beta * conv(alpha * sign(x - s), sign(W_b)) + b: the part the 1-bit kernels compute."""
         xb = binarize_activation(self._shifted(x, 1), channel_dim=1)  # (B,Cin,H,W)
-        wb = binarize_weight(self.weight)  # (Cout,Cin,k,k)
+        wb = self.scaled_binary_weight()  # (Cout,Cin,k,k)
         return F.conv2d(xb, wb, self.bias, self.stride, self.padding)
 
     def branches(self, x: torch.Tensor) -> torch.Tensor | None:
-        """SMB(x) + LRMB(x) (+ shortcut) on the full-precision input (one dense 1x1 conv),
-        or None."""
-        m = self.branch_matrix()
-        return None if m is None else F.conv2d(x, m[:, :, None, None], stride=self.stride)
+        """SMB(x) + LRMB(x) (one dense 1x1 conv) + shortcut(x) on the full-precision input,
+        or None without any."""
+        m = self.branch_matrix(shortcut=False)
+        out = None if m is None else F.conv2d(x, m[:, :, None, None], stride=self.stride)
+        if self.has_shortcut:
+            identity = apply_shortcut(x, self.out_channels, 1, self.stride)
+            out = identity if out is None else out + identity
+        return out
 
     def forward(self, x):  # (B,Cin,H,W) -> (B,Cout,H/s,W/s)
         y = self.rprelu(self.binary_conv(x))
@@ -341,28 +376,32 @@ class BinaryConv2d(_MatrixBranches):
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
                 f"stride={self.stride}, smb={self.has_smb}, lrmb={self.has_lrmb}, "
-                f"shortcut={self.has_shortcut}, act_shift={self.has_act_shift}")
+                f"shortcut={self.has_shortcut}, act_shift={self.has_act_shift}, "
+                f"gain={self.has_gain}")
 
 
 class BinaryLinear(_MatrixBranches):
     """Binarized linear over the last dim (per-token alpha), with SMB and LRMB; no RPReLU."""
 
-    def __init__(self, in_features, out_features, bias=True, shortcut=False, act_shift=False):
+    def __init__(self, in_features, out_features, bias=True, shortcut=False, act_shift=False,
+                 gain=False):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        self._init_branches(shortcut, act_shift)
+        self._init_branches(shortcut, act_shift, gain)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, *, smb=True, lrmb=True, rank=8, svd_init=True,
-                    shortcut=False, act_shift=False, generator=None) -> BinaryLinear:
+                    shortcut=False, act_shift=False, gain=False, generator=None) -> BinaryLinear:
+        """The 1-bit form of ``linear`` (a ShortcutLinear's shortcut as in ``from_conv``)."""
         layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
-                    shortcut=shortcut, act_shift=act_shift)
+                    shortcut=shortcut, act_shift=act_shift, gain=gain)
         layer.to(linear.weight.device)
-        w_b = layer.decompose(linear.weight, smb, lrmb, rank, svd_init, generator)
+        w_b = layer.decompose(_own_weight(linear, shortcut), smb, lrmb, rank, svd_init,
+                              generator)
         with torch.no_grad():
             layer.weight.copy_(w_b)
             if linear.bias is not None:
@@ -371,17 +410,21 @@ class BinaryLinear(_MatrixBranches):
 
     def binary_linear(self, x: torch.Tensor) -> torch.Tensor:
         xb = binarize_activation(self._shifted(x, -1), channel_dim=-1)  # (..., Cin)
-        return F.linear(xb, binarize_weight(self.weight), self.bias)
+        return F.linear(xb, self.scaled_binary_weight(), self.bias)
 
     def forward(self, x):  # (..., Cin) -> (..., Cout)
         y = self.binary_linear(x)
         if self.binary_mix < 1.0:
             fp = F.linear(self._shifted(x, -1), self.weight, self.bias)
             y = fp + self.binary_mix * (y - fp)
-        m = self.branch_matrix()
-        return y if m is None else y + F.linear(x, m)
+        m = self.branch_matrix(shortcut=False)
+        if m is not None:
+            y = y + F.linear(x, m)
+        if self.has_shortcut:
+            y = y + apply_shortcut(x, self.out_features, -1)
+        return y
 
     def extra_repr(self):
         return (f"{self.in_features}, {self.out_features}, smb={self.has_smb}, "
-                f"lrmb={self.has_lrmb}, shortcut={self.has_shortcut}, "
+                f"lrmb={self.has_lrmb}, shortcut={self.has_shortcut}, gain={self.has_gain}, "
                 f"act_shift={self.has_act_shift}")

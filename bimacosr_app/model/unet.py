@@ -18,6 +18,11 @@ clean latent ``x0_hat`` (B, 48, h, w).
 * ``conv_in`` and ``conv_out`` stay full precision; ``time_embed`` and every block's ``film``
   are constants of the one-step model (t = T-1) and are folded at export. Every other Conv2d
   and Linear is what ``binarize()`` converts.
+* With ``shortcuts`` every one of those layers is a ShortcutConv2d / ShortcutLinear
+  (``model.shortcut``): its output adds a fixed, parameter-free map of its input (identity,
+  channel mean or repeat, stride-2 subsampling), so a full-precision path crosses every layer
+  the 1-bit model binarizes, the resampling layers and the decoder's fuse included (DESIGN.md
+  2.8), and the 1-bit model converted from this parent keeps it exactly.
 
 Any input size works: the model pads (replicate) to ``required_multiple`` and crops back.
 Tiles whose origins are multiples of ``required_multiple`` see the same windows as the whole
@@ -34,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .latent import LATENT_CHANNELS, bicubic_upscale, to_latent
+from .shortcut import ShortcutConv2d, ShortcutLinear
 
 __all__ = ["FULL_PRECISION_NAMES", "Denoiser", "ModelConfig"]
 
@@ -53,6 +59,7 @@ class ModelConfig:
     in_channels: int = LATENT_CHANNELS + 3
     out_channels: int = LATENT_CHANNELS
     residual: bool = True  # predict x0 as z_y + f(...): a global residual over bicubic
+    shortcuts: bool = False  # a fixed shortcut around every binarizable layer (model.shortcut)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -77,6 +84,17 @@ class ModelConfig:
         return m
 
 
+def _conv(shortcuts: bool, cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
+    """A binarizable conv with 'same' padding; with ``shortcuts`` a ShortcutConv2d."""
+    return (ShortcutConv2d if shortcuts else nn.Conv2d)(cin, cout, k, stride=stride,
+                                                        padding=k // 2)
+
+
+def _linear(shortcuts: bool, cin: int, cout: int) -> nn.Linear:
+    """A binarizable linear; with ``shortcuts`` a ShortcutLinear."""
+    return (ShortcutLinear if shortcuts else nn.Linear)(cin, cout)
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over channels at every pixel of a (B,C,H,W) tensor."""
 
@@ -95,14 +113,14 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 class ResBlock(nn.Module):
     """LN -> SiLU -> conv3x3 -> LN * (1 + scale) + shift -> SiLU -> conv3x3, plus skip."""
 
-    def __init__(self, cin: int, cout: int, time_dim: int):
+    def __init__(self, cin: int, cout: int, time_dim: int, shortcuts: bool = False):
         super().__init__()
         self.norm1 = LayerNorm2d(cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.conv1 = _conv(shortcuts, cin, cout, 3)
         self.film = nn.Linear(time_dim, 2 * cout)
         self.norm2 = LayerNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.conv2 = _conv(shortcuts, cout, cout, 3)
+        self.skip = _conv(shortcuts, cin, cout, 1) if cin != cout else nn.Identity()
 
     def film_terms(self, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale, shift), each (B, Cout, 1, 1)."""
@@ -121,12 +139,12 @@ class ResBlock(nn.Module):
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside non-overlapping windows, with relative position bias."""
 
-    def __init__(self, dim: int, heads: int, window: int):
+    def __init__(self, dim: int, heads: int, window: int, shortcuts: bool = False):
         super().__init__()
         self.heads = heads
         self.window = window
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = _linear(shortcuts, dim, 3 * dim)
+        self.proj = _linear(shortcuts, dim, dim)
         self.rel_bias = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         nn.init.trunc_normal_(self.rel_bias, std=0.02)
         coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
@@ -152,15 +170,16 @@ class WindowAttention(nn.Module):
 class SwinBlock(nn.Module):
     """Pre-norm (shifted) window attention and MLP on a (B,C,H,W) map; H, W multiples of window."""
 
-    def __init__(self, dim: int, head_dim: int, window: int, shift: int, mlp_ratio: float):
+    def __init__(self, dim: int, head_dim: int, window: int, shift: int, mlp_ratio: float,
+                 shortcuts: bool = False):
         super().__init__()
         self.window, self.shift = window, shift
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, max(1, dim // head_dim), window)
+        self.attn = WindowAttention(dim, max(1, dim // head_dim), window, shortcuts)
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = _linear(shortcuts, dim, hidden)
+        self.fc2 = _linear(shortcuts, hidden, dim)
 
     def _shift_mask(self, h: int, w: int, device) -> torch.Tensor | None:
         """-inf between tokens that the cyclic shift brought together; (nW, N, N)."""
@@ -195,18 +214,18 @@ class SwinBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, shortcuts: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        self.conv = _conv(shortcuts, ch, ch, 3, stride=2)
 
     def forward(self, x):
         return self.conv(x)
 
 
 class Upsample(nn.Module):
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, shortcuts: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.conv = _conv(shortcuts, cin, cout, 3)
 
     def forward(self, x):
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
@@ -218,10 +237,10 @@ class Stage(nn.Module):
 
     def __init__(self, cin: int, cout: int, cfg: ModelConfig, attention: bool, shifted: bool):
         super().__init__()
-        self.res = ResBlock(cin, cout, cfg.time_dim)
+        self.res = ResBlock(cin, cout, cfg.time_dim, cfg.shortcuts)
         shift = cfg.window // 2 if shifted else 0
         self.attn = SwinBlock(cout, cfg.head_dim, cfg.window, shift,
-                              cfg.mlp_ratio) if attention else None
+                              cfg.mlp_ratio, cfg.shortcuts) if attention else None
 
     def forward(self, x, temb):
         x = self.res(x, temb)
@@ -250,14 +269,14 @@ class Denoiser(nn.Module):
                 for i in range(cfg.res_blocks)))
             ch = width
             if level < deepest:
-                self.downsample.append(Downsample(width))
+                self.downsample.append(Downsample(width, cfg.shortcuts))
                 ch = width
         self.mid = Stage(ch, ch, cfg, deepest in cfg.attn_levels, True)
         # Decoder: per level (deepest first) upsample from the level below, a 1x1 fuse of
         # concat(x, skip), then `res_blocks` stages.
-        self.upsample = nn.ModuleList(Upsample(widths[level + 1], widths[level])
+        self.upsample = nn.ModuleList(Upsample(widths[level + 1], widths[level], cfg.shortcuts)
                                       for level in range(deepest))
-        self.fuse = nn.ModuleList(nn.Conv2d(2 * w, w, 1) for w in widths)
+        self.fuse = nn.ModuleList(_conv(cfg.shortcuts, 2 * w, w, 1) for w in widths)
         self.up = nn.ModuleList(
             nn.ModuleList(Stage(widths[level], widths[level], cfg, level in cfg.attn_levels,
                                 i % 2 == 0) for i in range(cfg.res_blocks))

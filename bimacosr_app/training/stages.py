@@ -5,14 +5,17 @@ Images enter in [0, 1]; the model works on ``x0 = PU(2 HR - 1)`` and
 
 * teacher: FP ResShift denoiser, x0-prediction MSE at t ~ U{0..T-1}.
 * onestep: SinSR-style distillation, initialised from the teacher's EMA: at t = T-1, MSE to
-  the teacher's deterministic T-step output from the same noise (computed online).
+  the teacher's deterministic T-step output from the same noise (computed online). Without
+  ``target_run`` it is plain regression instead: the one-step model, from ``init`` or from
+  scratch, learns the ground-truth latent alone (the FP parent of the 1-bit model).
 * binarize: ``binarize()`` of the FP one-step model's EMA (SMB, LRMB, then 1-bit; with
   ``act_shift`` the activation thresholds are calibrated on one training batch), trained with
   latent MSE to the frozen FP one-step model's output from the same noise.
-``gt_weight`` adds an MSE to the ground-truth latent in the last two stages; in the binarize
-stage ``feature_weight`` adds layer-wise distillation: for every 1-bit layer, the MSE between
-its output and the output of the FP layer it replaced (same name in the frozen model, same
-input image and noise), over the FP output's mean square, averaged over the layers.
+``gt_weight`` adds a term to the ground-truth latent in the last two stages; ``loss`` picks
+the distance of the output terms (``"mse"`` or ``"l1"``). In the binarize stage
+``feature_weight`` adds layer-wise distillation: for every 1-bit layer, the MSE between its
+output and the output of the FP layer it replaced (same name in the frozen model, same input
+image and noise), over the FP output's mean square, averaged over the layers.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from ..model import (
     one_step_latent,
     to_latent,
 )
-from .trainer import StageConfig, load_run_model
+from .trainer import OUTPUT_DISTANCES, StageConfig, load_run_model
 from .weights import load_weights
 
 __all__ = ["binarize_stage", "onestep_stage", "teacher_stage"]
@@ -117,10 +120,11 @@ def _layer_distance(student: dict, frozen: dict) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
-def _distill_loss(schedule, target_fn, gt_weight, feature_weight=0.0, layer_pairs=None):
-    """Output MSE to the frozen target (+ ``gt_weight`` x MSE to the ground truth); with
-    ``feature_weight``, ``layer_pairs() -> (student layers, frozen layers)`` (dicts by name,
-    built once) adds the layer-wise term."""
+def _distill_loss(schedule, target_fn, gt_weight, feature_weight=0.0, layer_pairs=None,
+                  distance=F.mse_loss):
+    """Output ``distance`` to the frozen target (+ ``gt_weight`` x the distance to the ground
+    truth); with ``feature_weight``, ``layer_pairs() -> (student layers, frozen layers)``
+    (dicts by name, built once) adds the layer-wise term."""
     def loss(model, lr01, hr01):
         lr, x0, y = _latents(lr01, hr01)
         noise = torch.randn_like(x0)
@@ -129,9 +133,9 @@ def _distill_loss(schedule, target_fn, gt_weight, feature_weight=0.0, layer_pair
             target = target_fn(lr, y, noise).float()
         with _layer_outputs(student_layers) as student_out:
             pred = one_step_latent(model, schedule, lr, noise).float()
-        value = F.mse_loss(pred, target)
+        value = distance(pred, target)
         if gt_weight:
-            value = value + gt_weight * F.mse_loss(pred, x0)
+            value = value + gt_weight * distance(pred, x0)
         if feature_weight:
             value = value + feature_weight * _layer_distance(student_out, frozen_out)
         return value
@@ -170,7 +174,29 @@ def _distillation_stage(cfg: StageConfig, frozen_run: str, make_student, frozen_
         return frozen_target(schedule, built["frozen"], lr, y, noise)
 
     loss = _distill_loss(schedule, target, cfg.gt_weight, cfg.feature_weight,
-                         lambda: built["layers"])
+                         lambda: built["layers"], OUTPUT_DISTANCES[cfg.loss])
+    return build, loss, _one_step_predict(schedule)
+
+
+def _regression_stage(cfg: StageConfig):
+    """(build, loss, predict) of the one-step model trained on the ground truth alone."""
+    schedule = cfg.schedule()
+    distance = OUTPUT_DISTANCES[cfg.loss]
+
+    def build(cfg, device, sample):
+        model = Denoiser(cfg.model_config())
+        if cfg.init:
+            _init_from_ema(model, cfg.init)
+        else:  # from scratch: start at the bicubic output (the residual over it is zero)
+            nn.init.zeros_(model.conv_out.weight)
+            nn.init.zeros_(model.conv_out.bias)
+        return model
+
+    def loss(model, lr01, hr01):
+        lr, x0, _ = _latents(lr01, hr01)
+        noise = torch.randn_like(x0)
+        return distance(one_step_latent(model, schedule, lr, noise).float(), x0)
+
     return build, loss, _one_step_predict(schedule)
 
 
@@ -184,7 +210,11 @@ def _student_from(cfg: StageConfig, frozen: torch.nn.Module) -> Denoiser:
 
 
 def onestep_stage(cfg: StageConfig):
-    """Student initialised from the teacher (or ``init``); target: the teacher's T steps."""
+    """Student initialised from the teacher (or ``init``); target: the teacher's T steps.
+    Without ``target_run``: regression to the ground truth (module docstring)."""
+    if not cfg.target_run:
+        return _regression_stage(cfg)
+
     def teacher_target(schedule, teacher, lr, y, noise):
         return schedule.sample(lambda x, t: teacher(x, lr, t, y), y, noise)
 

@@ -38,10 +38,12 @@ from ..model import (
 from .data import DegradationConfig, PhotoSet, TrainBatches, default_data_dir, validation_pairs
 from .weights import load_weights, save_weights, weight_files
 
-__all__ = ["StageConfig", "Trainer", "parse_stage_args"]
+__all__ = ["OUTPUT_DISTANCES", "StageConfig", "Trainer", "parse_stage_args"]
 
 BUDGET_CHECK_EVERY = 20  # steps between wall-clock budget checks
 CALIBRATION_STREAM = 2000  # TrainBatches rank of the calibration batch (no training rank's)
+# StageConfig.loss: the distance of the output terms (mean over elements).
+OUTPUT_DISTANCES = {"mse": nn.functional.mse_loss, "l1": nn.functional.l1_loss}
 
 
 @dataclass
@@ -67,7 +69,8 @@ class StageConfig:
     save_every: int = 1000
     init: str | None = None  # run directory whose EMA weights initialise the model
     target_run: str | None = None  # run directory of the frozen model that gives targets
-    gt_weight: float = 0.0  # weight of an extra MSE to the ground truth latent
+    gt_weight: float = 0.0  # weight of an extra term to the ground truth latent
+    loss: str = "mse"  # distance of the output terms: "mse" or "l1"
     feature_weight: float = 0.0  # binarize: weight of the layer-wise distillation term
     binary_lr_scale: float = 1.0  # learning-rate multiplier of the 1-bit layers' latent weights
     binary_ramp_steps: int = 0  # binarize: steps over which binary_mix rises from 0 to 1
@@ -97,6 +100,8 @@ class StageConfig:
         for key in ("feature_weight", "binary_ramp_steps"):
             if d.get(key) and d.get("stage", cls.stage) != "binarize":
                 raise ValueError(f"{key} applies to the binarize stage (its 1-bit layers)")
+        if d.get("loss", cls.loss) not in OUTPUT_DISTANCES:
+            raise ValueError(f"loss must be one of {sorted(OUTPUT_DISTANCES)}, got {d['loss']!r}")
         return cls(**d)
 
 
@@ -228,11 +233,14 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------
     def _resume(self):
+        """Continue the run in ``out``: its live and EMA weights and step. A run kept with its
+        EMA weights only (what is committed to outlive a session) continues from the EMA."""
         state_file = self.out / "state.json"
-        if not state_file.exists() or not weight_files(self.out, "model"):
+        if not state_file.exists() or not weight_files(self.out, "ema"):
             return
-        model_state, _ = load_weights(self.out, "model", self.device)
         ema_state, _ = load_weights(self.out, "ema", self.device)
+        has_live = bool(weight_files(self.out, "model"))
+        model_state = load_weights(self.out, "model", self.device)[0] if has_live else ema_state
         self.model.load_state_dict(model_state)
         self.ema.load_state_dict(ema_state)
         self.step = json.loads(state_file.read_text())["step"]
