@@ -1,16 +1,24 @@
-"""Training throughput on one GPU: the data pipeline alone, and one optimizer step of the
-denoiser (FP and binarized) by batch size, memory format and ``torch.compile``.
+"""Training throughput on one GPU: the data pipeline alone, one optimizer step of the FP
+denoiser by batch size and memory format, and the binarize stage's step (the frozen FP
+parent's target, then the 1-bit student's forward, backward and AdamW) in two recipes:
 
-    python -m benchmarks.train_step [--json] [--batches 32,128] [--compile]
+* ``1-bit, session 4``: the shipped model's recipe before shortcut parents
+  (``configs/binarize_shift.json``: thresholds, RPReLU slope 1, NCHW, eager);
+* ``1-bit, shortcuts``: the shortcut parent's recipe (``configs/binarize_parent.json``:
+  shortcuts, thresholds, gain), eager and under ``torch.compile`` (channels-last and not).
+
+    python -m benchmarks.train_step [--json] [--batches 32,128] [--profile]
 
 Every figure is the median of 20 timed iterations after warm-up, with CUDA synchronisation
-around each. ``crops/s`` is HR 256² crops (LR 64²) per second; compare rows of one run only.
+around each. ``crops/s`` is HR 256² crops (LR 64²) per second; ``vs session 4`` is the
+speed over the session 4 1-bit step at the same batch, measured in the same run.
 With ``--json`` the last line is ``{"data": [...], "steps": [...], "device": ..}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 
@@ -25,6 +33,7 @@ from bimacosr_app.model import (
     ModelConfig,
     ResShiftSchedule,
     binarize,
+    one_step_latent,
 )
 from bimacosr_app.training.data import (
     DegradationConfig,
@@ -49,28 +58,38 @@ def data_rows(batch: int) -> list[dict]:
     return rows
 
 
-def _make_step(kind: str, batch: int, channels_last: bool, compiled: bool):
-    """One teacher-style optimizer step on fixed random latents."""
-    model = Denoiser(ModelConfig())
-    if kind == "binary":
-        binarize(model)
-    model = model.cuda()
+# The binarize recipes timed: (architecture, binarize() options, kappa).
+RECIPES = {
+    "1-bit, session 4": (ModelConfig(), {"rprelu_slope": 1.0, "act_shift": True}, 2.0),
+    "1-bit, shortcuts": (ModelConfig(shortcuts=True),
+                         {"rprelu_slope": 1.0, "act_shift": True, "gain": True}, 0.0),
+}
+
+
+def _batch(batch: int, channels_last: bool):
+    """Fixed random (LR in [-1,1], x0 latent) of LR 64²."""
+    x0 = torch.randn(batch, LATENT_CHANNELS, 64, 64, device="cuda")
+    lr = torch.rand(batch, 3, 64, 64, device="cuda") * 2 - 1
+    if channels_last:
+        x0, lr = (t.contiguous(memory_format=torch.channels_last) for t in (x0, lr))
+    return lr, x0
+
+
+def _fp_step(batch: int, channels_last: bool):
+    """One teacher-style optimizer step of the FP denoiser on fixed random latents."""
+    model = Denoiser(ModelConfig()).cuda()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    forward = torch.compile(model) if compiled else model
     schedule = ResShiftSchedule(DiffusionConfig(steps=4))
-    x0 = torch.randn(batch, LATENT_CHANNELS, 64, 64, device="cuda")
+    lr, x0 = _batch(batch, channels_last)
     y = x0 + 0.1 * torch.randn_like(x0)
-    lr = torch.rand(batch, 3, 64, 64, device="cuda") * 2 - 1
-    if channels_last:
-        x0, y, lr = (t.contiguous(memory_format=torch.channels_last) for t in (x0, y, lr))
 
     def step():
         t = torch.randint(0, schedule.steps, (batch,), device="cuda")
         x_t = schedule.q_sample(x0, y, t, torch.randn_like(x0))
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = F.mse_loss(forward(schedule.scale_input(x_t, t), lr, t, y).float(), x0)
+            loss = F.mse_loss(model(schedule.scale_input(x_t, t), lr, t, y).float(), x0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -78,24 +97,70 @@ def _make_step(kind: str, batch: int, channels_last: bool, compiled: bool):
     return step
 
 
-def step_row(kind: str, batch: int, channels_last: bool, compiled: bool) -> dict:
+def _binarize_step(recipe: str, batch: int, channels_last: bool, compiled: bool):
+    """One binarize-stage optimizer step: the frozen FP parent's one-step output as target,
+    plus the ground-truth term, as ``stages.binarize_stage`` computes it."""
+    architecture, options, kappa = RECIPES[recipe]
+    fp = Denoiser(architecture).cuda().eval().requires_grad_(False)
+    student = binarize(copy.deepcopy(fp), **options).cuda()
+    if channels_last:
+        fp, student = (m.to(memory_format=torch.channels_last) for m in (fp, student))
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4, fused=True)
+    forward = torch.compile(student) if compiled else student
+    schedule = ResShiftSchedule(DiffusionConfig(steps=4, kappa=kappa))
+    lr, x0 = _batch(batch, channels_last)
+
+    def step():
+        noise = torch.randn_like(x0)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.no_grad():
+                target = one_step_latent(fp, schedule, lr, noise).float()
+            pred = one_step_latent(forward, schedule, lr, noise).float()
+            loss = F.mse_loss(pred, target) + F.mse_loss(pred, x0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _timed_row(make_step, **row) -> dict:
     torch.cuda.reset_peak_memory_stats()
-    step = _make_step(kind, batch, channels_last, compiled)
+    step = make_step()
     start = time.perf_counter()
     step()
     torch.cuda.synchronize()
     first_s = time.perf_counter() - start
     ms = _median_ms(step)
-    return {"model": kind, "batch": batch, "channels_last": channels_last, "compile": compiled,
-            "ms": round(ms, 2), "crops_per_s": round(batch / ms * 1000),
+    return {**row, "ms": round(ms, 2), "crops_per_s": round(row["batch"] / ms * 1000),
             "first_step_s": round(first_s, 1),
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)}
+
+
+def step_rows(batches: list[int]) -> list[dict]:
+    rows = []
+    for batch in batches:
+        for channels_last in (False, True):
+            rows.append(_timed_row(lambda b=batch, c=channels_last: _fp_step(b, c),
+                                   model="FP", batch=batch, channels_last=channels_last,
+                                   compile=False))
+        variants = [("1-bit, session 4", False, False), ("1-bit, shortcuts", False, False),
+                    ("1-bit, shortcuts", False, True), ("1-bit, shortcuts", True, True)]
+        for recipe, channels_last, compiled in variants:
+            rows.append(_timed_row(
+                lambda r=recipe, b=batch, c=channels_last, k=compiled: _binarize_step(r, b, c, k),
+                model=recipe, batch=batch, channels_last=channels_last, compile=compiled))
+        base = next(r for r in rows if r["model"] == "1-bit, session 4" and r["batch"] == batch)
+        for r in rows:
+            if r["batch"] == batch and r["model"].startswith("1-bit"):
+                r["vs_session4"] = round(base["ms"] / r["ms"], 2)
+    return rows
 
 
 def profile_fp_step(batch: int) -> None:
     from torch.profiler import ProfilerActivity, profile
 
-    step = _make_step("fp", batch, True, False)
+    step = _fp_step(batch, True)
     for _ in range(3):
         step()
     torch.cuda.synchronize()
@@ -110,7 +175,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--batches", default="32,128")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--profile", action="store_true",
                         help="print the top CUDA kernels of one FP step at the largest batch")
     args = parser.parse_args()
@@ -124,18 +188,13 @@ def main() -> None:
     print(f"{'data (realistic fraction)':28} {'batch':>6} {'ms':>8} {'crops/s':>9}")
     for r in data:
         print(f"{r['realistic_fraction']:<28} {r['batch']:>6} {r['ms']:>8} {r['crops_per_s']:>9}")
-    steps = []
-    for kind in ("fp", "binary"):
-        for batch in batches:
-            for channels_last in (False, True):
-                steps.append(step_row(kind, batch, channels_last, False))
-        if args.compile:
-            steps.append(step_row(kind, max(batches), True, True))
-    print(f"\n{'model':7} {'batch':>6} {'NHWC':>5} {'compile':>8} {'ms':>8} {'crops/s':>8}"
-          f" {'first s':>8} {'GiB':>5}")
+    steps = step_rows(batches)
+    print(f"\n{'step':18} {'batch':>6} {'NHWC':>5} {'compile':>8} {'ms':>8} {'crops/s':>8}"
+          f" {'vs session 4':>13} {'first s':>8} {'GiB':>5}")
     for r in steps:
-        print(f"{r['model']:7} {r['batch']:>6} {r['channels_last']!s:>5} {r['compile']!s:>8}"
-              f" {r['ms']:>8} {r['crops_per_s']:>8} {r['first_step_s']:>8} {r['peak_gib']:>5}")
+        print(f"{r['model']:18} {r['batch']:>6} {r['channels_last']!s:>5} {r['compile']!s:>8}"
+              f" {r['ms']:>8} {r['crops_per_s']:>8} {r.get('vs_session4', ''):>13}"
+              f" {r['first_step_s']:>8} {r['peak_gib']:>5}")
     if args.profile:
         profile_fp_step(max(batches))
     if args.json:

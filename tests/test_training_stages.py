@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bimacosr_app.metrics import psnr_y, rgb_to_y
 from bimacosr_app.model import BinaryConv2d, BinaryLinear, Denoiser, ModelConfig, binarize
@@ -16,9 +17,12 @@ from bimacosr_app.training import binarize as binarize_stage
 from bimacosr_app.training import onestep, teacher
 from bimacosr_app.training.data import default_data_dir, list_photos
 from bimacosr_app.training.evaluate import evaluate_pairs, load_upscaler
+from bimacosr_app.training.perceptual import STLPIPS
 from bimacosr_app.training.stages import _layer_distance, _layer_outputs
 from bimacosr_app.training.trainer import StageConfig, _param_groups
 from bimacosr_app.training.weights import load_weights
+
+VAL_PHOTO = default_data_dir("val") / "gc_erase_spoonbills.webp"
 
 TINY = {
     "model": {"widths": [8, 16, 16, 16], "res_blocks": 1, "attn_levels": [2, 3], "window": 8,
@@ -104,15 +108,35 @@ def test_psnr_matches_hand_computation():
     assert rgb_to_y(torch.ones(3, 2, 2)).flatten()[0].item() == pytest.approx(235.0)
 
 
-def test_evaluate_reports_model_and_bicubic_per_image(tmp_path):
+def test_evaluate_reports_model_bicubic_and_against_per_image(tmp_path):
     hr = torch.rand(3, 32, 40)
     lr = torch.nn.functional.avg_pool2d(hr[None], 4)[0]
-    result = evaluate_pairs(lambda x: torch.nn.functional.interpolate(
-        x, scale_factor=4, mode="nearest"), [("a.png", lr, hr)], tmp_path)
+
+    def nearest(x):
+        return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest")
+
+    def mean_abs(sr, ref):  # a stand-in for ST-LPIPS
+        return float((sr - ref).abs().mean())
+
+    result = evaluate_pairs(nearest, [("a.png", lr, hr)], mean_abs, tmp_path,
+                            against=lambda x: nearest(x) * 0.5)
     row = result["images"][0]
-    assert set(row) == {"image", "psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y"}
+    assert set(row) == {"image"} | {f"{prefix}{metric}" for prefix in ("", "bicubic_", "against_")
+                                    for metric in ("psnr_y", "ssim_y", "st_lpips")}
+    assert row["st_lpips"] == pytest.approx(mean_abs(nearest(lr[None]), hr[None]))
+    assert row["against_st_lpips"] == pytest.approx(mean_abs(nearest(lr[None]) * 0.5, hr[None]))
+    assert row["against_psnr_y"] < row["psnr_y"]
     assert result["mean"]["psnr_y"] == row["psnr_y"]
     assert (tmp_path / "a.png").exists()
+
+
+def test_st_lpips_loads_every_weight_and_ranks_distortions():
+    perceptual = STLPIPS("cpu")
+    hr = torch.from_numpy(np.asarray(Image.open(VAL_PHOTO).convert("RGB"))).permute(2, 0, 1)
+    hr = hr[None, :, :192, :192].float() / 255
+    blurred = torch.nn.functional.avg_pool2d(hr, 5, stride=1, padding=2)
+    assert perceptual(hr, hr) == pytest.approx(0.0, abs=1e-6)
+    assert 0 < perceptual(blurred, hr) < perceptual(torch.rand_like(hr), hr)
 
 
 def test_layer_outputs_are_collected_by_name_and_hooks_removed():

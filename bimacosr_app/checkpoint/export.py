@@ -45,6 +45,8 @@ def _binary_layer_tensors(prefix: str, layer: BinaryConv2d | BinaryLinear) -> di
     """The packed tensors of one binarized layer (format.py's table)."""
     w = layer.weight.detach().cpu().to(torch.float32)  # (Cout,Cin,kh,kw) or (Cout,Cin)
     beta = w.abs().mean(dim=tuple(range(1, w.dim())))  # (Cout,): exactly binarize_weight's
+    if layer.has_gain:  # the trained factor on beta folds into it
+        beta = beta * layer.gain.detach().cpu().to(torch.float32)
     w_last = w.permute(0, 2, 3, 1) if w.dim() == 4 else w  # Cin last
     out = {f"{prefix}.bits": pack_signs(w_last.numpy()),  # sign(0) = +1 -> bit 0
            f"{prefix}.beta": _np(beta, "<f4")}

@@ -29,7 +29,9 @@ For every layer ``binarizable_layers()`` names (every Conv2d and Linear except `
     name                  dtype    shape              content
     P.bits                uint64   [Cout, k, k, Cw]   sign bits of the latent weight W_b (convs,
                                    [Cout, Cw]         1x1 too), resp. linears
-    P.beta                float32  [Cout]             beta_o = mean |W_b| over (Cin, kh, kw)
+    P.beta                float32  [Cout]             beta_o = mean |W_b| over (Cin, kh, kw),
+                                                      times the layer's trained gain when it
+                                                      has one (``binarize(gain=True)``)
     P.bias                float32  [Cout]             bias b (when the layer has one)
     P.rprelu.shift_in     float32  [Cout]             RPReLU (convs only)
     P.rprelu.slope        float32  [Cout]
@@ -52,8 +54,8 @@ LRMB(x)`` with ``alpha_p = mean |x - s|`` over channels per pixel (per token for
 the layer's ``act_shift`` (0 in files without it; ``x - s`` in float32, its sign bit 1 where it
 is < 0), and SMB and LRMB as 1x1 Cin -> Cout operators (stride-matched) on the full-precision
 input; linears have no RPReLU (DESIGN.md 3). Zero padding applies to ``alpha * sign(x - s)``:
-padded pixels have alpha = 0. beta is exactly what training computes from the latent weights, so
-``beta_o * sign`` is the ``binarize_weight()`` output training used.
+padded pixels have alpha = 0. beta is exactly what training computes from the latent weights
+(and gain), so ``beta_o * sign`` is the ``scaled_binary_weight()`` output training used.
 
 Full-precision tensors
 ----------------------

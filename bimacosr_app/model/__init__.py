@@ -1,7 +1,7 @@
 """The BiMaCoSR network: ResShift schedule, pixel-unshuffle latent, UNet denoiser, and its
 binarized (SMB + LRMB + 1-bit) training form."""
 
-from .binarize import binarizable_layers, binarize, calibrate_act_shift
+from .binarize import binarizable_layers, binarize, calibrate_act_shift, calibrate_gain
 from .binary import BinaryConv2d, BinaryLinear, RPReLU, set_binary_mix, sign
 from .cost import ModelCost, model_cost
 from .diffusion import DiffusionConfig, ResShiftSchedule
@@ -26,6 +26,7 @@ __all__ = [
     "binarizable_layers",
     "binarize",
     "calibrate_act_shift",
+    "calibrate_gain",
     "fold_time",
     "from_latent",
     "model_cost",

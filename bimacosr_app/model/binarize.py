@@ -8,7 +8,7 @@ import torch.nn as nn
 from .binary import BinaryConv2d, BinaryLinear
 from .unet import FULL_PRECISION_NAMES
 
-__all__ = ["binarizable_layers", "binarize", "calibrate_act_shift"]
+__all__ = ["binarizable_layers", "binarize", "calibrate_act_shift", "calibrate_gain"]
 
 
 def binarizable_layers(model: nn.Module) -> list[str]:
@@ -76,31 +76,48 @@ def binarize(
     return model
 
 
-@torch.no_grad()
-def calibrate_act_shift(model: nn.Module, reference: nn.Module, run) -> None:
-    """Set every 1-bit layer's activation threshold from data: ``run(reference)`` runs the
-    full-precision model the binarized ``model`` came from (same layer names) on a calibration
-    batch; each layer's threshold becomes the per-channel mean of what its FP layer receives
-    (``BinaryConv2d.calibrate_shift``)."""
+def _hook_reference_inputs(model: nn.Module, reference: nn.Module, run, use) -> None:
+    """Run ``run(reference)`` once with every 1-bit layer of ``model`` hooked to the FP layer of
+    the same name in ``reference``: ``use(name, layer, x)`` gets each FP layer's input."""
     layers = {name: m for name, m in model.named_modules()
               if isinstance(m, (BinaryConv2d, BinaryLinear))}
-    means: dict[str, torch.Tensor] = {}
-
-    def record(name, channel_dim):
-        def hook(_module, inputs, _output):
-            x = inputs[0].float()
-            dims = [d for d in range(x.dim()) if d != channel_dim % x.dim()]
-            means[name] = x.mean(dim=dims)
-        return hook
-
     reference_modules = dict(reference.named_modules())
     handles = [reference_modules[name].register_forward_hook(
-        record(name, 1 if isinstance(layer, BinaryConv2d) else -1))
+        lambda _module, inputs, _output, name=name, layer=layer: use(name, layer, inputs[0]))
         for name, layer in layers.items()]
     try:
         run(reference)
     finally:
         for h in handles:
             h.remove()
-    for name, layer in layers.items():
-        layer.calibrate_shift(means[name])
+
+
+@torch.no_grad()
+def calibrate_gain(model: nn.Module, reference: nn.Module, run) -> None:
+    """Fit every 1-bit layer's ``gain`` by least squares on a calibration batch: each layer
+    takes the input its FP layer receives in ``run(reference)`` (as ``calibrate_act_shift``)
+    and maps its 1-bit product onto its latent weight's full-precision product of the same
+    thresholded input (``products``). Run after ``calibrate_act_shift``."""
+    def fit(_name, layer, x):
+        if layer.has_gain:
+            fp, binary = layer.products(x.to(layer.weight.dtype))
+            layer.calibrate_gain(fp, binary, 1 if isinstance(layer, BinaryConv2d) else -1)
+
+    _hook_reference_inputs(model, reference, run, fit)
+
+
+@torch.no_grad()
+def calibrate_act_shift(model: nn.Module, reference: nn.Module, run) -> None:
+    """Set every 1-bit layer's activation threshold from data: ``run(reference)`` runs the
+    full-precision model the binarized ``model`` came from (same layer names) on a calibration
+    batch; each layer's threshold becomes the per-channel mean of what its FP layer receives
+    (``BinaryConv2d.calibrate_shift``)."""
+    means: dict[str, tuple[nn.Module, torch.Tensor]] = {}
+
+    def record(name, layer, x):
+        channel_dim = (1 if isinstance(layer, BinaryConv2d) else -1) % x.dim()
+        means[name] = layer, x.float().mean(dim=[d for d in range(x.dim()) if d != channel_dim])
+
+    _hook_reference_inputs(model, reference, run, record)
+    for layer, mean in means.values():
+        layer.calibrate_shift(mean)

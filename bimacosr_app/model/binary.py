@@ -355,6 +355,15 @@ class BinaryConv2d(_MatrixBranches):
         wb = self.scaled_binary_weight()  # (Cout,Cin,k,k)
         return F.conv2d(xb, wb, self.bias, self.stride, self.padding)
 
+    def products(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(full-precision, 1-bit) product of the latent weight with ``x - s``, no bias, gain 1:
+        what ``calibrate_gain`` fits the one onto the other with."""
+        xs = self._shifted(x, 1)
+        fp = F.conv2d(xs, self.weight, None, self.stride, self.padding)
+        binary = F.conv2d(binarize_activation(xs, channel_dim=1), binarize_weight(self.weight),
+                          None, self.stride, self.padding)
+        return fp, binary
+
     def branches(self, x: torch.Tensor) -> torch.Tensor | None:
         """SMB(x) + LRMB(x) (one dense 1x1 conv) + shortcut(x) on the full-precision input,
         or None without any."""
@@ -411,6 +420,12 @@ class BinaryLinear(_MatrixBranches):
     def binary_linear(self, x: torch.Tensor) -> torch.Tensor:
         xb = binarize_activation(self._shifted(x, -1), channel_dim=-1)  # (..., Cin)
         return F.linear(xb, self.scaled_binary_weight(), self.bias)
+
+    def products(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(full-precision, 1-bit) product of the latent weight with ``x - s``, no bias, gain 1."""
+        xs = self._shifted(x, -1)
+        return (F.linear(xs, self.weight),
+                F.linear(binarize_activation(xs, channel_dim=-1), binarize_weight(self.weight)))
 
     def forward(self, x):  # (..., Cin) -> (..., Cout)
         y = self.binary_linear(x)

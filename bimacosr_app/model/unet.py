@@ -63,9 +63,13 @@ class ModelConfig:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The fields as JSON-ready values; ``shortcuts`` only when on, so that files written
+        before it existed keep their bytes."""
         d = asdict(self)
         d["widths"] = list(self.widths)
         d["attn_levels"] = list(self.attn_levels)
+        if not self.shortcuts:
+            del d["shortcuts"]
         return d
 
     @classmethod

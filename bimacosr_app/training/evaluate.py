@@ -1,8 +1,12 @@
-"""``python -m bimacosr_app.training.evaluate --checkpoint PATH [--lr-dir DIR --gt-dir DIR]
-[--save DIR] [--json] [--device cpu|cuda] [--weights ema|model]``
+"""``python -m bimacosr_app.training.evaluate --checkpoint PATH [--against PATH]
+[--lr-dir DIR --gt-dir DIR] [--save DIR] [--json] [--device cpu|cuda] [--weights ema|model]``
 
 Upscales every LR image and reports PSNR-Y and SSIM-Y (BT.601 luma, 4-pixel border shaved,
-see :mod:`bimacosr_app.metrics`) per image and as means, next to bicubic.
+see :mod:`bimacosr_app.metrics`) and the perceptual distance ST-LPIPS (RGB, whole image,
+:mod:`.perceptual`; lower is better) per image and as means, next to bicubic and, with
+``--against``, next to a second model (e.g. the FP one-step parent of a 1-bit model) on the
+same inputs: keys ``psnr_y``, ``ssim_y``, ``st_lpips`` with the prefixes ``bicubic_`` and
+``against_``.
 
 ``--checkpoint`` is a packed model file (run by the engine's ``reference`` backend, or
 ``--backend``) or a training run directory (its EMA weights, or the live ones with
@@ -28,6 +32,7 @@ from PIL import Image
 from ..metrics import psnr_y, ssim_y
 from ..model import LATENT_CHANNELS, bicubic_upscale, from_latent, to_latent
 from .data import decode_photo, list_photos, validation_pairs
+from .perceptual import STLPIPS
 from .trainer import load_run_model
 
 __all__ = ["evaluate_pairs", "load_upscaler", "main"]
@@ -64,15 +69,25 @@ def load_upscaler(checkpoint: Path, device: torch.device, backend: str = "refere
     return run, f"packed {checkpoint.name} on {engine.name}"
 
 
-def evaluate_pairs(upscale, pairs, save_dir: Path | None = None) -> dict:
+def _scores(prefix: str, sr: torch.Tensor, hr: torch.Tensor, perceptual) -> dict:
+    return {f"{prefix}psnr_y": psnr_y(sr, hr), f"{prefix}ssim_y": ssim_y(sr, hr),
+            f"{prefix}st_lpips": perceptual(sr, hr)}
+
+
+def evaluate_pairs(upscale, pairs, perceptual, save_dir: Path | None = None,
+                   against=None) -> dict:
+    """Per-image and mean scores of ``upscale`` on ``pairs`` (name, lr, hr), next to bicubic
+    and, when given, the upscaler ``against``; ``perceptual(sr, hr)`` is the ST-LPIPS."""
     rows = []
     for name, lr, hr in pairs:
         sr = upscale(lr[None])
         bic = F.interpolate(lr[None], scale_factor=4, mode="bicubic",
                             align_corners=False).clamp(0, 1)
-        rows.append({"image": name, "psnr_y": psnr_y(sr, hr[None]), "ssim_y": ssim_y(sr, hr[None]),
-                     "bicubic_psnr_y": psnr_y(bic, hr[None]),
-                     "bicubic_ssim_y": ssim_y(bic, hr[None])})
+        row = {"image": name, **_scores("", sr, hr[None], perceptual),
+               **_scores("bicubic_", bic, hr[None], perceptual)}
+        if against is not None:
+            row.update(_scores("against_", against(lr[None]), hr[None], perceptual))
+        rows.append(row)
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             img = sr[0].mul(255).round().byte().permute(1, 2, 0).numpy()
@@ -100,6 +115,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bimacosr_app.training.evaluate",
                                 description="PSNR-Y / SSIM-Y of a model against bicubic.")
     p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--against", type=Path,
+                   help="a second model (run directory or packed file) scored on the same inputs")
     p.add_argument("--lr-dir", type=Path)
     p.add_argument("--gt-dir", type=Path)
     p.add_argument("--save", type=Path, help="write the outputs as PNG here")
@@ -111,27 +128,40 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if (args.lr_dir is None) != (args.gt_dir is None):
         p.error("--lr-dir and --gt-dir go together")
-    upscale, what = load_upscaler(args.checkpoint, torch.device(args.device), args.backend,
-                                  args.weights)
+    device = torch.device(args.device)
+    upscale, what = load_upscaler(args.checkpoint, device, args.backend, args.weights)
+    against, against_what = (load_upscaler(args.against, device, args.backend)
+                             if args.against else (None, None))
+    perceptual = STLPIPS(device)
     if args.lr_dir:
         sets = {"dirs": _dir_pairs(args.lr_dir, args.gt_dir)}
     else:
         sets = {track: validation_pairs(track=track) for track in ("bicubic", "realistic")}
     results = {"checkpoint": str(args.checkpoint), "model": what}
+    if against is not None:
+        results["against"] = against_what
     for track, pairs in sets.items():
         save = None if args.save is None else (args.save if args.lr_dir else args.save / track)
-        results[track] = evaluate_pairs(upscale, pairs, save)
+        results[track] = evaluate_pairs(upscale, pairs, perceptual, save, against)
     if args.json:
         print(json.dumps(results))
         return 0
-    print(what)
+    print(what if against is None else f"{what}\nagainst: {against_what}")
+    columns = [("", "PSNR-Y"), ("", "SSIM-Y"), ("", "ST-LPIPS"), ("bicubic_", "bic PSNR"),
+               ("bicubic_", "bic SSIM"), ("bicubic_", "bic LPIPS")]
+    if against is not None:
+        columns += [("against_", "vs PSNR"), ("against_", "vs SSIM"), ("against_", "vs LPIPS")]
+    keys = {"PSNR": "psnr_y", "SSIM": "ssim_y", "LPIPS": "st_lpips"}
     for track, r in results.items():
         if not isinstance(r, dict):
             continue
-        print(f"\n{track}: {'image':<40}{'PSNR-Y':>8}{'SSIM-Y':>8}{'bic PSNR':>10}{'bic SSIM':>10}")
+        print(f"\n{track}: {'image':<40}" + "".join(f"{label:>10}" for _, label in columns))
         for row in [*r["images"], {"image": "mean", **r["mean"]}]:
-            print(f"  {row['image']:<46}{row['psnr_y']:>8.2f}{row['ssim_y']:>8.4f}"
-                  f"{row['bicubic_psnr_y']:>10.2f}{row['bicubic_ssim_y']:>10.4f}")
+            cells = []
+            for prefix, label in columns:
+                key = prefix + next(v for k, v in keys.items() if k in label)
+                cells.append(f"{row[key]:>10.2f}" if "psnr" in key else f"{row[key]:>10.4f}")
+            print(f"  {row['image']:<46}" + "".join(cells))
     return 0
 
 

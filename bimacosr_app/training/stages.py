@@ -31,10 +31,12 @@ from ..model import (
     BinaryConv2d,
     BinaryLinear,
     Denoiser,
+    DiffusionConfig,
     ResShiftSchedule,
     bicubic_upscale,
     binarize,
     calibrate_act_shift,
+    calibrate_gain,
     from_latent,
     one_step_latent,
     to_latent,
@@ -142,6 +144,10 @@ def _distill_loss(schedule, target_fn, gt_weight, feature_weight=0.0, layer_pair
     return loss
 
 
+def _diffusion(cfg: StageConfig) -> DiffusionConfig:
+    return DiffusionConfig(**cfg.diffusion)
+
+
 def _distillation_stage(cfg: StageConfig, frozen_run: str, make_student, frozen_target):
     """(build, loss, predict) of a stage that trains a one-step student against a frozen model
     loaded once from ``cfg.target_run``: ``make_student(cfg, frozen, calibrate) -> model``,
@@ -153,7 +159,12 @@ def _distillation_stage(cfg: StageConfig, frozen_run: str, make_student, frozen_
     built = {}
 
     def build(cfg, device, sample):
-        built["frozen"], _ = load_run_model(cfg.target_run, device)
+        built["frozen"], frozen_cfg = load_run_model(cfg.target_run, device)
+        # The student has the frozen model's architecture and schedule.
+        for what, get in (("model", StageConfig.model_config), ("diffusion", _diffusion)):
+            if get(frozen_cfg) != get(cfg):
+                raise SystemExit(f"{cfg.stage}: the config's {what} differs from the target "
+                                 f"run's ({cfg.target_run}): {get(frozen_cfg)}")
 
         def calibrate(model):
             lr01, _ = sample()
@@ -230,6 +241,8 @@ def binarize_stage(cfg: StageConfig):
         student = binarize(_student_from(cfg, fp), **cfg.binarize)
         if cfg.binarize.get("act_shift"):
             calibrate_act_shift(student, fp, calibrate)
+        if cfg.binarize.get("gain"):
+            calibrate_gain(student, fp, calibrate)
         return student
 
     def fp_target(schedule, fp, lr, y, noise):
