@@ -8,6 +8,7 @@ Regenerate the golden file after a deliberate format change (and bump FORMAT_VER
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -73,12 +74,13 @@ def golden_model() -> Denoiser:
     return model.eval()
 
 
-def random_model(config: ModelConfig = TINY, seed: int = 0, shortcut: bool = False,
-                 act_shift: bool = False) -> Denoiser:
+def random_model(config: ModelConfig = TINY, seed: int = 0, shortcut: bool | None = None,
+                 act_shift: bool = False, gain: bool = False) -> Denoiser:
     """A binarized model with every parameter randomly perturbed, as if trained (activation
-    thresholds too, when on)."""
+    thresholds and gains too, when on)."""
     torch.manual_seed(seed)
-    model = binarize(Denoiser(config), seed=seed, shortcut=shortcut, act_shift=act_shift)
+    model = binarize(Denoiser(config), seed=seed, shortcut=shortcut, act_shift=act_shift,
+                     gain=gain)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -166,10 +168,7 @@ def test_round_trip_is_exact(tiny):
     assert rebuilt.folded_t == 3 and not rebuilt.training
     for name, layer in binary.items():
         other = rebuilt.get_submodule(name)
-        # beta * sign reproduces binarize_weight() up to a few ulp of beta (torch's float32
-        # mean of equal values is not always exact).
-        torch.testing.assert_close(binarize_weight(other.weight), binarize_weight(layer.weight),
-                                   rtol=1e-6, atol=0)
+        assert torch.equal(other.scaled_binary_weight(), binarize_weight(layer.weight))
         assert torch.equal(other.smb_index, layer.smb_index)
 
 
@@ -328,7 +327,7 @@ def test_rejects_bad_values_even_with_a_matching_hash(tiny, tmp_path):
 #
 # What the file changes: float16 storage of the full-precision weights (conv_in, conv_out,
 # rel_bias) and of the SMB/LRMB values, and FiLM folded into norm2 in float32. Sign bits, beta
-# (to_model() rebuilds latent weights whose binarize_weight() is exactly beta * sign), biases,
+# (to_model() rebuilds layers of latent weight +-1 and gain beta: exactly beta * sign), biases,
 # RPReLU and norms are exact. So (1) the deploy model equals, bit for bit, the folded training
 # form with those float16 roundings applied, and (2) each layer, fed the training form's own
 # inputs, differs from it by float16 rounding only. Measured max relative error: tiny float32
@@ -420,6 +419,18 @@ def exported(tiny, tmp_path_factory):
                 layer = model.get_submodule("down.0.0.res.conv1")
                 np.testing.assert_array_equal(ckpt.tensors["down.0.0.res.conv1.act_shift"],
                                               layer.act_shift.detach().numpy())
+            elif which == "tiny shortcut parent with gains":
+                model = random_model(dataclasses.replace(TINY, shortcuts=True), act_shift=True,
+                                     gain=True)
+                path = tmp_path_factory.mktemp("gain") / "model.safetensors"
+                export_packed(model, DIFFUSION, path, PROVENANCE)
+                ckpt = load_packed(path)
+                assert ckpt.binarization["shortcut"] is True
+                layer = model.get_submodule("down.0.0.res.conv1")
+                assert not torch.all(layer.gain == 1)
+                np.testing.assert_array_equal(  # the gain is folded into beta
+                    ckpt.tensors["down.0.0.res.conv1.beta"],
+                    (layer.weight.abs().mean(dim=(1, 2, 3)) * layer.gain).detach().numpy())
             else:
                 model, path, _ = tiny
             cache[which] = model, load_packed(path).to_model()
@@ -428,7 +439,8 @@ def exported(tiny, tmp_path_factory):
 
 
 @pytest.mark.parametrize("which", ["tiny random float32", "tiny with shortcut",
-                                   "tiny with activation thresholds", "session-1"])
+                                   "tiny with activation thresholds",
+                                   "tiny shortcut parent with gains", "session-1"])
 def test_deploy_model_is_exactly_the_stored_precision_network(which, exported):
     model, deploy = exported(which)
     reference, lr01 = _stored_precision(model), photo_crop()
@@ -441,6 +453,7 @@ def test_deploy_model_is_exactly_the_stored_precision_network(which, exported):
 @pytest.mark.parametrize("which, bound", [("tiny random float32", 2e-3),
                                           ("tiny with shortcut", 2e-3),
                                           ("tiny with activation thresholds", 2e-3),
+                                          ("tiny shortcut parent with gains", 2e-3),
                                           ("session-1", 1e-6)])
 def test_each_layer_differs_by_float16_storage_only(which, bound, exported):
     model, deploy = exported(which)

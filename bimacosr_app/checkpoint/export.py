@@ -44,9 +44,8 @@ def _np(t: torch.Tensor, dtype) -> np.ndarray:
 def _binary_layer_tensors(prefix: str, layer: BinaryConv2d | BinaryLinear) -> dict:
     """The packed tensors of one binarized layer (format.py's table)."""
     w = layer.weight.detach().cpu().to(torch.float32)  # (Cout,Cin,kh,kw) or (Cout,Cin)
-    beta = w.abs().mean(dim=tuple(range(1, w.dim())))  # (Cout,): exactly binarize_weight's
-    if layer.has_gain:  # the trained factor on beta folds into it
-        beta = beta * layer.gain.detach().cpu().to(torch.float32)
+    with torch.no_grad():
+        beta = layer.beta().cpu().to(torch.float32)  # (Cout,): the gain folds in
     w_last = w.permute(0, 2, 3, 1) if w.dim() == 4 else w  # Cin last
     out = {f"{prefix}.bits": pack_signs(w_last.numpy()),  # sign(0) = +1 -> bit 0
            f"{prefix}.beta": _np(beta, "<f4")}
@@ -145,6 +144,8 @@ def export_fp32(model: Denoiser, path: str | Path) -> None:
             binary.add(name)
             with torch.no_grad():
                 w = module.weight.detach().cpu().float().clone()  # (Cout,Cin[,k,k])
+                if module.has_gain:
+                    w *= module.gain.detach().cpu().float().view(-1, *([1] * (w.dim() - 1)))
                 m = module.branch_matrix()  # (Cout, Cin) or None
                 if m is not None:
                     centre = (slice(None), slice(None),

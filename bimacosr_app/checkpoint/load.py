@@ -65,20 +65,23 @@ class PackedCheckpoint:
     def to_model(self, device: torch.device | str = "cpu") -> Denoiser:
         """The deploy-form Denoiser: time path folded, eval mode, frozen, float32.
 
-        Binarized layers are BinaryConv2d/BinaryLinear whose latent weight has the packed
-        signs and whose ``binarize_weight()`` is exactly ``beta_o * sign`` (see
-        :func:`_latent_weight`), with bias, RPReLU, SMB, LRMB and activation thresholds from the
-        file (fp16 values widened to float32). Built on the CPU, then moved to ``device``.
+        Binarized layers are BinaryConv2d/BinaryLinear whose latent weight is the packed signs
+        (+-1, so ``mean |W_b|`` is exactly 1) and whose gain is ``beta``: their
+        ``scaled_binary_weight()`` is exactly ``beta_o * sign``. Bias, RPReLU, SMB, LRMB and
+        activation thresholds come from the file (fp16 values widened to float32). Built on the
+        CPU, then moved to ``device``.
         """
         model = Denoiser(self.architecture)
         b = self.binarization
         # Structure only (which branches, their sizes); every value is replaced below.
         binarize(model, rank=b["rank"], smb=b["smb"], lrmb=b["lrmb"], svd_init=False,
-                 shortcut=b.get("shortcut", False), act_shift=b.get("act_shift", False))
+                 shortcut=b.get("shortcut", False), act_shift=b.get("act_shift", False),
+                 gain=True)
         fold_time(model, self.time_folded_at)
         state = {}
         for name, array in self.tensors.items():
             if name.endswith(".beta"):
+                state[name[: -len(".beta")] + ".gain"] = torch.from_numpy(np.array(array))
                 continue
             if name.endswith(".bits"):
                 prefix = name[: -len(".bits")]
@@ -86,8 +89,7 @@ class PackedCheckpoint:
                 signs = unpack_signs(array, cin)  # (Cout,kh,kw,Cin) or (Cout,Cin)
                 if signs.ndim == 4:
                     signs = signs.transpose(0, 3, 1, 2)  # (Cout,Cin,kh,kw)
-                state[f"{prefix}.weight"] = _latent_weight(self.tensors[f"{prefix}.beta"],
-                                                           np.ascontiguousarray(signs))
+                state[f"{prefix}.weight"] = torch.from_numpy(np.ascontiguousarray(signs))
                 continue
             key = next((name[: -len(s)] + t for s, t in _BRANCH_NAMES.items()
                         if name.endswith(s)), name)
@@ -95,39 +97,6 @@ class PackedCheckpoint:
             state[key] = value.long() if key.endswith(".smb_index") else value.float()
         model.load_state_dict(state, strict=True)
         return model.to(device).eval().requires_grad_(False)
-
-
-def _latent_weight(beta: np.ndarray, signs: np.ndarray) -> torch.Tensor:
-    """A latent weight with the given signs whose ``binarize_weight()`` scale (the float32 mean
-    of its magnitudes) is exactly ``beta``, whatever order a device sums in.
-
-    ``beta_o * sign`` would not do: torch's float32 mean of N copies of beta_o is often a few
-    ulp off. Instead each channel's magnitudes are integer multiples of u = ulp(S) that add up
-    to S, a float32 near N * beta_o; every partial sum is then an exactly representable
-    multiple of u (S < 2^24 u), so the mean is S / N in any order. S starts at fl(N * beta_o)
-    and moves by u until the mean is beta_o (a channel without such S keeps beta_o, a few ulp
-    off). Magnitudes differ by at most u ~ beta * 2^-13 within a channel.
-
-    beta (Cout,) float32, signs (Cout, ...) of +-1 -> float32 tensor of the shape of signs.
-    """
-    cout, n = signs.shape[0], signs[0].size
-    dims = tuple(range(1, signs.ndim))
-    target = torch.from_numpy(beta)
-    mags = np.repeat(beta[:, None], n, axis=1)  # (Cout, N), the fallback
-    done = np.zeros(cout, dtype=bool)
-    s0 = (beta.astype(np.float64) * n).astype(np.float32)  # (Cout,)
-    for step in (0, 1, -1, 2, -2, 3, -3):
-        total = s0 + np.float32(step) * np.spacing(s0)
-        u = np.spacing(total).astype(np.float64)
-        k = np.round(total / u).astype(np.int64)  # total = k * u exactly
-        q, r = k // n, k % n  # r channels' magnitudes are (q + 1) u, the others q u
-        cand = ((q[:, None] + (np.arange(n)[None] < r[:, None])) * u[:, None]).astype(np.float32)
-        mean = torch.from_numpy(cand.reshape(signs.shape)).mean(dim=dims)
-        hit = (mean == target).numpy() & ~done
-        mags[hit], done = cand[hit], done | hit
-        if done.all():
-            break
-    return torch.from_numpy(mags.reshape(signs.shape) * signs)
 
 
 def load_packed(path: str | Path) -> PackedCheckpoint:

@@ -75,8 +75,8 @@ class _PackedLayer(nn.Module):
     def __init__(self, layer: BinaryConv2d | BinaryLinear):
         super().__init__()
         self.in_features, self.out_features = layer.in_features, layer.out_features
-        w = layer.weight.detach().to(torch.float32).cpu()  # (Cout, Cin[, k, k])
-        self.beta = _f32(w.abs().mean(dim=tuple(range(1, w.dim()))))  # (Cout,)
+        with torch.no_grad():
+            self.beta = _f32(layer.beta())  # (Cout,)
         self.bias = None if layer.bias is None else _f32(layer.bias)  # (Cout,)
         self.shift = None if layer.act_shift is None else _f32(layer.act_shift)  # (Cin,)
         with torch.no_grad():

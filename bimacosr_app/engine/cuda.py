@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..model.binary import BinaryConv2d, BinaryLinear, binarize_activation, binarize_weight
+from ..model.binary import BinaryConv2d, BinaryLinear, binarize_activation
 from ..model.pipeline import upscale_tile
 from .backends import Backend, _check_tile, register_backend
 
@@ -43,7 +43,7 @@ class DenseBinaryConv2d(nn.Module):
         self.stride, self.padding = layer.stride, layer.padding
         with torch.no_grad():
             self.register_buffer("act_shift", _shift(layer, (1, -1, 1, 1)))
-            self.register_buffer("weight", binarize_weight(layer.weight).clone())
+            self.register_buffer("weight", layer.scaled_binary_weight().clone())
             self.register_buffer("bias", None if layer.bias is None else layer.bias.clone())
             branch = layer.branch_matrix()
             if branch is not None:
@@ -64,7 +64,7 @@ class DenseBinaryLinear(nn.Module):
         super().__init__()
         with torch.no_grad():
             self.register_buffer("act_shift", _shift(layer, (-1,)))
-            self.register_buffer("weight", binarize_weight(layer.weight).clone())
+            self.register_buffer("weight", layer.scaled_binary_weight().clone())
             self.register_buffer("bias", None if layer.bias is None else layer.bias.clone())
             branch = layer.branch_matrix()
             self.register_buffer("branch", None if branch is None else branch.clone())

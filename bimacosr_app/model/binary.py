@@ -182,9 +182,9 @@ class _MatrixBranches(nn.Module):
     def shift_through_weight(self) -> torch.Tensor:
         """``W_b s`` (Cout,): the latent weight summed over its taps times the activation
         threshold, what ``conv(x - s, W_b)`` lacks against ``conv(x, W_b)`` away from the
-        zero-padded border."""
+        zero-padded border (times the gain, where there is one)."""
         w = self.weight.reshape(self.out_features, self.in_features, -1).sum(dim=2)
-        return w @ self.act_shift
+        return (w @ self.act_shift) * (self.gain if self.has_gain else 1.0)
 
     def _shifted(self, x: torch.Tensor, channel_dim: int) -> torch.Tensor:
         """x - s (x itself without act_shift)."""
@@ -198,12 +198,17 @@ class _MatrixBranches(nn.Module):
     def has_gain(self) -> bool:
         return self.gain is not None
 
+    def beta(self) -> torch.Tensor:
+        """(Cout,) the weight scale the layer computes with: ``mean |W_b|`` over (Cin, kh, kw),
+        times the gain where there is one."""
+        beta = self.weight.abs().mean(dim=tuple(range(1, self.weight.dim())))
+        return beta * self.gain if self.has_gain else beta
+
     def scaled_binary_weight(self) -> torch.Tensor:
-        """``gain_o * beta_o * sign(W_b)``: the 1-bit weight the layer computes with."""
-        wb = binarize_weight(self.weight)
-        if not self.has_gain:
-            return wb
-        return wb * self.gain.view(-1, *([1] * (wb.dim() - 1)))
+        """``beta_o * sign(W_b)`` with ``beta()``: the 1-bit weight the layer computes with
+        (clipped straight-through gradient to W_b)."""
+        beta = self.beta().view(-1, *([1] * (self.weight.dim() - 1)))
+        return beta * _ClippedSign.apply(self.weight)
 
     @torch.no_grad()
     def calibrate_gain(self, target: torch.Tensor, binary: torch.Tensor, channel_dim: int):
