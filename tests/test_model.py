@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -19,13 +20,20 @@ from bimacosr_app.model import (
     binarizable_layers,
     binarize,
     calibrate_act_shift,
+    calibrate_gain,
     from_latent,
     model_cost,
     set_binary_mix,
     to_latent,
     upscale_tile,
 )
-from bimacosr_app.model.binary import _ApproxSign, _ClippedSign, shortcut_matrix
+from bimacosr_app.model.binary import _ApproxSign, _ClippedSign
+from bimacosr_app.model.shortcut import (
+    ShortcutConv2d,
+    ShortcutLinear,
+    apply_shortcut,
+    shortcut_matrix,
+)
 
 # sqrt(eta_t) for T = 15, p = 0.3, sqrt(eta_0) = 0.02, sqrt(eta_14) = 0.99 (docs/ARCHITECTURE.md)
 SQRT_ETA_T15 = [0.02, 0.117165, 0.176305, 0.233629, 0.291574, 0.351009, 0.412356, 0.475858,
@@ -395,3 +403,82 @@ def test_calibrate_act_shift_uses_the_fp_layers_channel_means():
     fp.fuse[0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
     fp(x_t, lr, 14)
     torch.testing.assert_close(model.fuse[0].act_shift, seen[0].mean(dim=(0, 2, 3)))
+
+
+@pytest.mark.parametrize("cin, cout", [(8, 8), (16, 8), (160, 128), (8, 24), (3, 8), (64, 129)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_apply_shortcut_is_the_shortcut_matrix(cin, cout, stride):
+    x = torch.randn(2, cin, 9, 7)
+    want = F.conv2d(x, shortcut_matrix(cout, cin)[:, :, None, None], stride=stride)
+    torch.testing.assert_close(apply_shortcut(x, cout, 1, stride), want)
+    tokens = torch.randn(3, 5, cin)
+    torch.testing.assert_close(apply_shortcut(tokens, cout, -1),
+                               tokens @ shortcut_matrix(cout, cin).T)
+
+
+def test_shortcut_layers_add_their_input_map_to_the_plain_layer():
+    torch.manual_seed(0)
+    conv = ShortcutConv2d(6, 4, 3, stride=2, padding=1)
+    x = torch.randn(1, 6, 8, 8)
+    plain = F.conv2d(x, conv.weight, conv.bias, 2, 1)
+    torch.testing.assert_close(conv(x), plain + (x[:, :4, ::2, ::2] + F.pad(
+        x[:, 4:, ::2, ::2], (0, 0, 0, 0, 0, 2))) / torch.tensor([2.0, 2, 1, 1]).view(1, 4, 1, 1))
+    linear = ShortcutLinear(4, 8)
+    t = torch.randn(3, 4)
+    torch.testing.assert_close(linear(t), F.linear(t, linear.weight, linear.bias) + t.repeat(1, 2))
+
+
+def test_shortcut_architecture_wraps_every_binarizable_layer():
+    model = Denoiser(dataclasses.replace(_tiny_config(), shortcuts=True))
+    layers = [model.get_submodule(name) for name in binarizable_layers(model)]
+    assert layers and all(isinstance(m, (ShortcutConv2d, ShortcutLinear)) for m in layers)
+    assert isinstance(model.conv_in, nn.Conv2d) and not isinstance(model.conv_in, ShortcutConv2d)
+    assert "shortcuts" not in ModelConfig().to_dict()  # files without it keep their bytes
+    assert ModelConfig.from_dict(model.config.to_dict()) == model.config
+
+
+@pytest.mark.parametrize("keep_shortcut", [None, False])
+def test_a_shortcut_parent_converts_exactly_with_or_without_its_shortcut(keep_shortcut):
+    torch.manual_seed(0)
+    fp = Denoiser(dataclasses.replace(_tiny_config(), shortcuts=True)).eval()
+    with torch.no_grad():
+        for p in fp.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model = binarize(copy.deepcopy(fp), shortcut=keep_shortcut, act_shift=True)
+    assert model.binarization.get("shortcut", False) is (keep_shortcut is None)
+    assert all(m.has_shortcut is (keep_shortcut is None) for m in model.modules()
+               if isinstance(m, (BinaryConv2d, BinaryLinear)))
+    x_t, lr = torch.randn(1, 48, 19, 21), torch.rand(1, 3, 19, 21) * 2 - 1
+    with torch.no_grad():
+        set_binary_mix(model, 0.0)  # the 1-bit layers as the FP product of their latent weights
+        torch.testing.assert_close(model(x_t, lr, 14), fp(x_t, lr, 14), atol=2e-5, rtol=1e-4)
+
+
+def test_calibrate_gain_fits_the_1_bit_product_to_the_fp_product():
+    torch.manual_seed(0)
+    fp = Denoiser(dataclasses.replace(_tiny_config(), shortcuts=True)).eval()
+    model = binarize(copy.deepcopy(fp), act_shift=True, gain=True)
+    assert model.binarization["gain"] is True
+    x_t, lr = torch.randn(2, 48, 16, 16), torch.rand(2, 3, 16, 16) * 2 - 1
+    run = lambda ref: ref(x_t, lr, 14)  # noqa: E731
+    calibrate_act_shift(model, fp, run)
+    calibrate_gain(model, fp, run)
+    assert all(not m._forward_hooks for m in fp.modules())
+    seen = []
+    fp.fuse[0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    fp(x_t, lr, 14)
+    layer = model.fuse[0]
+    target, binary = layer.products(seen[0])
+    assert not torch.allclose(layer.gain, torch.ones_like(layer.gain))
+
+    dims = (0, 2, 3)  # the per-channel least-squares factor, kept within [0.05, 2]
+    fit = (target * binary).sum(dim=dims) / (binary * binary).sum(dim=dims)
+    torch.testing.assert_close(layer.gain.detach(), fit.clamp(0.05, 2.0))
+    assert fit.min() < 0.9 and ((fit > 0.05) & (fit < 2.0)).any()
+    with torch.no_grad():
+        torch.testing.assert_close(layer.scaled_binary_weight(),
+                                   layer.gain.view(-1, 1, 1, 1) * _binarized(layer.weight))
+
+
+def _binarized(w):
+    return w.abs().mean(dim=(1, 2, 3), keepdim=True) * torch.where(w >= 0, 1.0, -1.0)
