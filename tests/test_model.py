@@ -15,8 +15,10 @@ from bimacosr_app.model import (
     BinaryConv2d,
     BinaryLinear,
     Denoiser,
+    DiffusionConfig,
     ModelConfig,
     ResShiftSchedule,
+    bicubic_upscale,
     binarizable_layers,
     binarize,
     calibrate_act_shift,
@@ -482,3 +484,16 @@ def test_calibrate_gain_fits_the_1_bit_product_to_the_fp_product():
 
 def _binarized(w):
     return w.abs().mean(dim=(1, 2, 3), keepdim=True) * torch.where(w >= 0, 1.0, -1.0)
+
+
+def test_a_schedule_without_noise_feeds_the_bicubic_latent_and_ignores_the_seed():
+    torch.manual_seed(0)
+    model = Denoiser(_tiny_config()).eval()
+    schedule = ResShiftSchedule(DiffusionConfig(steps=4, kappa=0.0))
+    lr01 = torch.rand(1, 3, 16, 20)
+    seen = []
+    model.conv_in.register_forward_hook(lambda m, i, o: seen.append(i[0][:, :48]))
+    with torch.no_grad():
+        out = upscale_tile(model, schedule, lr01, seed=1)
+        assert torch.equal(upscale_tile(model, schedule, lr01, seed=2), out)
+    torch.testing.assert_close(seen[0][..., :16, :20], to_latent(bicubic_upscale(lr01 * 2 - 1)))
