@@ -19,7 +19,7 @@ from bimacosr_app.training.data import default_data_dir, list_photos
 from bimacosr_app.training.evaluate import evaluate_pairs, load_upscaler
 from bimacosr_app.training.perceptual import STLPIPS
 from bimacosr_app.training.stages import _layer_distance, _layer_outputs
-from bimacosr_app.training.trainer import StageConfig, _param_groups
+from bimacosr_app.training.trainer import StageConfig, _param_groups, load_run_model
 from bimacosr_app.training.weights import load_weights
 
 VAL_PHOTO = default_data_dir("val") / "gc_erase_spoonbills.webp"
@@ -92,6 +92,39 @@ def test_chain_runs_and_resumes(tmp_path, data_dirs):
     assert "binarize" in what
     sr = upscale(torch.rand(1, 3, 20, 24))
     assert sr.shape == (1, 3, 80, 96) and sr.min() >= 0 and sr.max() <= 1
+
+
+def test_parent_chain_regresses_resumes_from_its_ema_and_binarizes_with_gains(tmp_path,
+                                                                            data_dirs):
+    shortcut_model = dict(TINY["model"], shortcuts=True)
+    no_noise = {"steps": 4, "power": 0.3, "kappa": 0.0, "sqrt_eta_start": 0.02,
+                "sqrt_eta_end": 0.99}
+    parent = _run(onestep.main, tmp_path, data_dirs, "parent", model=shortcut_model,
+                  diffusion=no_noise, loss="l1")
+    state, config = load_weights(parent, "ema")
+    assert config["target_run"] is None and config["loss"] == "l1"
+    assert state["conv_out.weight"].abs().sum() > 0  # trained away from its zero init
+
+    # a run kept with its EMA weights only (as committed) resumes from them at its step
+    for live in parent.glob("model-*.safetensors"):
+        live.unlink()
+    _run(onestep.main, tmp_path, data_dirs, "parent", model=shortcut_model,
+         diffusion=no_noise, loss="l1", steps=3)
+    assert [r["step"] for r in _log(parent) if r.get("event") == "start"] == [0, 2]
+
+    student = _run(binarize_stage.main, tmp_path, data_dirs, "student", target_run=str(parent),
+                   model=shortcut_model, diffusion=no_noise,
+                   binarize={"rank": 8, "smb": True, "lrmb": True, "svd_init": True,
+                             "rprelu_slope": 1.0, "act_shift": True, "gain": True})
+    state, _ = load_weights(student, "ema")
+    gains = [v for k, v in state.items() if k.endswith(".gain")]
+    assert gains and any((v != 1).any() for v in gains)  # calibrated at conversion
+    model, cfg = load_run_model(student, "cpu")
+    assert model.binarization["shortcut"] is True and cfg.model_config().shortcuts
+
+    with pytest.raises(SystemExit, match="differs from the target run"):  # a noisy schedule
+        _run(binarize_stage.main, tmp_path, data_dirs, "mismatch", target_run=str(parent),
+             model=shortcut_model)
 
 
 def test_psnr_matches_hand_computation():
