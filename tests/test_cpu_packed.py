@@ -54,6 +54,7 @@ from bimacosr_app.model import (
     BinaryLinear,
     Denoiser,
     DiffusionConfig,
+    ModelConfig,
     ResShiftSchedule,
     binarizable_layers,
     binarize,
@@ -246,9 +247,18 @@ def photo_crops() -> list[torch.Tensor]:
 
 
 def random_model(folded: bool, schedule: ResShiftSchedule, shortcut: bool = False,
-                 act_shift: bool = False) -> nn.Module:
+                 act_shift: bool = False, parent_shortcuts: bool = False) -> nn.Module:
+    """A random binarized default Denoiser; ``parent_shortcuts``: converted from a shortcut
+    parent (residual-unit ResBlocks, shortcut layers) with thresholds and gains."""
     torch.manual_seed(0)
-    model = binarize(Denoiser(), shortcut=shortcut, act_shift=act_shift)
+    if parent_shortcuts:
+        model = binarize(Denoiser(ModelConfig(shortcuts=True)), act_shift=True, gain=True)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, (BinaryConv2d, BinaryLinear)):
+                    m.gain.uniform_(0.5, 1.5)
+    else:
+        model = binarize(Denoiser(), shortcut=shortcut, act_shift=act_shift)
     model.eval().requires_grad_(False)
     if act_shift:  # thresholds of the size calibration gives (|s| ~ 0.1-0.5)
         for m in model.modules():
@@ -341,17 +351,19 @@ def backend_case() -> Case:
 
 
 @pytest.fixture(scope="module",
-                params=["random", "random-folded", "random-shortcut", "random-act-shift", "real",
-                        "backend"])
+                params=["random", "random-folded", "random-shortcut", "random-act-shift",
+                        "random-shortcut-parent", "real", "backend"])
 def case(request):
     if request.param == "real":
         return Case(*real_model())
     if request.param == "backend":
         return backend_case()
-    schedule = ResShiftSchedule(DiffusionConfig(steps=4))
+    parent = request.param == "random-shortcut-parent"
+    schedule = ResShiftSchedule(DiffusionConfig(steps=4, kappa=0.0 if parent else 2.0))
     model = random_model(request.param == "random-folded", schedule,
                          shortcut=request.param == "random-shortcut",
-                         act_shift=request.param == "random-act-shift")
+                         act_shift=request.param == "random-act-shift" or parent,
+                         parent_shortcuts=parent)
     return Case(model, schedule)
 
 

@@ -432,8 +432,12 @@ def test_shortcut_layers_add_their_input_map_to_the_plain_layer():
 
 def test_shortcut_architecture_wraps_every_binarizable_layer():
     model = Denoiser(dataclasses.replace(_tiny_config(), shortcuts=True))
-    layers = [model.get_submodule(name) for name in binarizable_layers(model)]
-    assert layers and all(isinstance(m, (ShortcutConv2d, ShortcutLinear)) for m in layers)
+    names = binarizable_layers(model)
+    units = [n for n in names if n.endswith((".res.conv1", ".res.conv2"))]
+    assert units and not any(n.endswith(".res.skip") for n in names)  # S(x), no 1x1 conv
+    assert all(type(model.get_submodule(n)) is nn.Conv2d for n in units)  # residual units
+    others = [model.get_submodule(n) for n in names if n not in units]
+    assert others and all(isinstance(m, (ShortcutConv2d, ShortcutLinear)) for m in others)
     assert isinstance(model.conv_in, nn.Conv2d) and not isinstance(model.conv_in, ShortcutConv2d)
     assert "shortcuts" not in ModelConfig().to_dict()  # files without it keep their bytes
     assert ModelConfig.from_dict(model.config.to_dict()) == model.config
@@ -448,8 +452,12 @@ def test_a_shortcut_parent_converts_exactly_with_or_without_its_shortcut(keep_sh
             p.add_(0.05 * torch.randn_like(p))
     model = binarize(copy.deepcopy(fp), shortcut=keep_shortcut, act_shift=True)
     assert model.binarization.get("shortcut", False) is (keep_shortcut is None)
-    assert all(m.has_shortcut is (keep_shortcut is None) for m in model.modules()
-               if isinstance(m, (BinaryConv2d, BinaryLinear)))
+    for name, m in model.named_modules():
+        if isinstance(m, (BinaryConv2d, BinaryLinear)):
+            unit = name.endswith((".res.conv1", ".res.conv2"))
+            assert m.has_shortcut is (keep_shortcut is None and not unit), name
+    assert binarize(copy.deepcopy(fp), shortcut=True).binarization == \
+        binarize(copy.deepcopy(fp)).binarization
     x_t, lr = torch.randn(1, 48, 19, 21), torch.rand(1, 3, 19, 21) * 2 - 1
     with torch.no_grad():
         set_binary_mix(model, 0.0)  # the 1-bit layers as the FP product of their latent weights

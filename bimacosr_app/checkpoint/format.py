@@ -72,8 +72,11 @@ Metadata (all values strings)
     architecture      ModelConfig.to_dict() as JSON
     binarization      JSON with at least rank (int >= 1), smb, lrmb (bool); optional
                       shortcut (bool, default false: absent in files without it) adds
-                      model.binary.shortcut_matrix(Cout, Cin) to every layer's branch (a
-                      fixed operator, so no tensor); optional act_shift (bool,
+                      model.shortcut.shortcut_matrix(Cout, Cin) to the branch of every layer
+                      the architecture gives one (a fixed operator, so no tensor): with
+                      architecture ``shortcuts`` every layer but the ResBlock convs (residual
+                      units, whose identity is the block's), else every layer; optional
+                      act_shift (bool,
                       default false) gives every binarized layer its ``P.act_shift``;
                       the other binarize() options are informational
     diffusion         DiffusionConfig.to_dict() as JSON (T = steps)

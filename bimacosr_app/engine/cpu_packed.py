@@ -272,17 +272,20 @@ class _NativeLayerNorm2d(LayerNorm2d):
 
 class _PackedResBlock(ResBlock):
     """ResBlock with ``SiLU(norm(.))`` in one native pass (norm2's over conv1's output in
-    place) and the skip summed by ``conv2``'s epilogue (pack_model switches a ResBlock only
-    when its conv2 is a PackedConv2d): same submodules, same function."""
+    place, except in residual units, where conv1's output u is conv2's residual) and the skip
+    (u) summed by ``conv2``'s epilogue, a residual unit's S(x) by ``conv1``'s (pack_model
+    switches a ResBlock only when its convs are PackedConv2d): same submodules, same
+    function."""
 
     def forward(self, x, temb):
-        h = self.conv1(_layer_norm2d(self.norm1, x, silu=True))  # a fresh tensor of ours
+        a = _layer_norm2d(self.norm1, x, silu=True)
+        u = self.conv1(a, residual=self.stream_shortcut(x) if self.units else None)
         if self.film is None:  # time path folded: FiLM lives in norm2's affine
-            h = _layer_norm2d(self.norm2, h, silu=True, in_place=True)
+            h = _layer_norm2d(self.norm2, u, silu=True, in_place=not self.units)
         else:
             scale, shift = self.film_terms(temb)
-            h = F.silu(_layer_norm2d(self.norm2, h) * (1 + scale) + shift)
-        return self.conv2(h, residual=self.skip(x))
+            h = F.silu(_layer_norm2d(self.norm2, u) * (1 + scale) + shift)
+        return self.conv2(h, residual=u if self.units else self.skip(x))
 
 
 class _PackedUpsample(Upsample):
@@ -333,7 +336,8 @@ def pack_model(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if type(module) is Denoiser:
             module.__class__ = _PackedDenoiser
-        elif type(module) is ResBlock and isinstance(module.conv2, PackedConv2d):
+        elif type(module) is ResBlock and isinstance(module.conv1, PackedConv2d) \
+                and isinstance(module.conv2, PackedConv2d):
             module.__class__ = _PackedResBlock
         elif type(module) is Upsample and isinstance(module.conv, PackedConv2d):
             module.__class__ = _PackedUpsample

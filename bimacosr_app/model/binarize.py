@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from .binary import BinaryConv2d, BinaryLinear
+from .shortcut import ShortcutConv2d, ShortcutLinear
 from .unet import FULL_PRECISION_NAMES
 
 __all__ = ["binarizable_layers", "binarize", "calibrate_act_shift", "calibrate_gain"]
@@ -37,37 +38,43 @@ def binarize(
     the binary remainder), keeping the function exact at conversion up to binarization.
 
     The switches give the paper's ablations: ``smb=False, lrmb=False`` is BMB only;
-    ``svd_init=False`` starts LRMB LoRA-style instead of from the SVD. ``shortcut`` gives every
-    layer the parameter-free full-precision shortcut (``model.shortcut``); ``None`` (default)
-    follows the architecture (``ModelConfig.shortcuts``). A shortcut parent converts exactly
-    either way: with ``shortcut=False`` its shortcut is folded into the 1-bit weight (the
-    "no shortcut" ablation); ``shortcut=True`` on a parent without shortcuts adds one, which
-    changes the function. ``act_shift`` gives every layer a trainable activation threshold
+    ``svd_init=False`` starts LRMB LoRA-style instead of from the SVD. ``shortcut`` is the
+    parameter-free full-precision shortcut of a layer (``model.shortcut``): ``None`` (default)
+    keeps each layer as its parent has it (the ShortcutConv2d / ShortcutLinear of a
+    ``ModelConfig.shortcuts`` parent); ``False`` gives no layer one, folding a shortcut
+    parent's into the 1-bit weight (the "no shortcut" ablation; the residual units of its
+    ResBlocks stay, being the architecture); ``True`` gives one to every layer the architecture
+    allows: with ``shortcuts`` the same as ``None``, without every layer (which changes the
+    function at conversion). ``act_shift`` gives every layer a trainable activation threshold
     (zero until ``calibrate_act_shift``), ``gain`` a trainable factor on beta (one until
     calibrated). The options are recorded in ``model.binarization`` (``shortcut``,
     ``act_shift`` and ``gain`` only when on). Returns ``model``.
     """
-    if shortcut is None:
-        shortcut = bool(getattr(getattr(model, "config", None), "shortcuts", False))
+    per_architecture = shortcut is None or (
+        shortcut and getattr(getattr(model, "config", None), "shortcuts", False))
     generator = torch.Generator().manual_seed(seed)
+    any_shortcut = False
     for name in binarizable_layers(model):
         parent_name, _, child_name = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         layer = getattr(parent, child_name)
+        keep = isinstance(layer, (ShortcutConv2d, ShortcutLinear)) if per_architecture \
+            else bool(shortcut)
+        any_shortcut |= keep
         if isinstance(layer, nn.Conv2d):
             new = BinaryConv2d.from_conv(layer, smb=smb, lrmb=lrmb, rank=rank,
                                          svd_init=svd_init, rprelu_slope=rprelu_slope,
-                                         shortcut=shortcut, act_shift=act_shift, gain=gain,
+                                         shortcut=keep, act_shift=act_shift, gain=gain,
                                          generator=generator)
         else:
             new = BinaryLinear.from_linear(layer, smb=smb, lrmb=lrmb, rank=rank,
-                                           svd_init=svd_init, shortcut=shortcut,
+                                           svd_init=svd_init, shortcut=keep,
                                            act_shift=act_shift, gain=gain, generator=generator)
         setattr(parent, child_name, new)
     model.binarization = {"rank": rank, "smb": smb, "lrmb": lrmb, "svd_init": svd_init,
                           "rprelu_slope": rprelu_slope, "seed": seed}
     # Recorded only when on, so that files without them read as without.
-    if shortcut:
+    if any_shortcut:
         model.binarization["shortcut"] = True
     if act_shift:
         model.binarization["act_shift"] = True

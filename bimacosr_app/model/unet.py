@@ -18,11 +18,12 @@ clean latent ``x0_hat`` (B, 48, h, w).
 * ``conv_in`` and ``conv_out`` stay full precision; ``time_embed`` and every block's ``film``
   are constants of the one-step model (t = T-1) and are folded at export. Every other Conv2d
   and Linear is what ``binarize()`` converts.
-* With ``shortcuts`` every one of those layers is a ShortcutConv2d / ShortcutLinear
-  (``model.shortcut``): its output adds a fixed, parameter-free map of its input (identity,
-  channel mean or repeat, stride-2 subsampling), so a full-precision path crosses every layer
-  the 1-bit model binarizes, the resampling layers and the decoder's fuse included (DESIGN.md
-  2.8), and the 1-bit model converted from this parent keeps it exactly.
+* With ``shortcuts`` a full-precision identity path crosses every layer the 1-bit model
+  binarizes (DESIGN.md 2.8), and the 1-bit model converted from this parent keeps it exactly:
+  each ResBlock conv is a residual unit on the block's stream (``ResBlock``), and every other
+  binarizable layer (down/upsampling, the decoder's fuse, attention and MLP linears) is a
+  ShortcutConv2d / ShortcutLinear (``model.shortcut``), whose output adds a fixed,
+  parameter-free map of its input (identity, channel mean or repeat, stride-2 subsampling).
 
 Any input size works: the model pads (replicate) to ``required_multiple`` and crops back.
 Tiles whose origins are multiples of ``required_multiple`` see the same windows as the whole
@@ -39,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .latent import LATENT_CHANNELS, bicubic_upscale, to_latent
-from .shortcut import ShortcutConv2d, ShortcutLinear
+from .shortcut import ShortcutConv2d, ShortcutLinear, apply_shortcut
 
 __all__ = ["FULL_PRECISION_NAMES", "Denoiser", "ModelConfig"]
 
@@ -115,16 +116,25 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class ResBlock(nn.Module):
-    """LN -> SiLU -> conv3x3 -> LN * (1 + scale) + shift -> SiLU -> conv3x3, plus skip."""
+    """LN -> SiLU -> conv3x3 -> LN * (1 + scale) + shift -> SiLU -> conv3x3, plus skip.
+
+    With ``shortcuts`` each conv is a residual unit of its own on the block's stream (BBCU's
+    ``x + f(binconv(x))``), and the skip is the parameter-free shortcut map S (``model.shortcut``)
+    instead of a 1x1 conv:
+
+        u = S(x) + conv1(SiLU(LN(x)))                      S: Cin -> Cout (identity if equal)
+        out = u + conv2(SiLU(LN(u) * (1 + scale) + shift))
+    """
 
     def __init__(self, cin: int, cout: int, time_dim: int, shortcuts: bool = False):
         super().__init__()
+        self.units = shortcuts
         self.norm1 = LayerNorm2d(cin)
-        self.conv1 = _conv(shortcuts, cin, cout, 3)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.film = nn.Linear(time_dim, 2 * cout)
         self.norm2 = LayerNorm2d(cout)
-        self.conv2 = _conv(shortcuts, cout, cout, 3)
-        self.skip = _conv(shortcuts, cin, cout, 1) if cin != cout else nn.Identity()
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout and not shortcuts else nn.Identity()
 
     def film_terms(self, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale, shift), each (B, Cout, 1, 1)."""
@@ -132,12 +142,20 @@ class ResBlock(nn.Module):
         return scale, shift
 
     def forward(self, x, temb):  # (B,Cin,H,W), (B,time_dim) or None -> (B,Cout,H,W)
-        h = self.norm2(self.conv1(F.silu(self.norm1(x))))
+        h = self.conv1(F.silu(self.norm1(x)))
+        if self.units:
+            h = self.stream_shortcut(x) + h  # u
+        u = h
+        h = self.norm2(h)
         if self.film is not None:  # None once fold_time() moved FiLM into norm2
             scale, shift = self.film_terms(temb)
             h = h * (1 + scale) + shift
         h = self.conv2(F.silu(h))
-        return self.skip(x) + h
+        return (u if self.units else self.skip(x)) + h
+
+    def stream_shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """S(x): the block input mapped to Cout channels (residual units only)."""
+        return apply_shortcut(x, self.norm2.normalized_shape[0], 1)  # Cout
 
 
 class WindowAttention(nn.Module):
