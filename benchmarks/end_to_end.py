@@ -8,8 +8,12 @@ path folded at t = T-1 (as in deploy) and channels_last, under ``torch.inference
 
 * ``packed``: ``binarize(Denoiser(), **options)`` -> ``fold_time`` ->
   ``engine.cpu_packed.pack_model``, with the shipped checkpoint's layout options (branches,
-  shortcut, activation thresholds: ``benchmarks.model_cost.shipped_structure``);
-* ``fp32``: the same ``Denoiser()`` before ``binarize()`` -> ``fold_time`` -> channels_last.
+  shortcut, activation thresholds: ``benchmarks.model_cost.shipped_structure``) and schedule;
+* ``parent``: the same for the 1-bit model of a shortcut parent
+  (``ModelConfig(shortcuts=True)``: residual-unit ResBlocks, layer shortcuts; thresholds and
+  gains; κ = 0, so no noise is drawn), the recipe of ``configs/binarize_parent.json``;
+* ``fp32``: the shipped architecture's ``Denoiser()`` before ``binarize()`` -> ``fold_time``
+  -> channels_last.
 
 Timing: one warm-up call, then the median of 3 timed calls; ratio = fp32 ms / packed ms. Both
 use ``--threads`` threads (``torch.set_num_threads``, which the packed model hands to the
@@ -24,8 +28,9 @@ miss torch's and the kernels' native allocations). The table also shows ``VmRSS`
 the build (the resting footprint). Where the reset is not permitted the peak includes
 construction, and the table says so.
 
-With ``--json`` the last line printed is ``{"ms_packed", "ms_fp32", "ratio",
-"peak_rss_mb_packed", "peak_rss_mb_fp32", "threads", "kernel"}``.
+With ``--json`` the last line printed is ``{"ms_packed", "ms_parent", "ms_fp32", "ratio",
+"ratio_parent", "peak_rss_mb_packed", "peak_rss_mb_parent", "peak_rss_mb_fp32", "threads",
+"kernel"}`` (``ratio_parent`` = fp32 ms / parent ms).
 """
 
 from __future__ import annotations
@@ -46,11 +51,28 @@ import torch
 
 from benchmarks.kernels import cpu_model
 from benchmarks.model_cost import shipped_structure
+from bimacosr_app.checkpoint import load_packed
+from bimacosr_app.engine.backends import default_checkpoint_path
 from bimacosr_app.engine.kernels import kernels_status, load_kernels
-from bimacosr_app.model import Denoiser, DiffusionConfig, ResShiftSchedule, binarize, fold_time
+from bimacosr_app.model import (
+    Denoiser,
+    DiffusionConfig,
+    ModelConfig,
+    ResShiftSchedule,
+    binarize,
+    fold_time,
+)
 from bimacosr_app.model.pipeline import upscale_tile
 
-VARIANTS = ("packed", "fp32")
+VARIANTS = ("packed", "parent", "fp32")
+PARENT_OPTIONS = {"act_shift": True, "gain": True}  # shortcuts follow the architecture
+
+
+def schedule_of(variant: str) -> ResShiftSchedule:
+    """The shipped model's schedule, or the shortcut parent's (no input noise)."""
+    if variant == "parent":
+        return ResShiftSchedule(DiffusionConfig(steps=4, kappa=0.0))
+    return ResShiftSchedule(load_packed(default_checkpoint_path()).diffusion)
 
 
 def _status_kb(key: str) -> int | None:
@@ -80,13 +102,14 @@ def _reset_hwm() -> bool:
 
 def build(variant: str, schedule: ResShiftSchedule) -> torch.nn.Module:
     torch.manual_seed(0)
-    fp = Denoiser().eval()
+    fp = Denoiser(ModelConfig(shortcuts=variant == "parent")).eval()
     t = schedule.steps - 1
     if variant == "fp32":
         return fold_time(fp, t).to(memory_format=torch.channels_last).requires_grad_(False)
     from bimacosr_app.engine.cpu_packed import pack_model
 
-    binary = fold_time(binarize(copy.deepcopy(fp), **shipped_structure()), t)
+    options = PARENT_OPTIONS if variant == "parent" else shipped_structure()
+    binary = fold_time(binarize(copy.deepcopy(fp), **options), t)
     del fp
     return pack_model(binary)
 
@@ -97,7 +120,7 @@ def run_variant(variant: str, size: int, threads: int, kernel: str) -> dict:
     bk = load_kernels()
     if bk is not None:
         bk.set_kernel(kernel)
-    schedule = ResShiftSchedule(DiffusionConfig())
+    schedule = schedule_of(variant)
     model = build(variant, schedule)
     lr = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
     gc.collect()
@@ -150,27 +173,30 @@ def main(argv: list[str] | None = None) -> int:
     if load_kernels() is None:
         print(f"native kernels unavailable: {kernels_status()['reason']}", file=sys.stderr)
         return 2
-    packed, fp32 = (spawn(v, args.size, threads, args.kernel) for v in VARIANTS)
-    ratio = fp32["ms"] / packed["ms"]
+    packed, parent, fp32 = (spawn(v, args.size, threads, args.kernel) for v in VARIANTS)
+    ratio, ratio_parent = fp32["ms"] / packed["ms"], fp32["ms"] / parent["ms"]
 
     print(f"cpu={cpu_model()} torch={torch.__version__} threads={threads} "
           f"kernel={packed['kernel']} input={args.size}x{args.size} LR -> "
           f"{4 * args.size}x{4 * args.size} binarization={shipped_structure()}")
     print(f"{'variant':<10}{'median ms':>11}{'runs ms':>22}{'peak RSS MB':>13}"
           f"{'RSS after build MB':>20}")
-    for r in (packed, fp32):
+    for r in (packed, parent, fp32):
         runs = ", ".join(f"{t:.0f}" for t in r["times_ms"])
         peak, rest = (("n/a" if v is None else f"{v:.0f}")
                       for v in (r["peak_rss_mb"], r["rss_mb_model"]))
         print(f"{r['variant']:<10}{r['ms']:>11.1f}{runs:>22}{peak:>13}{rest:>20}")
-    print(f"ratio fp32/packed: {ratio:.2f}x"
+    print(f"ratio fp32/packed: {ratio:.2f}x, fp32/parent: {ratio_parent:.2f}x"
           + ("" if packed["hwm_reset"] else " (peak RSS includes model construction)"))
     if args.json:
         print(json.dumps({
             "ms_packed": round(packed["ms"], 2),
+            "ms_parent": round(parent["ms"], 2),
             "ms_fp32": round(fp32["ms"], 2),
             "ratio": round(ratio, 3),
+            "ratio_parent": round(ratio_parent, 3),
             "peak_rss_mb_packed": packed["peak_rss_mb"],
+            "peak_rss_mb_parent": parent["peak_rss_mb"],
             "peak_rss_mb_fp32": fp32["peak_rss_mb"],
             "threads": threads,
             "kernel": packed["kernel"],
