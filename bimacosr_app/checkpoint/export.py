@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_write_bytes
 from ..model.binary import BinaryConv2d, BinaryLinear
 from ..model.diffusion import DiffusionConfig
 from ..model.fold import fold_time
@@ -184,17 +183,6 @@ def _safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str])
 
 
 def _write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]):
-    data = _safetensors_bytes(tensors, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would follow the file into installs
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, _safetensors_bytes(tensors, metadata))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from ..atomic import atomic_write_bytes
 from .queue_model import QueueItem, Status
 from .settings import APP_NAME
 
@@ -66,9 +67,7 @@ class QueueStore:
     def save(self, items: list[QueueItem]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         payload = {"version": FORMAT_VERSION, "items": [_item_to_json(it) for it in items]}
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic_write_bytes(self.path, json.dumps(payload, indent=1).encode("utf-8"))
 
     def load(self) -> list[QueueItem]:
         """The saved items; an empty list when there is no file or it cannot be parsed."""

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..atomic import temp_name_pattern
 from ..image_io import ImageIOError, ImageWriteError, atomic_write_bytes, is_image_path, probe_image
 from ..image_io.formats import format_from_suffix
 from .request import Progress, UpscaleRequest, UpscaleResult, free_name, output_format, output_path
@@ -261,7 +262,7 @@ class Batch:
 
 def _remove_stale_parts(path: Path) -> None:
     """Delete ``.<name>.<8 hex>.part`` files left next to ``path`` by a killed atomic write."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.part")
+    pattern = re.compile(temp_name_pattern(path))
     try:
         names = os.listdir(path.parent)
     except OSError:

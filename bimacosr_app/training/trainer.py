@@ -24,6 +24,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from PIL import Image
 
+from ..atomic import atomic_write_bytes
 from ..metrics import psnr_y
 from ..model import (
     BinaryConv2d,
@@ -251,9 +252,7 @@ class Trainer:
         cfg = asdict(self.cfg)
         save_weights(self.module.state_dict(), self.out, "model", cfg)
         save_weights(self.ema.state_dict(), self.out, "ema", cfg)
-        tmp = self.out / ".state.json.part"
-        tmp.write_text(json.dumps({"step": self.step}))
-        os.replace(tmp, self.out / "state.json")
+        atomic_write_bytes(self.out / "state.json", json.dumps({"step": self.step}).encode())
 
     def _log(self, record: dict):
         if self.is_main:

@@ -10,12 +10,13 @@ Never pickled.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
+
+from ..atomic import atomic_write_bytes
 
 __all__ = ["MAX_SHARD_BYTES", "load_weights", "save_weights", "weight_files"]
 
@@ -48,9 +49,7 @@ def save_weights(state: dict[str, torch.Tensor], directory: Path, stem: str,
     written = []
     for i, shard in enumerate(shards, 1):
         path = directory / f"{stem}-{i:02d}-of-{len(shards):02d}.safetensors"
-        tmp = path.with_name(f".{path.name}.part")
-        save_file(shard, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, save(shard, metadata=metadata))
         written.append(path)
     for stale in old - set(written):
         stale.unlink()

@@ -1,0 +1,77 @@
+"""Atomic file writing, the one helper every writer of the package uses: a file is either
+complete under its final name, or not there at all.
+
+Data goes to a hidden temporary file in the target folder (same file system, so the final
+rename is atomic), ``.<name>.<8 hex digits>.part``, created with the usual permissions (0o666
+minus umask, unlike ``tempfile.mkstemp``'s 0o600). It is flushed and fsync'ed, then
+``os.replace``'d onto the final name, and the folder is fsync'ed (POSIX, best effort). On any
+failure, ``KeyboardInterrupt`` included, the temporary file is removed and the exception
+propagates unchanged; an existing file under the final name is left untouched. Callers that
+owe their users a message (``image_io``) translate the exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write", "atomic_write_bytes", "temp_name_pattern"]
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Create or replace ``path`` atomically with the bytes ``write(file)`` writes; returns it
+    as a Path. The folder must exist."""
+    path = Path(path)
+    fp, temp = _open_temp(path)
+    try:
+        with fp:
+            write(fp)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    _fsync_folder(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Create or replace ``path`` atomically with ``data``; see :func:`atomic_write`."""
+    return atomic_write(path, lambda fp: fp.write(data))
+
+
+def temp_name_pattern(path: Path) -> str:
+    """A regular expression matching the temporary names of writes to ``path`` (to find the
+    ones a killed process left behind)."""
+    return rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.part"
+
+
+def _open_temp(path: Path) -> tuple[BinaryIO, Path]:
+    """Create and open a new, uniquely named temporary file next to ``path``."""
+    while True:
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            return open(temp, "xb"), temp  # closed by atomic_write
+        except FileExistsError:
+            continue
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Persist the rename itself (POSIX); best effort, not possible on Windows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
