@@ -39,7 +39,7 @@ from bimacosr_app.image_io import (
     writable_formats,
     write_image,
 )
-from bimacosr_app.image_io import atomic as atomic_module
+from bimacosr_app import atomic as atomic_module
 from bimacosr_app.image_io import writer as writer_module
 
 VAL_DIR = Path("/work/shared/data/val")
