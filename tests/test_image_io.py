@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageCms, ImageOps, JpegImagePlugin
 
+from bimacosr_app import atomic as atomic_module
 from bimacosr_app.image_io import (
     DEFAULT_MAX_PIXELS,
     CorruptImageError,
@@ -39,7 +40,6 @@ from bimacosr_app.image_io import (
     writable_formats,
     write_image,
 )
-from bimacosr_app import atomic as atomic_module
 from bimacosr_app.image_io import writer as writer_module
 
 VAL_DIR = Path("/work/shared/data/val")
