@@ -7,5 +7,6 @@ model file; ``training`` produces it. Only ``gui`` imports Qt.
 """
 
 __version__ = "0.1.0"
+APP_NAME = "BiMaCoSR Upscaler"  # the user folders' name (platformdirs) and the window title
 
-__all__ = ["__version__"]
+__all__ = ["APP_NAME", "__version__"]

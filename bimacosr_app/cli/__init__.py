@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
+from ..logs import setup_logging
 from . import info, upscale
 
 __all__ = ["build_parser", "main"]
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging()
     if args.self_test:
         from ..selftest import self_test_main
 

@@ -14,6 +14,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from .. import __version__
+from ..logs import setup_logging
 from .main_window import MainWindow
 from .settings import APP_NAME, ORG_NAME, Settings
 from .theme import apply_theme
@@ -85,6 +86,7 @@ def _quit_after_start(window: MainWindow, seconds: float, report: str | None) ->
 def main(argv: list[str] | None = None) -> int:
     """Run the window until it is closed; returns the exit status."""
     args = _parse(sys.argv[1:] if argv is None else argv)
+    setup_logging()
     QApplication.setApplicationName(APP_NAME)
     QApplication.setOrganizationName(ORG_NAME)
     QApplication.setApplicationVersion(__version__)

@@ -8,6 +8,7 @@ for resumption on the next start when it still had work to do.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +48,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..image_io import readable_formats
+from ..logs import log_file_path
 from .compare_view import CompareMode, CompareView
 from .dialogs import AboutDialog, ShortcutsDialog
 from .loaders import CompareImages, Loaders
@@ -303,6 +305,8 @@ class MainWindow(QMainWindow):
                             [f"Ctrl+{z // 100}"]) for z in (100, 200, 400, 800)]
         self.act_shortcuts = a("Keyboard shortcuts", self.show_shortcuts,
                                [QKeySequence.StandardKey.HelpContents, "Ctrl+/"])
+        self.act_show_log = a("Show log", self.show_log, [],
+                              "Open the log file: every failure with its details")
         self.act_about = a("About BiMaCoSR Upscaler", self.show_about)
         self.act_about.setMenuRole(QAction.MenuRole.AboutRole)
         self.act_settings.setMenuRole(QAction.MenuRole.PreferencesRole)
@@ -315,7 +319,7 @@ class MainWindow(QMainWindow):
                        self.act_up, self.act_down],
             "&View": [*self.act_modes, None, self.act_interp, None, self.act_zoom_in,
                       self.act_zoom_out, self.act_fit, *self.act_zooms],
-            "&Help": [self.act_shortcuts, self.act_about],
+            "&Help": [self.act_shortcuts, self.act_show_log, None, self.act_about],
         }
         self._menus: list[tuple[str, list[QAction]]] = []
         for title, actions in menus.items():
@@ -772,6 +776,15 @@ class MainWindow(QMainWindow):
 
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self._menus, self).exec()
+
+    def show_log(self) -> None:
+        """Open the log file, or its folder while nothing has been logged yet."""
+        path = log_file_path()
+        if not path.is_file():
+            path = path.parent
+            with contextlib.suppress(OSError):
+                path.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
     def show_about(self) -> None:
         self._about = AboutDialog(QApplication.windowIcon(), self)

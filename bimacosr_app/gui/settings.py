@@ -15,6 +15,8 @@ from pathlib import Path
 from platformdirs import user_config_dir
 from PySide6.QtCore import QByteArray, QSettings
 
+from .. import APP_NAME
+
 __all__ = [
     "APP_NAME",
     "ORG_NAME",
@@ -24,7 +26,6 @@ __all__ = [
     "template_problem",
 ]
 
-APP_NAME = "BiMaCoSR Upscaler"
 ORG_NAME = "BiMaCoSR"
 
 SCALES = (2, 3, 4)

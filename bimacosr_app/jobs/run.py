@@ -11,6 +11,7 @@ model and one tile: the float32 x4 output (12 bytes per output pixel) plus its q
 from __future__ import annotations
 
 import errno
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,8 @@ from ..image_io import (
 from ..image_io.errors import describe_os_error
 from ..tiling import Cancelled, TileSettings, available_ram_bytes, upscale_image
 from .request import Progress, UpscaleRequest, UpscaleResult, free_name, output_format, output_path
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ProgressCallback", "run_request"]
 
@@ -72,12 +75,15 @@ def run_request(
         result.status, result.output = "cancelled", None
     except ImageIOError as exc:
         result.status, result.error = "failed", str(exc)
+        log.warning("%s", exc, exc_info=True)
     except MemoryError as exc:
         result.status = "failed"
         result.error = f"Cannot upscale '{request.input}': out of memory ({exc or 'no detail'})"
+        log.error("%s", result.error, exc_info=True)
     except Exception as exc:  # one bad file must never stop a batch
         result.status = "failed"
         result.error = f"Cannot upscale '{request.input}': {type(exc).__name__}: {exc}"
+        log.exception("%s", result.error)
     result.seconds = time.monotonic() - start
     return result
 
