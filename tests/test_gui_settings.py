@@ -18,9 +18,9 @@ from bimacosr_app.gui.settings_dialog import SettingsDialog
 def test_settings_round_trip_through_a_temp_config_dir(tmp_path, qapp):
     path = tmp_path / "config" / "settings.ini"
     prefs = Preferences(scale=2, output_folder=str(tmp_path / "out"),
-                        naming_template="{stem}-{scale}x.{ext}", format="webp", quality=80,
+                        naming="{stem}-{scale}x.{ext}", format="webp", quality=80,
                         strip_metadata=True, on_exists="skip", backend="reference",
-                        device="cpu", memory_mb=512, theme="dark", recursive=True)
+                        device="cpu", tile_budget_mb=512.0, theme="dark", recursive=True)
     settings = Settings(path)
     settings.set_preferences(prefs)
     settings.set_calibration("reference", 12.5)
@@ -33,15 +33,27 @@ def test_settings_round_trip_through_a_temp_config_dir(tmp_path, qapp):
 
 def test_invalid_values_in_the_file_read_as_defaults(tmp_path, qapp):
     path = tmp_path / "settings.ini"
-    path.write_text("[preferences]\nscale=5\nformat=gif\nquality=0\nnaming_template=out.png\n"
-                    "theme=neon\nmemory_mb=3\n")
+    path.write_text("[preferences]\nscale=5\nformat=gif\nquality=0\nnaming=out.png\n"
+                    "theme=neon\ntile_budget_mb=nan\nrecursive=perhaps\n")
     prefs = Settings(path).preferences()
     assert prefs == Preferences()
 
 
+def test_a_settings_file_of_before_the_schema_keeps_its_values(tmp_path, qapp):
+    path = tmp_path / "settings.ini"
+    path.write_text("[preferences]\nnaming_template={stem}-big.{ext}\nmemory_mb=0\n")
+    prefs = Settings(path).preferences()
+    assert prefs.naming == "{stem}-big.{ext}" and prefs.tile_budget_mb is None
+    path.write_text("[preferences]\nnaming_template={stem}_x{scale}\nmemory_mb=512\n")
+    prefs = Settings(path).preferences()  # a template jobs never took reads as the default
+    assert prefs.naming == Preferences().naming and prefs.tile_budget_mb == 512.0
+    Settings(path).set_preferences(prefs)
+    assert "naming_template" not in path.read_text() and "memory_mb" not in path.read_text()
+
+
 def test_settings_dialog_edits_every_preference(qtbot, tmp_path):
     prefs = Preferences(scale=3, output_folder=str(tmp_path), format="jpg", quality=70,
-                        on_exists="overwrite", theme="light", memory_mb=256)
+                        on_exists="overwrite", theme="light", tile_budget_mb=256.0)
     dialog = SettingsDialog(prefs, ["cpu-packed", "reference"], tmp_path / "settings.ini")
     qtbot.addWidget(dialog)
     assert dialog.preferences() == prefs
@@ -51,9 +63,13 @@ def test_settings_dialog_edits_every_preference(qtbot, tmp_path):
     assert "IMG_0042_big.jpg" in dialog.example.text()
     changed = dialog.preferences()
     assert changed.output_folder == "" and changed.strip_metadata
-    assert changed.naming_template == "{stem}_big.{ext}"
-    dialog.template.setText("{name}.png")
-    assert dialog.example.text().startswith("Invalid name template")
+    assert changed.naming == "{stem}_big.{ext}"
+    dialog.memory.setValue(dialog.memory.minimum())
+    assert dialog.memory.text() == "Automatic" and dialog.preferences().tile_budget_mb is None
+    for bad in ("{name}.png", "{stem}_x{scale}"):  # unknown field; no .{ext} (jobs refuse it)
+        dialog.template.setText(bad)
+        assert dialog.example.text().startswith("Invalid name template")
+        assert dialog.preferences().naming == Preferences().naming
     # CUDA is not available here: its entry is disabled.
     cuda = dialog.backend.model().item(dialog.backend.findData("cuda"))
     assert not cuda.isEnabled()

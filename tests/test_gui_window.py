@@ -183,7 +183,7 @@ def test_failed_item_shows_its_error_and_the_batch_goes_on(qtbot, make_window, p
 
 
 def test_cancel_then_retry(qtbot, make_window, photos, checkpoint, tmp_path):
-    window = make_window(SlowBackend(checkpoint, 0.15), memory_mb=64)  # 64 px tiles: 12
+    window = make_window(SlowBackend(checkpoint, 0.15), tile_budget_mb=64.0)  # 64 px tiles: 12
     add(qtbot, window, [photos / "large.png", photos / "small.png"])
     first, second = window.model.items()
     with qtbot.waitSignal(window.runner.batchFinished, timeout=30000):
@@ -213,7 +213,7 @@ def test_pause_after_current(qtbot, make_window, photos, checkpoint):
 
 
 def test_event_loop_keeps_turning_during_a_long_job(qtbot, make_window, photos, checkpoint):
-    window = make_window(SlowBackend(checkpoint, 0.2), memory_mb=64)  # 12 tiles, ~2.4 s
+    window = make_window(SlowBackend(checkpoint, 0.2), tile_budget_mb=64.0)  # 12 tiles, ~2.4 s
     add(qtbot, window, [photos / "large.png"])
     ticks = []
     timer = QTimer(interval=20)
@@ -231,7 +231,7 @@ def test_event_loop_keeps_turning_during_a_long_job(qtbot, make_window, photos, 
 
 def test_close_waits_for_the_worker_and_the_queue_resumes(qtbot, make_window, photos,
                                                            checkpoint, tmp_path):
-    window = make_window(SlowBackend(checkpoint, 0.3), memory_mb=64)
+    window = make_window(SlowBackend(checkpoint, 0.3), tile_budget_mb=64.0)
     add(qtbot, window, [photos / "large.png", photos / "small.png"])
     window.act_start.trigger()
     qtbot.waitUntil(lambda: window.model.item(0).progress > 0, timeout=10000)

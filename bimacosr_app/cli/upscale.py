@@ -18,7 +18,16 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..jobs import InputError, Progress, UpscaleRequest, UpscaleResult, plan_batch
+from ..jobs import (
+    BATCH_OPTIONS,
+    JOB_OPTIONS,
+    InputError,
+    Option,
+    Progress,
+    UpscaleRequest,
+    UpscaleResult,
+    plan_batch,
+)
 
 __all__ = ["register", "run"]
 
@@ -35,37 +44,30 @@ def register(subparsers) -> None:
                    help="image files and folders")
     p.add_argument("-o", "--output", dest="outdir", metavar="OUTDIR", type=Path,
                    help="output folder (folder trees are mirrored below it)")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="default: 4")
-    p.add_argument("--format", choices=("png", "jpg", "webp", "tiff", "same"), default="same",
-                   help="output format; 'same' keeps the input's where possible (default)")
-    p.add_argument("--quality", type=_quality, default=95, metavar="N",
-                   help="JPEG/WebP quality 1-100 (default: 95)")
-    p.add_argument("--recursive", action="store_true", help="scan folders recursively")
-    p.add_argument("--on-exists", choices=("skip", "overwrite", "rename"), default="rename",
-                   help="when the output exists (default: rename to 'name (1).ext')")
-    p.add_argument("--strip-metadata", action="store_true",
-                   help="write no EXIF, ICC profile or provenance")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--backend", choices=("auto", "cpu-packed", "reference", "cuda"),
-                   default="auto")
-    p.add_argument("--tile-budget", type=_positive, metavar="MB",
-                   help="memory per tile in MB (default: from free RAM/VRAM)")
+    for opt in JOB_OPTIONS + BATCH_OPTIONS:
+        _add_option(p, opt)
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     p.set_defaults(run=run)
 
 
-def _quality(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError("must be in 1..100")
-    return value
+def _add_option(parser: argparse.ArgumentParser, opt: Option) -> None:
+    """The schema's option as a flag: a switch for booleans (default off), else a value read
+    by the option itself (usage error with its reason)."""
+    if opt.kind is bool:
+        parser.add_argument(opt.flag, dest=opt.name, action="store_true", help=opt.help)
+        return
 
+    def parse(text: str):
+        try:
+            return opt.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{opt.name}: ")) from None
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
+    parse.__name__ = opt.flag.lstrip("-")  # argparse names the type in its messages
+    default = f"default: {opt.format(opt.default)}"
+    parser.add_argument(opt.flag, dest=opt.name, type=parse, default=opt.default,
+                        metavar="|".join(map(str, opt.choices)) if opt.choices else opt.metavar,
+                        help=f"{opt.help} ({default})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,12 +76,9 @@ def run(args: argparse.Namespace) -> int:
     batch = None
     try:
         try:
-            batch = plan_batch(
-                args.inputs, args.outdir, recursive=args.recursive, scale=args.scale,
-                format=args.format, quality=args.quality, strip_metadata=args.strip_metadata,
-                backend=args.backend, device=args.device, tile_budget_mb=args.tile_budget,
-                on_exists=args.on_exists,
-            )
+            batch = plan_batch(args.inputs, args.outdir,
+                               **{o.name: getattr(args, o.name)
+                                  for o in JOB_OPTIONS + BATCH_OPTIONS})
         except (InputError, ValueError) as exc:
             print(f"bimacosr upscale: error: {exc}", file=err)
             return 2

@@ -48,6 +48,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..image_io import readable_formats
+from ..jobs import option
 from ..logs import log_file_path
 from .compare_view import CompareMode, CompareView
 from .dialogs import AboutDialog, ShortcutsDialog
@@ -59,7 +60,7 @@ from .queue_model import QueueItem, QueueModel, Status, format_duration
 from .queue_view import QueueTable
 from .runner import BatchSummary, QueueRunner, estimate_memory_mb, estimate_seconds
 from .scanning import ScanResult
-from .settings import SCALES, Preferences, Settings
+from .settings import Preferences, Settings
 from .settings_dialog import SettingsDialog
 from .taskbar import TaskbarProgress
 from .theme import apply_theme
@@ -346,9 +347,9 @@ class MainWindow(QMainWindow):
         self.scale_box = QComboBox()
         self.scale_box.setAccessibleName("Scale")
         self.scale_box.setToolTip("Upscaling factor for the queued photos")
-        for s in SCALES:
-            self.scale_box.addItem(f"{s}×", s)
-        self.scale_box.setCurrentIndex(SCALES.index(self.prefs.scale))
+        for scale, label in option("scale").choices.items():
+            self.scale_box.addItem(label, scale)
+        self.scale_box.setCurrentIndex(self.scale_box.findData(self.prefs.scale))
         self.scale_box.currentIndexChanged.connect(
             lambda: self._apply_preferences(replace(self.prefs,
                                                     scale=self.scale_box.currentData())))
@@ -417,7 +418,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Looking for photos…")
             self.loaders.scan([Path(p) for p in paths],
                               self.prefs.recursive if recursive is None else recursive,
-                              self.prefs.naming_template)
+                              self.prefs.naming)
 
     def _scanned(self, result: ScanResult) -> None:
         new = self.model.add_items([QueueItem(input=f.file, scale=self.prefs.scale,
@@ -529,9 +530,9 @@ class MainWindow(QMainWindow):
         return JobSpec(
             input=item.input,
             output_folder=Path(p.output_folder) / item.subfolder if p.output_folder else None,
-            naming_template=p.naming_template, scale=item.scale, format=p.format,
+            naming=p.naming, scale=item.scale, format=p.format,
             quality=p.quality, strip_metadata=p.strip_metadata, on_exists=p.on_exists,
-            backend=p.backend, device=p.device, memory_mb=p.memory_mb)
+            backend=p.backend, device=p.device, tile_budget_mb=p.tile_budget_mb)
 
     # -- resume ------------------------------------------------------------------------------
 
@@ -695,7 +696,7 @@ class MainWindow(QMainWindow):
         estimate = ""
         if item is not None and item.status is Status.QUEUED:
             if item.estimate is not None:
-                memory = estimate_memory_mb(item, self.prefs.memory_mb or self._auto_budget)
+                memory = estimate_memory_mb(item, self.prefs.tile_budget_mb or self._auto_budget)
                 estimate = f"≈ {format_duration(item.estimate)}, ≈ {memory:,.0f} MB of memory"
             elif self._calibrating:
                 estimate = "Measuring the speed of this computer…"
@@ -764,7 +765,7 @@ class MainWindow(QMainWindow):
             apply_theme(QApplication.instance(), prefs.theme)
         if self.scale_box.currentData() != prefs.scale:
             self.scale_box.blockSignals(True)
-            self.scale_box.setCurrentIndex(SCALES.index(prefs.scale))
+            self.scale_box.setCurrentIndex(self.scale_box.findData(prefs.scale))
             self.scale_box.blockSignals(False)
         for item in self.model.items():
             if item.status is Status.QUEUED and item.scale != prefs.scale:

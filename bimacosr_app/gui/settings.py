@@ -9,31 +9,18 @@ dialog edits; values that are missing or invalid in the file read as their defau
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from platformdirs import user_config_dir
 from PySide6.QtCore import QByteArray, QSettings
 
 from .. import APP_NAME
+from ..jobs import OPTIONS, option
 
-__all__ = [
-    "APP_NAME",
-    "ORG_NAME",
-    "Preferences",
-    "Settings",
-    "default_config_dir",
-    "template_problem",
-]
+__all__ = ["APP_NAME", "ORG_NAME", "Preferences", "Settings", "default_config_dir"]
 
 ORG_NAME = "BiMaCoSR"
-
-SCALES = (2, 3, 4)
-FORMATS = ("same", "png", "jpg", "webp", "tiff")
-ON_EXISTS = ("rename", "skip", "overwrite")
-BACKENDS = ("auto", "cpu-packed", "reference", "cuda")
-DEVICES = ("auto", "cpu", "cuda")
-THEMES = ("system", "light", "dark")
 
 
 def default_config_dir() -> Path:
@@ -43,61 +30,30 @@ def default_config_dir() -> Path:
 
 @dataclass(frozen=True)
 class Preferences:
-    """Everything the settings dialog edits."""
+    """Everything the settings dialog edits: the options of the one schema
+    (:data:`bimacosr_app.jobs.OPTIONS`), under their names, with their defaults."""
 
-    scale: int = 4
-    output_folder: str = ""  #: "" writes next to the originals
-    naming_template: str = "{stem}_x{scale}.{ext}"
-    format: str = "same"  #: "same" keeps the input's format (when writable)
-    quality: int = 95  #: JPEG / WebP quality, 1..100
-    strip_metadata: bool = False
-    on_exists: str = "rename"  #: "rename" | "skip" | "overwrite"
-    backend: str = "auto"
-    device: str = "auto"
-    memory_mb: int = 0  #: tile memory budget in MB; 0: chosen from the device
-    theme: str = "system"
-    recursive: bool = False  #: include subfolders when adding a folder
+    scale: int = option("scale").default
+    format: str = option("format").default
+    quality: int = option("quality").default
+    naming: str = option("naming").default
+    on_exists: str = option("on_exists").default
+    strip_metadata: bool = option("strip_metadata").default
+    backend: str = option("backend").default
+    device: str = option("device").default
+    tile_budget_mb: float | None = option("tile_budget_mb").default  #: None: automatic
+    recursive: bool = option("recursive").default
+    output_folder: str = option("output_folder").default  #: "" writes next to the originals
+    theme: str = option("theme").default
 
     def validated(self) -> Preferences:
-        """A copy with every out-of-range value replaced by its default."""
-        d = Preferences()
-        choices = {"scale": SCALES, "format": FORMATS, "on_exists": ON_EXISTS,
-                   "backend": BACKENDS, "device": DEVICES, "theme": THEMES}
-        fixes = {k: getattr(d, k) for k, allowed in choices.items()
-                 if getattr(self, k) not in allowed}
-        if not 1 <= self.quality <= 100:
-            fixes["quality"] = d.quality
-        if self.memory_mb != 0 and not 64 <= self.memory_mb <= 1 << 20:
-            fixes["memory_mb"] = d.memory_mb
-        if template_problem(self.naming_template):
-            fixes["naming_template"] = d.naming_template
-        return replace(self, **fixes)
+        """A copy with every value the schema does not allow replaced by its default."""
+        return replace(self, **{o.name: o.default for o in OPTIONS
+                                if o.problem(getattr(self, o.name))})
 
 
-def template_problem(template: str) -> str:
-    """Why ``template`` cannot name output files ("" when it can): it must use {stem}, may
-    use {scale} and {ext}, and must give a plain file name."""
-    try:
-        name = template.format(stem="IMG_0042", scale=4, ext="png")
-    except (KeyError, IndexError, ValueError) as exc:
-        return f"unknown or malformed field {exc}"
-    if "{stem}" not in template:
-        return "it must contain {stem}"
-    if "/" in name or os.sep in name or name in ("", ".", ".."):
-        return "it must give a plain file name"
-    return ""
-
-
-def _coerce(value, default):
-    """QSettings' INI values come back as strings; convert to the default's type."""
-    if isinstance(default, bool):
-        return value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes")
-    if isinstance(default, int):
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            return default
-    return str(value)
+# Keys of settings files written before the schema, read when the new key is missing.
+_LEGACY_KEYS = {"naming": "naming_template", "tile_budget_mb": "memory_mb"}
 
 
 class Settings:
@@ -108,16 +64,25 @@ class Settings:
         self._qs = QSettings(str(self.path), QSettings.Format.IniFormat)
 
     def preferences(self) -> Preferences:
-        defaults = Preferences()
+        """The saved preferences; a missing or unreadable value reads as its default."""
         values = {}
-        for f in fields(Preferences):
-            default = getattr(defaults, f.name)
-            values[f.name] = _coerce(self._qs.value(f"preferences/{f.name}", default), default)
-        return Preferences(**values).validated()
+        for opt in OPTIONS:
+            raw = self._qs.value(f"preferences/{opt.name}")
+            if raw is None and opt.name in _LEGACY_KEYS:
+                raw = self._qs.value(f"preferences/{_LEGACY_KEYS[opt.name]}")
+                if opt.name == "tile_budget_mb" and str(raw) == "0":
+                    raw = "auto"  # the old "0 MB: chosen from the device"
+            try:
+                values[opt.name] = opt.default if raw is None else opt.parse(str(raw))
+            except ValueError:
+                values[opt.name] = opt.default
+        return Preferences(**values)
 
     def set_preferences(self, prefs: Preferences) -> None:
-        for f in fields(Preferences):
-            self._qs.setValue(f"preferences/{f.name}", getattr(prefs, f.name))
+        for opt in OPTIONS:
+            self._qs.setValue(f"preferences/{opt.name}", opt.format(getattr(prefs, opt.name)))
+        for legacy in _LEGACY_KEYS.values():
+            self._qs.remove(f"preferences/{legacy}")
         self._qs.sync()
 
     def calibration(self, backend: str) -> float | None:

@@ -1,4 +1,7 @@
-"""The settings dialog: edits a :class:`~.settings.Preferences` (saved by the caller)."""
+"""The settings dialog: edits a :class:`~.settings.Preferences` (saved by the caller).
+
+Choices, their labels, ranges, help (tooltips) and the naming check come from the one option
+schema (:data:`bimacosr_app.jobs.OPTIONS`); the layout is this module's."""
 
 from __future__ import annotations
 
@@ -25,35 +28,30 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .settings import (
-    BACKENDS,
-    DEVICES,
-    FORMATS,
-    ON_EXISTS,
-    SCALES,
-    THEMES,
-    Preferences,
-    template_problem,
-)
+from ..jobs import option
+from .settings import Preferences
 
 __all__ = ["SettingsDialog"]
 
-_FORMAT_LABELS = {"same": "Same as the original", "png": "PNG (lossless)", "jpg": "JPEG",
-                  "webp": "WebP", "tiff": "TIFF (lossless)"}
-_ON_EXISTS_LABELS = {"rename": "Keep both (add a number)", "skip": "Skip the photo",
-                     "overwrite": "Overwrite it"}
-_BACKEND_LABELS = {"auto": "Automatic", "cpu-packed": "CPU — packed 1-bit kernels",
-                   "reference": "CPU/GPU — reference (PyTorch)", "cuda": "CUDA GPU"}
-_DEVICE_LABELS = {"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU"}
-_THEME_LABELS = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
 
-
-def _combo(labels: dict[str, str], values: tuple, name: str) -> QComboBox:
+def _combo(name: str) -> QComboBox:
+    """A combo box of the option's choices (their labels; the values as item data)."""
+    opt = option(name)
     combo = QComboBox()
-    combo.setAccessibleName(name)
-    for value in values:
-        combo.addItem(labels.get(value, str(value)) if labels else f"{value}×", value)
+    combo.setAccessibleName(opt.label)
+    combo.setToolTip(opt.help)
+    for value, label in opt.choices.items():
+        combo.addItem(label, value)
     return combo
+
+
+def _spin(name: str, **kwargs) -> QSpinBox:
+    """A spin box over the option's range."""
+    opt = option(name)
+    spin = QSpinBox(minimum=int(opt.minimum), maximum=int(opt.maximum), **kwargs)
+    spin.setAccessibleName(opt.label)
+    spin.setToolTip(opt.help)
+    return spin
 
 
 def _select(combo: QComboBox, value) -> None:
@@ -95,8 +93,7 @@ class SettingsDialog(QDialog):
     def _output_tab(self) -> QWidget:
         page = QWidget()
         form = QFormLayout(page)
-        self.scale = _combo({}, SCALES, "Scale")
-        self.scale.setToolTip("2× and 3× run the 4× model, then downscale with antialiasing")
+        self.scale = _combo("scale")
         form.addRow("&Scale:", self.scale)
 
         self.next_to = QRadioButton("Next to the originals")
@@ -119,52 +116,48 @@ class SettingsDialog(QDialog):
         form.addRow("", folder_row)
 
         self.template = QLineEdit()
-        self.template.setAccessibleName("File name template")
-        self.template.setToolTip("{stem}: original name without extension, {scale}: 2, 3 or 4, "
-                                 "{ext}: extension of the output format")
+        self.template.setAccessibleName(option("naming").label)
+        self.template.setToolTip(option("naming").help)
         self.example = QLabel()
         self.example.setStyleSheet("QLabel { color: palette(placeholder-text); }")
         self.template.textChanged.connect(self._update_example)
         form.addRow("File &name:", self.template)
         form.addRow("", self.example)
 
-        self.format = _combo(_FORMAT_LABELS, FORMATS, "Output format")
+        self.format = _combo("format")
         self.format.currentIndexChanged.connect(self._update_example)
         self.format.currentIndexChanged.connect(self._update_quality)
         self.scale.currentIndexChanged.connect(self._update_example)
         form.addRow("&Format:", self.format)
-        self.quality = QSpinBox(minimum=1, maximum=100, suffix=" %")
-        self.quality.setAccessibleName("Quality")
-        self.quality.setToolTip("JPEG and WebP quality (WebP at 100 % is lossless)")
+        self.quality = _spin("quality", suffix=" %")
         form.addRow("&Quality:", self.quality)
         self.strip = QCheckBox("Strip metadata (EXIF, colour profile, provenance)")
+        self.strip.setToolTip(option("strip_metadata").help)
         form.addRow("Metadata:", self.strip)
-        self.on_exists = _combo(_ON_EXISTS_LABELS, ON_EXISTS, "If the output exists")
+        self.on_exists = _combo("on_exists")
         form.addRow("If the file &exists:", self.on_exists)
         return page
 
     def _engine_tab(self, available: list[str]) -> QWidget:
         page = QWidget()
         form = QFormLayout(page)
-        self.backend = _combo(_BACKEND_LABELS, BACKENDS, "Backend")
+        self.backend = _combo("backend")
         model = self.backend.model()
         if isinstance(model, QStandardItemModel):
-            for i, name in enumerate(BACKENDS):
+            for i, name in enumerate(option("backend").choices):
                 if name != "auto" and name not in available:
                     entry = model.item(i)
                     entry.setEnabled(False)
                     entry.setText(f"{entry.text()} (not available here)")
         form.addRow("&Backend:", self.backend)
-        self.device = _combo(_DEVICE_LABELS, DEVICES, "Device")
+        self.device = _combo("device")
         self.device.setToolTip("Where the reference backend runs; the others pick their own")
         form.addRow("&Device:", self.device)
         self.backend.currentIndexChanged.connect(
             lambda: self.device.setEnabled(self.backend.currentData() == "reference"))
-        self.memory = QSpinBox(minimum=0, maximum=1 << 20, singleStep=256, suffix=" MB")
+        self.memory = _spin("tile_budget_mb", singleStep=256, suffix=" MB")
+        self.memory.setMinimum(self.memory.minimum() - 1)  # one below the range: automatic
         self.memory.setSpecialValueText("Automatic")
-        self.memory.setAccessibleName("Memory budget")
-        self.memory.setToolTip("Memory for the tiles in flight (larger is faster up to a "
-                               "point); Automatic chooses from the device")
         form.addRow("&Memory budget:", self.memory)
         note = QLabel("Everything runs on this computer; nothing is sent anywhere.")
         note.setWordWrap(True)
@@ -174,9 +167,10 @@ class SettingsDialog(QDialog):
     def _general_tab(self) -> QWidget:
         page = QWidget()
         form = QFormLayout(page)
-        self.theme = _combo(_THEME_LABELS, THEMES, "Theme")
+        self.theme = _combo("theme")
         form.addRow("&Theme:", self.theme)
         self.recursive = QCheckBox("Include subfolders when adding a folder")
+        self.recursive.setToolTip(option("recursive").help)
         form.addRow("Folders:", self.recursive)
         return page
 
@@ -188,7 +182,7 @@ class SettingsDialog(QDialog):
         self.in_folder.setChecked(bool(p.output_folder))
         self.folder.setText(p.output_folder)
         self.folder.setEnabled(bool(p.output_folder))
-        self.template.setText(p.naming_template)
+        self.template.setText(p.naming)
         _select(self.format, p.format)
         self.quality.setValue(p.quality)
         self.strip.setChecked(p.strip_metadata)
@@ -196,7 +190,8 @@ class SettingsDialog(QDialog):
         _select(self.backend, p.backend)
         _select(self.device, p.device)
         self.device.setEnabled(p.backend == "reference")
-        self.memory.setValue(p.memory_mb)
+        self.memory.setValue(self.memory.minimum() if p.tile_budget_mb is None
+                             else round(p.tile_budget_mb))
         _select(self.theme, p.theme)
         self.recursive.setChecked(p.recursive)
         self._update_example()
@@ -206,10 +201,12 @@ class SettingsDialog(QDialog):
         folder = self.folder.text().strip() if self.in_folder.isChecked() else ""
         return Preferences(
             scale=self.scale.currentData(), output_folder=folder,
-            naming_template=self.template.text().strip(), format=self.format.currentData(),
+            naming=self.template.text().strip(), format=self.format.currentData(),
             quality=self.quality.value(), strip_metadata=self.strip.isChecked(),
             on_exists=self.on_exists.currentData(), backend=self.backend.currentData(),
-            device=self.device.currentData(), memory_mb=self.memory.value(),
+            device=self.device.currentData(),
+            tile_budget_mb=None if self.memory.value() == self.memory.minimum()
+            else float(self.memory.value()),
             theme=self.theme.currentData(), recursive=self.recursive.isChecked(),
         ).validated()
 
@@ -223,7 +220,7 @@ class SettingsDialog(QDialog):
 
     def _update_example(self) -> None:
         template = self.template.text()
-        problem = template_problem(template)
+        problem = option("naming").problem(template)
         if problem:
             self.example.setText(f"Invalid name template: {problem}")
             return

@@ -36,7 +36,7 @@ class JobSpec:
 
     input: Path
     output_folder: Path | None  #: None: next to the input
-    naming_template: str
+    naming: str
     scale: int
     format: str
     quality: int
@@ -44,7 +44,7 @@ class JobSpec:
     on_exists: str
     backend: str
     device: str  #: "auto", "cpu" or "cuda"
-    memory_mb: int  #: tile memory budget; 0: chosen from the device
+    tile_budget_mb: float | None  #: tile memory budget; None: chosen from the device
     seed: int = 0
 
 
@@ -182,8 +182,8 @@ class EngineWorker(QObject):
                 input=spec.input, output=spec.output_folder, scale=spec.scale,
                 format=spec.format, quality=spec.quality, strip_metadata=spec.strip_metadata,
                 backend=backend.name, device=str(backend.device),
-                tile_budget_mb=spec.memory_mb or None, on_exists=spec.on_exists,
-                naming=spec.naming_template, seed=spec.seed)
+                tile_budget_mb=spec.tile_budget_mb, on_exists=spec.on_exists,
+                naming=spec.naming, seed=spec.seed)
             result = run_request(request, backend, progress=on_progress, cancel=cancel)
         except Exception as exc:  # any failure must reach the user, not kill the thread
             log.exception("job failed")

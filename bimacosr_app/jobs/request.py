@@ -3,14 +3,13 @@ and where the output goes (naming template, ``on_exists`` policy)."""
 
 from __future__ import annotations
 
-import os
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..image_io import WRITABLE_FORMATS, extension_for, format_for_output
 from ..image_io.formats import canonical_format
+from .options import JOB_OPTIONS, option
 
 __all__ = [
     "DEFAULT_NAMING",
@@ -24,17 +23,18 @@ __all__ = [
 ]
 
 #: Default output file name: ``photo.jpg`` -> ``photo_x4.jpg``.
-DEFAULT_NAMING = "{stem}_x{scale}.{ext}"
+DEFAULT_NAMING: str = option("naming").default
 #: What to do when the output file exists: keep it and skip the input, replace it, or write
 #: ``name (1).ext`` (the first free number).
-ON_EXISTS = ("skip", "overwrite", "rename")
-_FORMAT_CHOICES = ("png", "jpg", "jpeg", "webp", "tiff", "tif", "same")
-_TEMPLATE_FIELDS = {"stem", "scale", "ext"}
+ON_EXISTS: tuple[str, ...] = tuple(option("on_exists").choices)
+_FORMAT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
 
 
 @dataclass(frozen=True)
 class UpscaleRequest:
-    """One image to upscale. Validated on construction (``ValueError`` with the reason).
+    """One image to upscale. Validated on construction against the option schema
+    (:mod:`.options`; ``ValueError`` naming the option and the reason); ``format`` may be
+    given in any case and as ``jpeg`` / ``tif``.
 
     ``output`` is the file itself when it has a writable image suffix and is not an existing
     folder; otherwise a folder (created when missing) where ``naming`` names the file;
@@ -46,33 +46,27 @@ class UpscaleRequest:
 
     input: Path
     output: Path | None = None
-    scale: int = 4  #: 2, 3 or 4
-    format: str = "same"  #: "png" | "jpg" | "webp" | "tiff" | "same"
-    quality: int = 95  #: 1..100, JPEG and lossy WebP
-    strip_metadata: bool = False  #: write no EXIF, ICC profile or provenance
-    backend: str = "auto"  #: engine backend name, used when run_request gets no backend
-    device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:1", …
-    tile_budget_mb: float | None = None  #: memory per tile; None: from the device
-    on_exists: str = "rename"  #: one of ON_EXISTS
-    naming: str = DEFAULT_NAMING  #: fields {stem}, {scale}, {ext}
+    scale: int = option("scale").default
+    format: str = option("format").default
+    quality: int = option("quality").default
+    strip_metadata: bool = option("strip_metadata").default
+    backend: str = option("backend").default  #: used when run_request gets no backend
+    device: str = option("device").default
+    tile_budget_mb: float | None = option("tile_budget_mb").default
+    on_exists: str = option("on_exists").default
+    naming: str = option("naming").default
     seed: int = 0  #: diffusion noise seed
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
         if self.output is not None:
             object.__setattr__(self, "output", Path(self.output))
-        if self.scale not in (2, 3, 4):
-            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
-        if self.format.lower() not in _FORMAT_CHOICES:
-            raise ValueError(f"unknown format {self.format!r}; choose one of {_FORMAT_CHOICES}")
-        if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be in 1..100, got {self.quality}")
-        if self.on_exists not in ON_EXISTS:
-            raise ValueError(f"on_exists must be one of {ON_EXISTS}, got {self.on_exists!r}")
-        if self.tile_budget_mb is not None and self.tile_budget_mb <= 0:
-            raise ValueError(f"tile budget must be positive, got {self.tile_budget_mb}")
-        _check_template(self.naming)
-        if self.output_is_file and self.format.lower() != "same":
+        if isinstance(self.format, str):
+            fmt = self.format.lower()
+            object.__setattr__(self, "format", _FORMAT_ALIASES.get(fmt, fmt))
+        for opt in JOB_OPTIONS:
+            opt.validate(getattr(self, opt.name))
+        if self.output_is_file and self.format != "same":
             suffix_format = canonical_format(self.output.suffix)  # type: ignore[union-attr]
             if suffix_format != format_for_output(self.format, None):
                 raise ValueError(f"output '{self.output}' does not end like a {self.format} file")
@@ -135,24 +129,9 @@ class UpscaleResult:
         }
 
 
-def _check_template(template: str) -> None:
-    try:
-        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-        sample = template.format(stem="a", scale=4, ext="png")
-    except (ValueError, IndexError, KeyError) as exc:
-        raise ValueError(f"bad naming template {template!r}: {exc}") from exc
-    if not names <= _TEMPLATE_FIELDS or not template.endswith(".{ext}"):
-        raise ValueError(
-            f"naming template {template!r} must end with '.{{ext}}' and may use {{stem}} and "
-            "{scale}"
-        )
-    if "/" in sample or os.sep in sample or sample.startswith("."):
-        raise ValueError(f"naming template {template!r} must give a plain, visible file name")
-
-
 def output_format(request: UpscaleRequest, input_format: str | None) -> str:
     """The format name (``"PNG"``, …) the request writes, for an input of ``input_format``."""
-    if request.format.lower() == "same" and request.output_is_file:
+    if request.format == "same" and request.output_is_file:
         return canonical_format(request.output.suffix) or "PNG"  # type: ignore[union-attr]
     return format_for_output(request.format, input_format)
 
