@@ -5,8 +5,9 @@ every backend available here (``reference``, ``cpu-packed`` where the native ker
 ``cuda`` where CUDA works) and compares each output with a stored golden result. Used by the
 frozen bundle's smoke test (packaging/smoke_test.py) and by the test suite.
 
-The data lives in one folder: ``tests/golden/selftest/`` in the source tree, ``selftest/`` in a
-PyInstaller bundle (the spec copies it there). It holds ``input.png``, ``output.npz`` (the
+The data is shipped with the model (``resources/selftest/`` of the source tree, package data
+of a wheel, ``resources/selftest/`` of a PyInstaller bundle: :mod:`bimacosr_app.bundled`). It
+holds ``input.png``, ``output.npz`` (the
 golden output, float16 (3, 128, 128) in [0, 1]) and ``golden.json``, which records the
 content SHA-256 of the model the golden was made with (``model_sha256``), the seed, the
 backend that made it and the tolerance. A golden made for another model is never compared:
@@ -42,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .bundled import bundled_path
+
 __all__ = [
     "GOLDEN_FILE",
     "MEAN_ABS_TOL",
@@ -54,9 +57,7 @@ __all__ = [
     "run_self_test",
 ]
 
-#: Where the data is: relative to the bundle root (frozen) and to the source tree.
-BUNDLE_RELPATH = Path("selftest")
-SOURCE_RELPATH = Path("tests") / "golden" / "selftest"
+DATA_RELPATH = Path("selftest")  #: below resources/ (bimacosr_app.bundled)
 GOLDEN_FILE = "golden.json"
 INPUT_FILE = "input.png"
 OUTPUT_FILE = "output.npz"
@@ -68,12 +69,8 @@ REGENERATE_HINT = "regenerate it with: python scripts/make_selftest_golden.py"
 
 
 def default_data_dir() -> Path:
-    """``selftest/`` in a PyInstaller bundle, else ``tests/golden/selftest`` of the source
-    tree."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return Path(bundle) / BUNDLE_RELPATH
-    return Path(__file__).resolve().parents[1] / SOURCE_RELPATH
+    """The shipped self-test data (:func:`bimacosr_app.bundled.bundled_path`)."""
+    return bundled_path(DATA_RELPATH)
 
 
 @dataclass
@@ -285,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regenerate", action="store_true",
                         help="write the golden output for the model (default: the bundled one)")
     parser.add_argument("--checkpoint", type=Path, help="packed model file")
-    parser.add_argument("--data", type=Path, help="self-test folder (default: tests/golden/"
+    parser.add_argument("--data", type=Path, help="self-test folder (default: resources/"
                         "selftest in the source tree)")
     args = parser.parse_args(argv)
     if args.regenerate:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Regenerate the self-test golden (tests/golden/selftest/) from the shipped model.
+"""Regenerate the self-test golden (resources/selftest/) from the shipped model.
 
 Run after replacing resources/models/bimacosr-x4.safetensors, then commit
-tests/golden/selftest/golden.json and output.npz (input.png stays):
+resources/selftest/golden.json and output.npz (input.png stays):
 
     .venv/bin/python scripts/make_selftest_golden.py [--checkpoint PATH]
 

@@ -38,9 +38,9 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_default_data_dir_is_the_committed_golden():
+def test_default_data_dir_is_the_shipped_self_test_data():
     data = selftest.default_data_dir()
-    assert data == ROOT / "tests" / "golden" / "selftest"
+    assert data == ROOT / "resources" / "selftest"  # the source tree here (bundled.py)
     meta = json.loads((data / selftest.GOLDEN_FILE).read_text())
     assert {"model_sha256", "seed", "backend", "tolerance"} <= meta.keys()
     assert (data / meta["input"]).is_file() and (data / meta["output"]).is_file()
@@ -51,7 +51,7 @@ def test_cli_self_test_passes_on_the_shipped_model(capsys):
     shipped = load_packed(default_checkpoint_path()).content_sha256
     golden = json.loads((selftest.default_data_dir() / selftest.GOLDEN_FILE).read_text())
     if golden["model_sha256"] != shipped:
-        pytest.fail(f"tests/golden/selftest was made for model {golden['model_sha256']}, the "
+        pytest.fail(f"resources/selftest was made for model {golden['model_sha256']}, the "
                     f"shipped model is {shipped}: {selftest.REGENERATE_HINT}")
     assert cli_main(["--self-test"]) == 0
     out = capsys.readouterr().out

@@ -20,11 +20,11 @@ the others.
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 
 import torch
 
+from ..bundled import bundled_path
 from ..checkpoint import PackedCheckpoint, load_packed
 from ..model.latent import SCALE
 from ..model.pipeline import upscale_tile
@@ -39,7 +39,7 @@ __all__ = [
     "select_backend",
 ]
 
-MODEL_RELPATH = Path("resources") / "models" / "bimacosr-x4.safetensors"
+MODEL_RELPATH = Path("models") / "bimacosr-x4.safetensors"  #: below resources/ (bundled.py)
 # Modules of this package that define (and register) further backends, imported lazily.
 _PLUGIN_MODULES = ("bimacosr_app.engine.cpu_packed", "bimacosr_app.engine.cuda")
 # "auto" takes the first of these that is registered and available, else "reference".
@@ -143,11 +143,8 @@ def available_backends() -> list[str]:
 
 
 def default_checkpoint_path() -> Path:
-    """The bundled model: under ``sys._MEIPASS`` in a PyInstaller bundle, else in the
-    source tree (``<repo>/resources/models/bimacosr-x4.safetensors``)."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    root = Path(bundle) if bundle else Path(__file__).resolve().parents[2]
-    return root / MODEL_RELPATH
+    """The bundled model (:func:`bimacosr_app.bundled.bundled_path`)."""
+    return bundled_path(MODEL_RELPATH)
 
 
 def select_backend(name: str = "auto",

@@ -14,6 +14,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from .. import __version__
+from ..bundled import bundled_path
 from ..logs import setup_logging
 from .main_window import MainWindow
 from .settings import APP_NAME, ORG_NAME, Settings
@@ -25,17 +26,10 @@ ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 ENGINE_WAIT_S = 120.0  #: the smoke-test hook waits at most this long for the engine thread
 
 
-def _resources_dir() -> Path:
-    """``resources/`` of the source tree, or of a PyInstaller bundle."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    root = Path(bundle) if bundle else Path(__file__).resolve().parents[2]
-    return root / "resources"
-
-
 def app_icon() -> QIcon:
-    """The application icon from ``resources/icons`` (an empty icon when not shipped)."""
+    """The application icon from the shipped ``icons/`` (an empty icon when not shipped)."""
     icon = QIcon()
-    folder = _resources_dir() / "icons"
+    folder = bundled_path("icons")
     for size in ICON_SIZES:
         path = folder / f"bimacosr-{size}.png"
         if path.is_file():
