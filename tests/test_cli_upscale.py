@@ -13,22 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from val_photos import val_photos
 
 from bimacosr_app.cli import main
 from bimacosr_app.image_io import probe_image
 from bimacosr_app.jobs import JOURNAL_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
-VAL = next((p for p in (ROOT / "shared/data/val", ROOT.parent / "shared/data/val") if p.is_dir()),
-           ROOT / "shared/data/val")
-W, H = 96, 80
+# LR size of the test photos: wider than one 64-pixel tile, so that --tile-budget 1 (64-pixel
+# tiles) gives 2 tiles each, and small (the model pads each tile to 64 x 128 LR pixels)
+W, H = 72, 48
 
 
 def photo(i: int = 0) -> Image.Image:
-    names = sorted(VAL.glob("*.webp"))
-    if not names:
-        pytest.skip(f"validation photos not available in {VAL}")
-    im = Image.open(names[i % len(names)]).convert("RGB")
+    names = val_photos()
+    with Image.open(names[i % len(names)]) as im:
+        im = im.convert("RGB")
     return im.crop((0, 0, 4 * W, 4 * H)).resize((W, H), Image.Resampling.BOX)
 
 
@@ -116,7 +116,7 @@ def _folder_of(n: int, folder: Path) -> None:
 def test_killed_batch_resumes_and_completes_each_file_once(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     _folder_of(6, src)
-    args = (src, "-o", out, "--backend", "reference", "--tile-budget", "1")  # 4 tiles each
+    args = (src, "-o", out, "--backend", "reference", "--tile-budget", "1")  # 2 tiles each
     proc = cli(*args, background=True)
     wait_for_output(proc, out)
     proc.send_signal(signal.SIGKILL)

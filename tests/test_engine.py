@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from val_photos import val_photos
 
 from bimacosr_app.checkpoint import load_packed
 from bimacosr_app.engine import (
@@ -19,7 +20,7 @@ from bimacosr_app.engine import (
     registered_backends,
     select_backend,
 )
-from bimacosr_app.training.data import decode_photo, default_data_dir, list_photos
+from bimacosr_app.training.data import decode_photo
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "tiny_packed.safetensors"
 
@@ -32,10 +33,8 @@ def reference():
 @pytest.fixture(scope="module")
 def lr01():
     """(1,3,40,48) in [0,1]: the top left of a validation photo downscaled to 160 px."""
-    photos = list_photos(default_data_dir("val"))
-    if not photos:
-        pytest.skip("no validation photos")
-    return (decode_photo(photos[1], max_side=160).float() / 255)[None, :, :40, :48].contiguous()
+    photo = decode_photo(val_photos()[1], max_side=160).float() / 255
+    return photo[None, :, :40, :48].contiguous()
 
 
 def test_bundled_checkpoint_is_found_and_valid():

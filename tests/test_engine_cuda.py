@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from val_photos import val_photos
 
 from bimacosr_app.engine import select_backend
 from bimacosr_app.engine.cuda import densify
 from bimacosr_app.model import BinaryConv2d, BinaryLinear, ResShiftSchedule, upscale_tile
-from bimacosr_app.training.data import decode_photo, default_data_dir, list_photos
+from bimacosr_app.training.data import decode_photo
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def _photo_crop(h: int, w: int) -> torch.Tensor:
-    photo = decode_photo(list_photos(default_data_dir("val"))[3])
+    photo = decode_photo(val_photos()[3])
     return (photo[:, 100:100 + h, 120:120 + w].float() / 255)[None]  # (1,3,h,w)
 
 

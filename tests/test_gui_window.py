@@ -14,6 +14,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
+from val_photos import val_photos
 
 from bimacosr_app.checkpoint import load_packed
 from bimacosr_app.engine import Backend, default_checkpoint_path
@@ -22,7 +23,6 @@ from bimacosr_app.gui.dialogs import AboutDialog, ShortcutsDialog
 from bimacosr_app.gui.persistence import QueueStore
 from bimacosr_app.gui.queue_model import Column, Status
 from bimacosr_app.gui.settings import Preferences, Settings
-from bimacosr_app.training.data import default_data_dir
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -50,7 +50,7 @@ def checkpoint():
 @pytest.fixture
 def photos(tmp_path):
     """Small crops of a real photo: 64x48 ("small.png") and 256x192 ("large.png")."""
-    source = sorted(default_data_dir("val").iterdir())[0]
+    source = val_photos()[0]
     folder = tmp_path / "in"
     (folder / "sub").mkdir(parents=True)
     with Image.open(source) as im:

@@ -1,7 +1,7 @@
 """Tests of bimacosr_app.image_io: reading, writing, metadata, provenance and failure modes.
 
 Test images are made with Pillow/OpenCV in tmp folders (small, so the file runs in a few
-seconds); one test reads a real photo of the shared validation folder when it is there.
+seconds); one test reads a real photo of the shared validation folder (val_photos.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageCms, ImageOps, JpegImagePlugin
+from val_photos import val_photo
 
 from bimacosr_app import atomic as atomic_module
 from bimacosr_app.image_io import (
@@ -42,7 +43,6 @@ from bimacosr_app.image_io import (
 )
 from bimacosr_app.image_io import writer as writer_module
 
-VAL_DIR = Path("/work/shared/data/val")
 PROVENANCE = {
     "app_version": "0.1.0",
     "model_hash": "sha256:0123abcd",
@@ -792,9 +792,8 @@ def test_output_permissions_follow_umask(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- real photo
 
 
-@pytest.mark.skipif(not VAL_DIR.is_dir(), reason=f"no photo data at {VAL_DIR}")
 def test_real_photo(tmp_path: Path) -> None:
-    path = VAL_DIR / "gc_explore_world_animals_jaguar.webp"  # has an ICC profile and EXIF
+    path = val_photo("gc_explore_world_animals_jaguar.webp")  # has an ICC profile and EXIF
     before = file_digest(path)
     info = probe_image(path)
     img = read_image(path)

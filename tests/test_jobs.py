@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from val_photos import val_photo
 
 from bimacosr_app import __version__
 from bimacosr_app.engine import select_backend
@@ -27,10 +28,7 @@ from bimacosr_app.jobs import (
     run_request,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-VAL = next((p for p in (ROOT / "shared/data/val", ROOT.parent / "shared/data/val") if p.is_dir()),
-           ROOT / "shared/data/val")
-W, H = 96, 80  # LR size of the test photos
+W, H = 64, 48  # LR size of the test photos: one tile, padded to 64 x 64 by the model
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +36,13 @@ def backend():
     return select_backend("reference")
 
 
-def photo(name: str = "kde_BytheWater.webp", offset: int = 0) -> np.ndarray:
-    """A real photo's crop, area-downscaled to (H, W, 3) uint8."""
-    path = VAL / name
-    if not path.exists():
-        pytest.skip(f"validation photo {path} not available")
-    im = Image.open(path).convert("RGB")
-    im = im.crop((offset, offset, offset + 4 * W, offset + 4 * H))
-    return np.asarray(im.resize((W, H), Image.Resampling.BOX))
+def photo(name: str = "kde_BytheWater.webp", offset: int = 0, width: int = W,
+          height: int = H) -> np.ndarray:
+    """A real photo's crop, area-downscaled to (height, width, 3) uint8."""
+    with Image.open(val_photo(name)) as im:
+        im = im.convert("RGB")
+    im = im.crop((offset, offset, offset + 4 * width, offset + 4 * height))
+    return np.asarray(im.resize((width, height), Image.Resampling.BOX))
 
 
 def save(path: Path, pixels: np.ndarray, **kw) -> Path:
@@ -148,13 +145,13 @@ def test_on_exists_policies_and_naming(tmp_path, backend):
 
 
 def test_progress_and_cancellation_leave_no_partial_file(tmp_path, backend):
-    src = save(tmp_path / "in.png", photo())
+    src = save(tmp_path / "in.png", photo(width=W + 8))
     before = digest(src)
     seen = []
-    request = UpscaleRequest(src, tile_budget_mb=1)  # 64-pixel tiles: 4 of them
+    request = UpscaleRequest(src, tile_budget_mb=1)  # 64-pixel tiles: 2 of them
     result = run_request(request, backend, progress=seen.append)
     assert result.status == "done"
-    assert [p.tiles_done for p in seen[:-1]] == [1, 2, 3, 4] and seen[-1].fraction == 1.0
+    assert [p.tiles_done for p in seen[:-1]] == [1, 2] and seen[-1].fraction == 1.0
     assert seen[0].eta_s is not None and seen[0].eta_s > 0
     result.output.unlink()
 
@@ -185,7 +182,8 @@ def test_bad_files_fail_alone_and_the_batch_completes(tmp_path, backend):
     folder = tmp_path / "in"
     folder.mkdir()
     save(folder / "a_good.png", photo())
-    jpeg = save(folder / "b_truncated.jpg", photo(offset=200), quality=90)
+    # cut in its pixel data: 96 x 80 px (a smaller one's half can end inside the header)
+    jpeg = save(folder / "b_truncated.jpg", photo(offset=200, width=96, height=80), quality=90)
     jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
     (folder / "c_empty.png").write_bytes(b"")
     (folder / "d_text.png").write_text("this is not an image\n")

@@ -5,9 +5,10 @@ Measured tolerances (real photos from ../shared/data/val, default context 64 / f
 * exact machinery (bicubic + position-derived noise, receptive field 2 px): max |tiled -
   whole| < 1e-5 for every tile size; without absolute positions the noise differs (> 0.1).
 * the real UNet architecture in full precision (random init, narrow widths so it runs fast):
-  context 64 gives max 2.5/255, context 128 gives max 0.09/255 (mean 0.004/255). The trained
-  FP one-step model of runs/session1 reaches max 0.002/255 already at context 64, so the
-  default context 64 meets the 1/255 target for a smooth model.
+  context 64 gives max 2.5/255, context 128 gives max 0.09/255 (mean 0.004/255); on the
+  test's 260x64 crop of lomiri max 1.28/255 and 0.04/255. The trained FP one-step model of
+  runs/session1 reaches max 0.002/255 already at context 64, so the default context 64 meets
+  the 1/255 target for a smooth model.
 * a 1-bit model can be sensitive to rounding: sign flips of near-zero activations cascade, so
   tiles cannot be closer to the whole image than the whole image is to itself under a 1e-6
   change of its input (the floor). Session 1's model was chaotic (floor max 86/255, tiled vs
@@ -18,7 +19,9 @@ Measured tolerances (real photos from ../shared/data/val, default context 64 / f
   (kde: 0.78, 5.1, 17.2/255), and tiled (64 LR px) vs whole measures mean 0.35/255, p99
   1.43/255, max 6.3/255 at context 64 (kde: 0.71, 4.7, 20.5/255), mean 0.18/255 at context
   96: at the floor, not inside the 1/255 target. The test bound is max(1/255, 1.5 x floor)
-  per statistic, which is the 1/255 target for a smooth model.
+  per statistic, which is the 1/255 target for a smooth model. The test's 176x120 crop of
+  lomiri (6 tiles): floor mean 0.42/255, p99 1.65/255, max 8.0/255; tiled mean 0.23/255, p99
+  1.28/255, max 7.9/255.
 """
 
 from __future__ import annotations
@@ -186,7 +189,9 @@ def test_exact_machinery_and_absolute_positions(tile):
 
 
 def test_fp_unet_tiles_match_whole_within_1_over_255(reference):
-    lr = photo_lr("lomiri_aitzgorri_by_Aitzol_Berasategi.webp", 260, 140)
+    # 260 px wide: the 128-pixel context cuts the tiles' boxes (64-px cores) short of the image
+    # in x; in y every box holds all rows at any height up to 192, so one row of cores does
+    lr = photo_lr("lomiri_aitzgorri_by_Aitzol_Berasategi.webp", 260, 64)
     fp = FPBackend(reference)
     ref = whole(fp, lr)
     for tile in (64, 128):
@@ -203,18 +208,18 @@ def _seam_ratio(img: np.ndarray, cuts_x: list[int], cuts_y: list[int]) -> float:
 
 
 def test_shipped_model_tiles_within_its_rounding_floor_and_no_seams(reference):
-    lr = photo_lr("lomiri_aitzgorri_by_Aitzol_Berasategi.webp", 232, 120)
+    lr = photo_lr("lomiri_aitzgorri_by_Aitzol_Berasategi.webp", 176, 120)
     ref = whole(reference, lr)
     rng = np.random.default_rng(0)
     nudged = np.clip(lr + 1e-6 * rng.standard_normal(lr.shape, dtype=np.float32), 0, 1)
     floor = np.abs(whole(reference, nudged) - ref)
     tiled = upscale_image(reference, lr, settings=TileSettings(tile=64))
-    assert tiled.tiles == 8
+    assert tiled.tiles == 6  # 3 x 2 cores: cuts in both directions
     diff = np.abs(tiled.pixels - ref)
     for stat in (np.mean, lambda a: np.quantile(a, 0.99), np.max):
         assert stat(diff) <= max(1 / 255, 1.5 * stat(floor))
     # no seam: the gradient across the cuts is like the gradient anywhere (and as in `ref`)
-    cuts_x, cuts_y = [256, 512, 768], [256]
+    cuts_x, cuts_y = [256, 512], [256]
     assert _seam_ratio(tiled.pixels, cuts_x, cuts_y) <= 1.1 * _seam_ratio(ref, cuts_x, cuts_y)
 
 

@@ -1,6 +1,7 @@
 """Tests of the training data pipeline: degradations, crops, pairs, validation sets.
 
-Uses the real photos of the shared validation folder (a few only, to stay fast on CPU).
+Uses the real photos of the shared validation folder (val_photos.py; a few only, to stay fast
+on CPU).
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from val_photos import val_photos
 
 from bimacosr_app.training import data
 from bimacosr_app.training import degradations as deg
-
-VAL_DIR = data.default_data_dir("val")
-
-pytestmark = pytest.mark.skipif(not VAL_DIR.is_dir(), reason=f"no photo data at {VAL_DIR}")
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -33,7 +31,7 @@ def _is_8bit(x: torch.Tensor) -> bool:
 def few_dir(tmp_path_factory):
     """A folder with the first three validation photos (symlinks), to keep tests fast."""
     folder = tmp_path_factory.mktemp("photos")
-    for path in data.list_photos(VAL_DIR)[:3]:
+    for path in val_photos()[:3]:
         (folder / path.name).symlink_to(path)
     return folder
 
@@ -242,7 +240,7 @@ def test_per_sample_quality(hr_crops):
 
 def test_validation_pairs_deterministic(few_dir):
     pairs = data.validation_pairs(track="bicubic", max_side=512)  # the default val folder
-    assert len(pairs) == len(data.list_photos(VAL_DIR)) > 0
+    assert len(pairs) == len(val_photos()) > 0
     for _, lr, hr in pairs:
         assert hr.shape[0] == lr.shape[0] == 3 and max(hr.shape[1:]) <= 512
         assert (lr.shape[1] * 4, lr.shape[2] * 4) == tuple(hr.shape[1:])
@@ -264,4 +262,4 @@ def test_validation_pairs_realistic_deterministic(few_dir):
 
 def test_default_data_dir():
     assert data.default_data_dir("train").name == "train"
-    assert VAL_DIR.parent == data.default_data_dir("train").parent
+    assert data.default_data_dir("val").parent == data.default_data_dir("train").parent

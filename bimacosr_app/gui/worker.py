@@ -181,7 +181,6 @@ class EngineWorker(QObject):
             request = UpscaleRequest(
                 input=spec.input, output=spec.output_folder, scale=spec.scale,
                 format=spec.format, quality=spec.quality, strip_metadata=spec.strip_metadata,
-                backend=backend.name, device=str(backend.device),
                 tile_budget_mb=spec.tile_budget_mb, on_exists=spec.on_exists,
                 naming=spec.naming, seed=spec.seed)
             result = run_request(request, backend, progress=on_progress, cancel=cancel)
