@@ -19,6 +19,7 @@ bound); cancellation can make the *result* small, so a plain relative error on y
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -440,6 +441,139 @@ def test_gemm_single_bit(kernel):
     want[[0, 2], 17] -= 2 * alpha[[0, 2]]  # inputs 0, 2 disagree with output 17 on channel 133
     want[:, 4] -= 2 * alpha  # output 4 disagrees with every input on channel 0
     np.testing.assert_array_equal(y, want)
+
+
+# ----------------------------------------------------------------------------------------------
+# prepared weights: repacked once per layer for the active kernel, then passed as wbits
+
+
+def prepared_conv(p):
+    return {**p, "wbits": bk.prepare_conv3x3_weights(p["wbits"], p["x"].shape[-1])}
+
+
+def prepared_gemm(p):
+    return {**p, "wbits": bk.prepare_gemm_weights(p["wbits"], p["x"].shape[-1])}
+
+
+@pytest.mark.parametrize("cin", CHANNELS)
+@pytest.mark.parametrize("cout", CHANNELS)
+def test_prepared_conv3x3_channels(kernel, cin, cout):
+    """Prepared weights give the float64 formula's result, bit-identical to raw bits."""
+    rng = np.random.default_rng(3000 * cin + cout)
+    p = make_conv(rng, 2, 7, 5, cin, cout, 1 + (cin + cout) % 2)
+    np.testing.assert_array_equal(check_conv(prepared_conv(p)), run_conv(p))
+
+
+@pytest.mark.parametrize("k", CHANNELS)
+@pytest.mark.parametrize("nout", CHANNELS)
+def test_prepared_gemm_channels(kernel, k, nout):
+    rng = np.random.default_rng(3000 * k + nout)
+    p = make_gemm(rng, 37, k, nout)
+    want = bk.binary_gemm(p["bits"], p["alpha"], p["wbits"], k, p["beta"], p["bias"],
+                          p["rprelu"], p["add"])
+    np.testing.assert_array_equal(check_gemm(prepared_gemm(p)), want)
+
+
+def test_prepared_weights_reused(kernel):
+    """One PreparedWeights serves calls on other inputs, sizes, strides and epilogues."""
+    rng = np.random.default_rng(11)
+    wt = rng.standard_normal((40, 3, 3, 130)).astype(np.float32)
+    weights = bk.prepare_conv3x3_weights(pack_signs(wt), 130)
+    for i, (n, h, w, stride, epi) in enumerate(
+        [(1, 7, 5, 1, "all"), (2, 13, 9, 2, "plain"), (1, 1, 1, 1, "rprelu"), (2, 8, 8, 2, "add")]
+    ):
+        p = make_conv(np.random.default_rng(i), n, h, w, 130, 40, stride, **EPILOGUES[epi])
+        p.update(w=wt, wbits=pack_signs(wt))
+        np.testing.assert_array_equal(check_conv({**p, "wbits": weights}), run_conv(p))
+
+
+@pytest.mark.parametrize("prepared_for", KERNELS)
+def test_prepared_weights_kernel_switch(prepared_for):
+    """Weights prepared for one kernel run only while it is active: after ``set_kernel`` to
+    another one the calls raise ValueError (prepare them again), and run again once it is back."""
+    rng = np.random.default_rng(12)
+    conv = make_conv(rng, 1, 6, 5, 65, 17, 1)
+    gemm = make_gemm(rng, 9, 65, 17)
+    try:
+        bk.set_kernel(prepared_for)
+        pconv, pgemm = prepared_conv(conv), prepared_gemm(gemm)
+        assert pconv["wbits"].kernel == pgemm["wbits"].kernel == prepared_for
+        for active in KERNELS:
+            bk.set_kernel(active)
+            if active == prepared_for:
+                check_conv(pconv)
+                check_gemm(pgemm)
+                continue
+            stale = rf"prepared for kernel '{prepared_for}', but the active kernel is '{active}'"
+            with pytest.raises(ValueError, match=stale):
+                run_conv(pconv)
+            with pytest.raises(ValueError, match=stale):
+                check_gemm(pgemm)
+            again = prepared_conv(conv)  # prepared for the active kernel: runs
+            assert again["wbits"].kernel == active
+            np.testing.assert_array_equal(check_conv(again), run_conv(conv))
+        bk.set_kernel(prepared_for)
+        np.testing.assert_array_equal(run_conv(pconv), run_conv(conv))
+    finally:
+        bk.set_kernel("auto")
+
+
+def test_prepared_weights_object(kernel):
+    wbits = pack_signs(np.random.default_rng(13).standard_normal((33, 3, 3, 70)))
+    conv = bk.prepare_conv3x3_weights(wbits, 70)
+    gemm = bk.prepare_gemm_weights(np.ascontiguousarray(wbits[:, 0, 0]), 70)
+    assert (conv.kernel, conv.cin, conv.out_features, conv.taps) == (kernel, 70, 33, 9)
+    assert (gemm.kernel, gemm.cin, gemm.out_features, gemm.taps) == (kernel, 70, 33, 1)
+    assert repr(conv) == f"PreparedWeights(kernel='{kernel}', conv3x3, cin=70, out_features=33)"
+    assert copy.copy(conv) is conv and copy.deepcopy(gemm) is gemm  # immutable: shared
+    with pytest.raises(AttributeError):
+        conv.cin = 64
+    with pytest.raises(TypeError):
+        bk.PreparedWeights()
+    torch = pytest.importorskip("torch")
+    from_torch = bk.prepare_conv3x3_weights(torch.from_numpy(wbits.view(np.int64)), 70)
+    assert from_torch.out_features == 33
+
+
+def test_prepared_weights_errors():
+    rng = np.random.default_rng(14)
+    conv = make_conv(rng, 1, 4, 4, 70, 8, 1, rprelu=False, add=False)
+    gemm = make_gemm(rng, 5, 70, 8, rprelu=False, add=False)
+    wbits, gbits = conv["wbits"], gemm["wbits"]  # (8, 3, 3, 2), (8, 2)
+    with pytest.raises(ValueError, match="wbits must be uint64"):
+        bk.prepare_conv3x3_weights(wbits.astype(np.float32), 70)
+    with pytest.raises(ValueError, match=r"has shape \(8, 3, 3, 2\), expected \(\*, 3, 3, 3\)"):
+        bk.prepare_conv3x3_weights(wbits, 130)
+    with pytest.raises(ValueError, match="wbits must have 4 dimensions"):
+        bk.prepare_conv3x3_weights(gbits, 70)
+    with pytest.raises(ValueError, match="wbits must have 2 dimensions"):
+        bk.prepare_gemm_weights(wbits, 70)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        bk.prepare_gemm_weights(np.asfortranarray(np.zeros((8, 2), np.uint64)), 70)
+    with pytest.raises(ValueError, match="cin must be >= 1"):
+        bk.prepare_gemm_weights(np.zeros((8, 0), np.uint64), 0)
+    bad = gbits.copy()
+    bad[3, 1] |= np.uint64(1) << np.uint64(6)  # channel 70 >= k = 70
+    with pytest.raises(ValueError, match="pad bits"):
+        bk.prepare_gemm_weights(bad, 70)
+    with pytest.raises(TypeError):
+        bk.prepare_gemm_weights(gbits.tolist(), 70)
+    pconv, pgemm = prepared_conv(conv), prepared_gemm(gemm)
+    with pytest.raises(ValueError, match="prepared for binary_conv3x3, not binary_gemm"):
+        check_gemm({**gemm, "wbits": pconv["wbits"]})
+    with pytest.raises(ValueError, match="prepared for binary_gemm, not binary_conv3x3"):
+        run_conv({**conv, "wbits": pgemm["wbits"]})
+    with pytest.raises(ValueError, match="prepared for 70 input channels, the call has 65"):
+        bk.binary_conv3x3(conv["bits"], conv["alpha"], pconv["wbits"], 65, conv["beta"])
+    with pytest.raises(ValueError, match="prepared for 70 input channels, the call has 128"):
+        bk.binary_gemm(gemm["bits"], gemm["alpha"], pgemm["wbits"], 128, gemm["beta"])
+    with pytest.raises(ValueError, match=r"beta has shape \(7,\), expected \(8,\)"):
+        bk.binary_gemm(gemm["bits"], gemm["alpha"], pgemm["wbits"], 70, gemm["beta"][:7])
+    with pytest.raises(TypeError):
+        bk.binary_conv3x3(conv["bits"], conv["alpha"], None, 70, conv["beta"])
+    for not_weights in ("wbits", wbits.tolist()):
+        with pytest.raises(TypeError, match="PreparedWeights or a uint64"):
+            bk.binary_conv3x3(conv["bits"], conv["alpha"], not_weights, 70, conv["beta"])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,8 +20,11 @@ Layout rules (kernels/README.md, DESIGN.md 3):
   channels per pixel (per token for linears), both by ``pack_activations`` at run time; s is
   the layer's activation threshold (none: 0).
 * Weights are packed once here: 3x3 ``uint64[Cout, 3, 3, ceil(Cin/64)]`` (``sign(W_b)``
-  permuted to (Cout, kh, kw, Cin)), 1x1 and linear ``uint64[Cout, ceil(Cin/64)]``;
-  ``beta_o = mean |W_b|``.
+  permuted to (Cout, kh, kw, Cin)), 1x1 and linear ``uint64[Cout, ceil(Cin/64)]``
+  (``wbits``); ``beta_o = mean |W_b|``. They are also prepared once here for the active kernel
+  (``weights``: ``prepare_conv3x3_weights`` / ``prepare_gemm_weights``, the kernel's own
+  repacked layout), which the kernel calls take; after a ``set_kernel`` to another kernel a
+  layer prepares them again from ``wbits`` on its next forward.
 * Each layer computes ``RPReLU(beta * popcount-conv + bias) + B x [+ residual]`` in the kernel
   epilogue, where ``B = SMB + LRMB`` is one dense (Cout, Cin) matrix applied in torch, float32,
   as one op on the full-precision input (a 1x1 conv with the layer's stride for convs, a matmul
@@ -70,7 +73,8 @@ def _kernels():
 
 class _PackedLayer(nn.Module):
     """Constants shared by packed convs and linears (NumPy arrays, not buffers, so that
-    ``model.to(memory_format=...)`` leaves the bit layout alone)."""
+    ``model.to(memory_format=...)`` leaves the bit layout alone). Subclasses hand their packed
+    sign bits to ``_set_weights``."""
 
     def __init__(self, layer: BinaryConv2d | BinaryLinear):
         super().__init__()
@@ -82,6 +86,24 @@ class _PackedLayer(nn.Module):
         with torch.no_grad():
             m = layer.branch_matrix()  # SMB + LRMB, (Cout, Cin) or None
         self.branch = None if m is None else m.detach().to(torch.float32).cpu().contiguous()
+
+    def _set_weights(self, wbits: np.ndarray) -> None:
+        """Keep the packed sign bits ``wbits`` (3x3 conv: (Cout, 3, 3, Cw); 1x1 conv, linear:
+        (Cout, Cw)) and, as ``weights``, them prepared for the active kernel."""
+        self.wbits = wbits
+        self.weights = self._prepare_weights(_kernels())
+
+    def _prepare_weights(self, kernels):
+        """``wbits`` prepared for the active kernel (a ``PreparedWeights``)."""
+        prepare = kernels.prepare_conv3x3_weights if self.wbits.ndim == 4 \
+            else kernels.prepare_gemm_weights
+        return prepare(self.wbits, self.in_features)
+
+    def _active_weights(self, kernels):
+        """``weights``, prepared again first if ``set_kernel`` switched kernels since."""
+        if self.weights.kernel != kernels.kernel_name():
+            self.weights = self._prepare_weights(kernels)
+        return self.weights
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, "
@@ -123,10 +145,7 @@ class PackedConv2d(_PackedLayer):
             raise ValueError(f"no packed kernel for {layer}")
         self.kernel_size = k
         w = layer.weight.detach().to(torch.float32).cpu().numpy()  # (Cout, Cin, k, k)
-        if k == 3:
-            self.wbits = pack_signs(w.transpose(0, 2, 3, 1))  # (Cout, 3, 3, Cw)
-        else:
-            self.wbits = pack_signs(w[:, :, 0, 0])  # (Cout, Cw)
+        self._set_weights(pack_signs(w.transpose(0, 2, 3, 1) if k == 3 else w[:, :, 0, 0]))
         r = layer.rprelu
         self.rprelu = (_f32(r.shift_in), _f32(r.slope), _f32(r.shift_out))
         if self.branch is not None:  # (Cout, Cin, 1, 1) channels_last
@@ -184,20 +203,21 @@ class PackedConv2d(_PackedLayer):
         x2 = None if x2 is None else _channels_last(x2)
         res = None if residual is None else _rows(residual.detach()).contiguous()
         add, out = self._add_and_out(x, res, n * ho * wo, upsample, x2)
+        weights = self._active_weights(kernels)
         if self.kernel_size == 3:
             shape = (n, ho, wo, self.out_features)
             # bits (B,H,W,Cw), alpha (B,H,W)
             bits, alpha = kernels.pack_activations(xh.numpy(), shift=self.shift)
             if upsample:
                 bits, alpha = _nearest2x(bits), _nearest2x(alpha)
-            kernels.binary_conv3x3(bits, alpha, self.wbits, self.in_features, self.beta,
+            kernels.binary_conv3x3(bits, alpha, weights, self.in_features, self.beta,
                                    self.bias, s, self.rprelu,
                                    None if add is None else add.view(shape), out.view(shape))
         else:
             xs = xh if s == 1 else xh[:, ::s, ::s].contiguous()  # (B, Ho, Wo, Cin)
             bits, alpha = kernels.pack_activations(
                 xs.numpy(), None if x2 is None else x2.permute(0, 2, 3, 1).numpy(), self.shift)
-            kernels.binary_gemm(bits.reshape(n * ho * wo, -1), alpha.reshape(-1), self.wbits,
+            kernels.binary_gemm(bits.reshape(n * ho * wo, -1), alpha.reshape(-1), weights,
                                 self.in_features, self.beta, self.bias, self.rprelu, add, out)
         return out.view(n, ho, wo, self.out_features).permute(0, 3, 1, 2)
 
@@ -211,7 +231,7 @@ class PackedLinear(_PackedLayer):
 
     def __init__(self, layer: BinaryLinear):
         super().__init__(layer)
-        self.wbits = pack_signs(layer.weight.detach().to(torch.float32).cpu().numpy())
+        self._set_weights(pack_signs(layer.weight.detach().to(torch.float32).cpu().numpy()))
         if self.branch is not None:
             self.branch = self.branch.t()  # (Cin, Cout), a transposed view
 
@@ -230,8 +250,8 @@ class PackedLinear(_PackedLayer):
                 torch.addmm(res, x2d, self.branch)  # one MKL call into a fresh (M, Cout)
         bits, alpha = kernels.pack_activations(x2d.numpy().reshape(m, 1, 1, -1),
                                                shift=self.shift)
-        kernels.binary_gemm(bits.reshape(m, -1), alpha.reshape(m), self.wbits, self.in_features,
-                            self.beta, self.bias, None, add, out)  # (M, Cout)
+        kernels.binary_gemm(bits.reshape(m, -1), alpha.reshape(m), self._active_weights(kernels),
+                            self.in_features, self.beta, self.bias, None, add, out)  # (M, Cout)
         return out.view(*lead, self.out_features)
 
 

@@ -1,12 +1,21 @@
-// Internal C++ API used by the Python bindings (bindings.cpp). Compiled with baseline flags only.
+// Internal C++ API used by the Python bindings (bindings.cpp) and the self-test. Compiled with
+// baseline flags only: it has inline code (std::vector, std::string, ...), so the
+// instruction-set units must not include it (LINKAGE RULE in bitkernels.h).
 // See bitkernels.h for the data layout and the exact formulas.
 #pragma once
+#define BK_API_H 1
+#if defined(BK_VECTOR_LOOPS_H)
+#error "api.h (baseline inline code) must not be included by instruction-set units"
+#endif
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace bk {
+
+struct KernelImpl;  // bitkernels.h
 
 std::vector<std::string> cpu_features();
 std::vector<std::string> available_kernels();  // "reference" first, then the usable vector ones
@@ -25,16 +34,47 @@ int get_num_threads();
 void pack_activations(const float* x, const float* x2, int64_t P, int64_t C1, int64_t C,
                       const float* shift, uint64_t* bits, float* alpha);
 
-// rprelu: shift_in, slope, shift_out all null or all non-null. bias, add may be null.
-void binary_conv3x3(const uint64_t* x, const float* alpha, const uint64_t* w, int64_t N, int64_t H,
-                    int64_t W, int64_t Cw, int64_t cin, int64_t Cout, int64_t stride,
-                    const float* beta, const float* bias, const float* shift_in,
-                    const float* slope, const float* shift_out, const float* add, float* out);
+// A layer's binary weights prepared once for one kernel, the one active when they are made:
+// repacked into that kernel's layout (KernelImpl::repack; the reference's: a copy of w). From
+// w[rows, taps, words()] (3x3 conv: rows = Cout, taps = 9; GEMM: rows = Nout, taps = 1) of `cin`
+// input channels, words() = ceil(cin / 64); pad bits (channels >= cin) must be 0 and rows >= 0,
+// taps, cin >= 1 (else std::invalid_argument). Immutable: may be used by concurrent calls.
+// binary_conv3x3 / binary_gemm reject them (std::invalid_argument) while another kernel is
+// active: after set_kernel, prepare them again.
+class PreparedWeights {
+  public:
+    PreparedWeights(const uint64_t* w, int64_t rows, int64_t taps, int64_t cin);
+    PreparedWeights(PreparedWeights&&) = default;  // a moved vector keeps its buffer: data_ too
+    PreparedWeights(const PreparedWeights&) = delete;
+    PreparedWeights& operator=(const PreparedWeights&) = delete;
+    PreparedWeights& operator=(PreparedWeights&&) = delete;
+    const KernelImpl& kernel() const { return *kernel_; }
+    std::string kernel_name() const;
+    int64_t rows() const { return rows_; }
+    int64_t taps() const { return taps_; }
+    int64_t cin() const { return cin_; }
+    int64_t words() const { return (cin_ + 63) / 64; }
+    int64_t padded_rows() const { return padded_rows_; }  // rows rounded up to the kernel's group
+    const uint64_t* data() const { return data_; }  // 64-byte aligned
 
-void binary_gemm(const uint64_t* x, const float* alpha, const uint64_t* w, int64_t M, int64_t Kw,
-                 int64_t k, int64_t Nout, const float* beta, const float* bias,
-                 const float* shift_in, const float* slope, const float* shift_out,
-                 const float* add, float* out);
+  private:
+    const KernelImpl* kernel_;
+    int64_t rows_, taps_, cin_, padded_rows_;
+    std::vector<uint64_t> buffer_;  // the prepared words start at its first 64-byte boundary
+    const uint64_t* data_;
+};
+
+// rprelu: shift_in, slope, shift_out all null or all non-null. bias, add may be null.
+// w: prepared with taps = 9 (rows = Cout) for the active kernel (else std::invalid_argument).
+void binary_conv3x3(const uint64_t* x, const float* alpha, const PreparedWeights& w, int64_t N,
+                    int64_t H, int64_t W, int64_t stride, const float* beta, const float* bias,
+                    const float* shift_in, const float* slope, const float* shift_out,
+                    const float* add, float* out);
+
+// w: prepared with taps = 1 (rows = Nout, cin = k) for the active kernel.
+void binary_gemm(const uint64_t* x, const float* alpha, const PreparedWeights& w, int64_t M,
+                 const float* beta, const float* bias, const float* shift_in, const float* slope,
+                 const float* shift_out, const float* add, float* out);
 
 // LayerNorm over the last axis of x[P, C], then SiLU if `silu` (see NormArgs). out may alias x.
 void layer_norm(const float* x, int64_t P, int64_t C, const float* gamma, const float* beta,

@@ -180,7 +180,62 @@ nb::tuple pack_activations(const AnyArray& x, const std::optional<AnyArray>& x2,
     return nb::make_tuple(bits_arr, a);
 }
 
-nb::object binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, const AnyArray& wbits,
+// Sign-bit weights uint64[rows, *taps_shape, ceil(cin / 64)] (taps_shape {3, 3} for 3x3 convs,
+// {} for GEMMs), checked, prepared for the active kernel.
+bk::PreparedWeights prepare(const AnyArray& wbits, int64_t cin, std::vector<int64_t> taps_shape) {
+    if (cin < 1) fail("cin must be >= 1");
+    std::vector<int64_t> shape{-1};
+    int64_t taps = 1;
+    for (int64_t t : taps_shape) {
+        shape.push_back(t);
+        taps *= t;
+    }
+    shape.push_back(words_for(cin));
+    const auto* wp = static_cast<const uint64_t*>(check(wbits, "wbits", Kind::U64, shape));
+    const auto rows = static_cast<int64_t>(wbits.shape(0));
+    nb::gil_scoped_release release;
+    return bk::PreparedWeights(wp, rows, taps, cin);
+}
+
+bk::PreparedWeights prepare_conv3x3_weights(const AnyArray& wbits, int64_t cin) {
+    return prepare(wbits, cin, {3, 3});
+}
+
+bk::PreparedWeights prepare_gemm_weights(const AnyArray& wbits, int64_t k) {
+    return prepare(wbits, k, {});
+}
+
+// The weights of one conv / GEMM call: a PreparedWeights passed in (for `cin` input channels and
+// `taps` taps: ValueError otherwise), or raw sign bits prepared for this call only.
+class CallWeights {
+  public:
+    CallWeights(nb::handle wbits, int64_t cin, std::vector<int64_t> taps_shape) {
+        int64_t taps = 1;
+        for (int64_t t : taps_shape) taps *= t;
+        if (nb::isinstance<bk::PreparedWeights>(wbits)) {
+            prepared_ = &nb::cast<const bk::PreparedWeights&>(wbits);
+            if (prepared_->taps() != taps)
+                fail(taps == 9 ? "wbits were prepared for binary_gemm, not binary_conv3x3"
+                               : "wbits were prepared for binary_conv3x3, not binary_gemm");
+            if (prepared_->cin() != cin)
+                fail("wbits were prepared for " + std::to_string(prepared_->cin()) +
+                     " input channels, the call has " + std::to_string(cin));
+            return;
+        }
+        AnyArray raw;
+        if (!nb::try_cast(wbits, raw))
+            throw nb::type_error("wbits must be PreparedWeights or a uint64 (int64) array");
+        once_.emplace(prepare(raw, cin, std::move(taps_shape)));
+        prepared_ = &*once_;
+    }
+    const bk::PreparedWeights& get() const { return *prepared_; }
+
+  private:
+    std::optional<bk::PreparedWeights> once_;
+    const bk::PreparedWeights* prepared_ = nullptr;
+};
+
+nb::object binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, nb::handle wbits,
                           int64_t cin, const AnyArray& beta, const std::optional<AnyArray>& bias,
                           int64_t stride, const std::optional<RPReLU>& rprelu,
                           const std::optional<AnyArray>& add, const std::optional<nb::object>& out) {
@@ -190,8 +245,8 @@ nb::object binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, const Any
     const auto* xp = static_cast<const uint64_t*>(check(bits, "bits", Kind::U64, {-1, -1, -1, Cw}));
     const int64_t N = bits.shape(0), H = bits.shape(1), W = bits.shape(2);
     const auto* ap = static_cast<const float*>(check(alpha, "alpha", Kind::F32, {N, H, W}));
-    const auto* wp = static_cast<const uint64_t*>(check(wbits, "wbits", Kind::U64, {-1, 3, 3, Cw}));
-    const int64_t Cout = wbits.shape(0);
+    const CallWeights w(wbits, cin, {3, 3});
+    const int64_t Cout = w.get().rows();
     const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {Cout}));
     const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0;
     const int64_t Wo = W > 0 ? (W - 1) / stride + 1 : 0;
@@ -199,14 +254,14 @@ nb::object binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, const Any
     const Output y(out, {size_t(N), size_t(Ho), size_t(Wo), size_t(Cout)}, e.add, "add");
     {
         nb::gil_scoped_release release;
-        bk::binary_conv3x3(xp, ap, wp, N, H, W, Cw, cin, Cout, stride, bp, e.bias, e.sin, e.slope,
-                           e.sout, e.add, y.ptr());
+        bk::binary_conv3x3(xp, ap, w.get(), N, H, W, stride, bp, e.bias, e.sin, e.slope, e.sout,
+                           e.add, y.ptr());
     }
     return y.result();
 }
 
-nb::object binary_gemm(const AnyArray& bits, const AnyArray& alpha, const AnyArray& wbits, int64_t k,
-                       const AnyArray& beta, const std::optional<AnyArray>& bias,
+nb::object binary_gemm(const AnyArray& bits, const AnyArray& alpha, nb::handle wbits,
+                       int64_t k, const AnyArray& beta, const std::optional<AnyArray>& bias,
                        const std::optional<RPReLU>& rprelu, const std::optional<AnyArray>& add,
                        const std::optional<nb::object>& out) {
     if (k < 1) fail("k must be >= 1");
@@ -214,15 +269,14 @@ nb::object binary_gemm(const AnyArray& bits, const AnyArray& alpha, const AnyArr
     const auto* xp = static_cast<const uint64_t*>(check(bits, "bits", Kind::U64, {-1, Kw}));
     const int64_t M = bits.shape(0);
     const auto* ap = static_cast<const float*>(check(alpha, "alpha", Kind::F32, {M}));
-    const auto* wp = static_cast<const uint64_t*>(check(wbits, "wbits", Kind::U64, {-1, Kw}));
-    const int64_t Nout = wbits.shape(0);
+    const CallWeights w(wbits, k, {});
+    const int64_t Nout = w.get().rows();
     const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {Nout}));
     const Epi e = check_epilogue(Nout, bias, rprelu, add, {M, Nout});
     const Output y(out, {size_t(M), size_t(Nout)}, e.add, "add");
     {
         nb::gil_scoped_release release;
-        bk::binary_gemm(xp, ap, wp, M, Kw, k, Nout, bp, e.bias, e.sin, e.slope, e.sout, e.add,
-                        y.ptr());
+        bk::binary_gemm(xp, ap, w.get(), M, bp, e.bias, e.sin, e.slope, e.sout, e.add, y.ptr());
     }
     return y.result();
 }
@@ -268,8 +322,36 @@ NB_MODULE(_bitkernels, m) {
         "XNOR-popcount kernels of the BiMaCoSR upscaler (see kernels/README.md).\n\n"
         "Layout: activations NHWC float32; sign bits packed along channels into 64-bit "
         "little-endian words, bit j of word w = sign of channel 64w+j, 1 = negative (x < 0), "
-        "pad bits 0. 3x3 weights: uint64[Cout, 3, 3, ceil(Cin/64)].";
+        "pad bits 0. 3x3 weights: uint64[Cout, 3, 3, ceil(Cin/64)], GEMM weights "
+        "uint64[Nout, ceil(K/64)], each prepared once per layer for the active kernel "
+        "(prepare_conv3x3_weights / prepare_gemm_weights).";
 
+    nb::class_<bk::PreparedWeights>(
+        m, "PreparedWeights",
+        "A layer's sign-bit weights prepared once for one kernel (its own layout), made by "
+        "prepare_conv3x3_weights / prepare_gemm_weights for the kernel active then. Immutable "
+        "(copy and deepcopy return the object itself). binary_conv3x3 / binary_gemm reject it "
+        "(ValueError) while another kernel is active: after set_kernel(), prepare again.")
+        .def_prop_ro("kernel", &bk::PreparedWeights::kernel_name, "The kernel they are prepared for.")
+        .def_prop_ro("cin", &bk::PreparedWeights::cin, "Input channels (K for GEMM weights).")
+        .def_prop_ro("out_features", &bk::PreparedWeights::rows, "Output channels.")
+        .def_prop_ro("taps", &bk::PreparedWeights::taps, "9 for 3x3 conv weights, 1 for GEMM weights.")
+        .def("__copy__", [](nb::handle self) { return nb::borrow(self); })
+        .def("__deepcopy__", [](nb::handle self, nb::handle) { return nb::borrow(self); }, "memo"_a)
+        .def("__repr__", [](const bk::PreparedWeights& w) {
+            return "PreparedWeights(kernel='" + w.kernel_name() + "', " +
+                   (w.taps() == 9 ? "conv3x3" : "gemm") + ", cin=" + std::to_string(w.cin()) +
+                   ", out_features=" + std::to_string(w.rows()) + ")";
+        });
+
+    m.def("prepare_conv3x3_weights", &prepare_conv3x3_weights, "wbits"_a, "cin"_a,
+          "prepare_conv3x3_weights(wbits: uint64[Cout,3,3,ceil(cin/64)], cin) -> PreparedWeights\n\n"
+          "The 3x3 conv weights repacked once for the active kernel (pad bits must be 0), for "
+          "binary_conv3x3's wbits.");
+    m.def("prepare_gemm_weights", &prepare_gemm_weights, "wbits"_a, "k"_a,
+          "prepare_gemm_weights(wbits: uint64[Nout,ceil(k/64)], k) -> PreparedWeights\n\n"
+          "The GEMM (1x1 conv, linear) weights repacked once for the active kernel (pad bits "
+          "must be 0), for binary_gemm's wbits.");
     m.def("pack_activations", &pack_activations, "x"_a, "x2"_a.none() = nb::none(),
           "shift"_a.none() = nb::none(),
           "pack_activations(x: float32[N,H,W,C], x2=None, shift=None) -> (bits: "
@@ -285,12 +367,16 @@ NB_MODULE(_bitkernels, m) {
           "Binary 3x3 conv, padding 1, stride 1 or 2 -> float32[N,Ho,Wo,Cout]:\n"
           "y = beta[o] * sum_t alpha[p*s+t] * (cin - 2*popcount(x[p*s+t] ^ w[o,t])) + bias[o]; "
           "then optional RPReLU (shift_in, slope, shift_out), then optional y += add.\n"
+          "wbits: PreparedWeights (prepare_conv3x3_weights for cin, the active kernel), or "
+          "uint64[Cout,3,3,ceil(cin/64)] prepared for this call only.\n"
           "out: write y there and return it (may be add itself: in place) instead of a new array.");
     m.def("binary_gemm", &binary_gemm, "bits"_a, "alpha"_a, "wbits"_a, "k"_a, "beta"_a,
           "bias"_a.none() = nb::none(), "rprelu"_a.none() = nb::none(), "add"_a.none() = nb::none(),
           "out"_a.none() = nb::none(),
           "Binary GEMM -> float32[M,Nout]: y = alpha[m]*beta[o]*(k - 2*popcount(x[m]^w[o])) + "
           "bias[o]; then optional RPReLU, then optional y += add.\n"
+          "wbits: PreparedWeights (prepare_gemm_weights for k, the active kernel), or "
+          "uint64[Nout,ceil(k/64)] prepared for this call only.\n"
           "out: write y there and return it (may be add itself: in place) instead of a new array.");
     m.def("layer_norm", &layer_norm, "x"_a, "gamma"_a, "beta"_a, "eps"_a, "silu"_a = false,
           "out"_a.none() = nb::none(),
@@ -306,7 +392,8 @@ NB_MODULE(_bitkernels, m) {
     m.def("available_kernels", &bk::available_kernels, "Kernels usable on this CPU and build.");
     m.def("kernel_name", &bk::kernel_name, "The active kernel: avx512, avx2, neon or reference.");
     m.def("set_kernel", &bk::set_kernel, "name"_a,
-          "Select 'auto', 'reference', 'avx2', 'avx512' or 'neon' (ValueError if unavailable).");
+          "Select 'auto', 'reference', 'avx2', 'avx512' or 'neon' (ValueError if unavailable). "
+          "Weights prepared before for another kernel must be prepared again.");
     m.def("set_num_threads", &bk::set_num_threads, "n"_a, "Threads of the private pool (>= 1).");
     m.def("get_num_threads", &bk::get_num_threads);
 

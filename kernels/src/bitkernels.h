@@ -23,10 +23,20 @@
 //   * Epilogue: optional RPReLU  u = y + shift_in[o]; y = (u > 0 ? u : slope[o]*u) + shift_out[o],
 //     then optional residual add  y += add[n, p, o].
 //
-// This header is included by every instruction-set translation unit (each compiled with its
-// own -m / /arch flags). It must therefore contain ONLY plain declarations and POD structs:
-// an inline function or template instantiated in an AVX translation unit could be picked by the
-// linker for a call made from generic code and execute AVX instructions on a CPU without them.
+// LINKAGE RULE. The instruction-set translation units (kernel_avx2.cpp, kernel_avx512.cpp,
+// kernel_neon.cpp) are compiled with their own -m / /arch flags. An inline function or template
+// with external linkage that one of them instantiates (an own helper, or a std:: one such as
+// std::min or std::sqrt(float)) is emitted there as a weak / COMDAT copy compiled with those
+// flags, and the linker keeps one copy for every caller: generic code could then execute AVX
+// instructions on a CPU without them. So:
+//   * this header (included by every translation unit) holds only declarations, POD structs and
+//     macros: no function definitions;
+//   * the code of an instruction-set unit, and the headers only those units include
+//     (vector_loops.h, generic_ops.h), lives in an anonymous namespace (internal linkage: each
+//     unit keeps its own copy) and calls no std:: inline function or template; the unit exports
+//     only its KernelImpl table;
+//   * api.h (inline code compiled with baseline flags) is never included by them (#error).
+// The self-test build checks the first two with nm (tools/check_linkage.cmake).
 #pragma once
 
 #include <cstddef>
@@ -76,22 +86,6 @@ struct PackArgs {
     int64_t Cw;
 };
 
-// Packed word w of pixel p: its channels (x's or x2's, one source per word), their thresholds
-// (null without a shift) and their count n (64; fewer in the last word). The vector kernels
-// pack channels [0, n) of `x` into bits [0, n) of the word.
-struct PackWord {
-    const float* x;
-    const float* shift;
-    int64_t n;
-};
-
-inline PackWord pack_word(const PackArgs& a, int64_t p, int64_t w) {
-    const int64_t c0 = 64 * w;
-    const float* x = c0 < a.C1 ? a.x + p * a.C1 + c0 : a.x2 + p * (a.C - a.C1) + (c0 - a.C1);
-    const int64_t left = a.C - c0;
-    return {x, a.shift ? a.shift + c0 : nullptr, left < 64 ? left : 64};
-}
-
 // LayerNorm over the last axis of x[P, C] (biased variance, eps inside the square root), then
 // optionally SiLU:  y = (x - mean) / sqrt(var + eps) * gamma + beta;  silu: y = y / (1 + exp(-y)).
 struct NormArgs {
@@ -117,9 +111,10 @@ struct NoiseArgs {
     float* u2;  // [C, H, W]
 };
 
-// The vector kernels read weights repacked by their own `repack` function (output channels in
-// groups of `group`), and some read activations re-encoded by their own `prep_x` function
-// (`xprep` uint64 per packed word, e.g. the AVX2 kernel's nibble lookup offsets).
+// The kernels read weights prepared once per layer (bk::PreparedWeights, api.h): the vector
+// kernels' repacked by their own `repack` function (output channels in groups of `group`), the
+// reference's as they are. Some read activations re-encoded per call by their own `prep_x`
+// function (`xprep` uint64 per packed word, e.g. the AVX2 kernel's nibble lookup offsets).
 struct ConvArgs {
     const uint64_t* x;      // [N, H, W, Cw], or [N, H, W, Cw * xprep] after prep_x
     const float* alpha;     // [N, H, W]
@@ -152,8 +147,9 @@ struct KernelImpl {
     // prep_x(x, i0, i1, dst) writes words [i0, i1) of x as xprep uint64 each at dst + i * xprep.
     int64_t xprep;
     void (*prep_x)(const uint64_t* x, int64_t i0, int64_t i1, uint64_t* dst);
-    // Weight repacking (null for the reference, which reads [Cout, taps, Cw] directly):
-    // number of uint64 for Cpad channels, and the repack of w[Cout, taps, Cw] into dst.
+    // Weight repacking, done once per layer by bk::PreparedWeights (null for the reference,
+    // which reads [Cout, taps, Cw] directly): number of uint64 for Cpad channels, and the
+    // repack of w[Cout, taps, Cw] into dst (channels >= Cout repack as 0).
     int64_t (*repacked_size)(int64_t Cpad, int64_t taps, int64_t Cw);
     void (*repack)(const uint64_t* w, int64_t Cout, int64_t taps, int64_t Cw, int64_t Cpad,
                    uint64_t* dst);

@@ -386,15 +386,18 @@ void parallel_ranges(int64_t units, double cost, double min_cost,
     });
 }
 
+// The first 64-byte boundary in a vector of n + 64 / sizeof(T) elements: n of them follow it.
+template <typename T>
+T* first_aligned(std::vector<T>& v) {
+    return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
+}
+
 // 64-byte aligned scratch buffer.
 template <typename T>
 struct Aligned {
     std::vector<T> store;
     T* ptr = nullptr;
-    explicit Aligned(size_t n) : store(n + 64 / sizeof(T), T{}) {
-        const uintptr_t p = reinterpret_cast<uintptr_t>(store.data());
-        ptr = reinterpret_cast<T*>((p + 63) & ~uintptr_t{63});
-    }
+    explicit Aligned(size_t n) : store(n + 64 / sizeof(T), T{}), ptr(first_aligned(store)) {}
 };
 
 uint64_t pad_mask(int64_t cin) {
@@ -427,19 +430,6 @@ struct Params {
             ep.shift_in = b + 2 * Cpad;
             ep.slope = b + 3 * Cpad;
             ep.shift_out = b + 4 * Cpad;
-        }
-    }
-};
-
-struct Weights {
-    Aligned<uint64_t> buf;
-    const uint64_t* ptr;
-    Weights(const KernelImpl& k, const uint64_t* w, int64_t Cout, int64_t taps, int64_t Cw,
-            int64_t Cpad)
-        : buf(k.repack ? static_cast<size_t>(k.repacked_size(Cpad, taps, Cw)) : 0), ptr(w) {
-        if (k.repack) {
-            k.repack(w, Cout, taps, Cw, Cpad, buf.ptr);
-            ptr = buf.ptr;
         }
     }
 };
@@ -534,20 +524,57 @@ void pack_activations(const float* x, const float* x2, int64_t P, int64_t C1, in
                     [&](int64_t begin, int64_t end) { k.pack(a, begin, end); });
 }
 
-void binary_conv3x3(const uint64_t* x, const float* alpha, const uint64_t* w, int64_t N, int64_t H,
-                    int64_t W, int64_t Cw, int64_t cin, int64_t Cout, int64_t stride,
-                    const float* beta, const float* bias, const float* shift_in,
-                    const float* slope, const float* shift_out, const float* add, float* out) {
-    check_weight_pad_bits(w, Cout * 9, Cw, cin);
-    const KernelImpl& k = *current();
+// ---------------------------------------------------------------------------------------------
+PreparedWeights::PreparedWeights(const uint64_t* w, int64_t rows, int64_t taps, int64_t cin)
+    : kernel_(current()), rows_(rows), taps_(taps), cin_(cin) {
+    if (rows < 0 || taps < 1 || cin < 1)
+        throw std::invalid_argument("weights: need rows >= 0, taps >= 1 and cin >= 1");
+    const int64_t Cw = words();
+    check_weight_pad_bits(w, rows * taps, Cw, cin);
+    const KernelImpl& k = *kernel_;
+    padded_rows_ = ceil_div(rows, k.group) * k.group;
+    const int64_t size = k.repack ? k.repacked_size(padded_rows_, taps, Cw) : rows * taps * Cw;
+    buffer_.resize(static_cast<size_t>(size) + 64 / sizeof(uint64_t));
+    uint64_t* dst = first_aligned(buffer_);
+    if (k.repack)
+        k.repack(w, rows, taps, Cw, padded_rows_, dst);
+    else
+        std::copy(w, w + size, dst);
+    data_ = dst;
+}
+
+std::string PreparedWeights::kernel_name() const { return kernel_->name; }
+
+namespace {
+
+// The kernel that runs prepared weights: theirs, which must be the active one.
+const KernelImpl& kernel_for(const PreparedWeights& w, int64_t taps, const char* op) {
+    if (w.taps() != taps)
+        throw std::invalid_argument(std::string(op) + ": weights prepared with " +
+                                    std::to_string(w.taps()) + " taps, expected " +
+                                    std::to_string(taps));
+    const KernelImpl& k = w.kernel();
+    if (&k != current())
+        throw std::invalid_argument(std::string(op) + ": weights prepared for kernel '" + k.name +
+                                    "', but the active kernel is '" + current()->name +
+                                    "': prepare them again");
+    return k;
+}
+
+}  // namespace
+
+void binary_conv3x3(const uint64_t* x, const float* alpha, const PreparedWeights& w, int64_t N,
+                    int64_t H, int64_t W, int64_t stride, const float* beta, const float* bias,
+                    const float* shift_in, const float* slope, const float* shift_out,
+                    const float* add, float* out) {
+    const KernelImpl& k = kernel_for(w, 9, "binary_conv3x3");
+    const int64_t Cw = w.words(), Cout = w.rows(), Cpad = w.padded_rows();
     const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0;
     const int64_t Wo = W > 0 ? (W - 1) / stride + 1 : 0;
     if (N * Ho * Wo * Cout == 0) return;
-    const int64_t Cpad = ceil_div(Cout, k.group) * k.group;
     Params params(Cout, Cpad, beta, bias, shift_in, slope, shift_out);
-    const Weights wts(k, w, Cout, 9, Cw, Cpad);
     const PrepX xs(k, x, N * H * W * Cw);
-    ConvArgs a{xs.ptr, alpha, wts.ptr, N, H, W, Cw, cin, Cout, Cpad,
+    ConvArgs a{xs.ptr, alpha, w.data(), N, H, W, Cw, w.cin(), Cout, Cpad,
                stride, Ho, Wo, params.ep, add, out};
     const int64_t rows = N * Ho;
     const int64_t ntasks = task_count(rows, static_cast<double>(Wo * Cpad * 9 * Cw), 1 << 17);
@@ -560,18 +587,15 @@ void binary_conv3x3(const uint64_t* x, const float* alpha, const uint64_t* w, in
     });
 }
 
-void binary_gemm(const uint64_t* x, const float* alpha, const uint64_t* w, int64_t M, int64_t Kw,
-                 int64_t kbits, int64_t Nout, const float* beta, const float* bias,
-                 const float* shift_in, const float* slope, const float* shift_out,
-                 const float* add, float* out) {
-    check_weight_pad_bits(w, Nout, Kw, kbits);
-    const KernelImpl& k = *current();
+void binary_gemm(const uint64_t* x, const float* alpha, const PreparedWeights& w, int64_t M,
+                 const float* beta, const float* bias, const float* shift_in, const float* slope,
+                 const float* shift_out, const float* add, float* out) {
+    const KernelImpl& k = kernel_for(w, 1, "binary_gemm");
+    const int64_t Kw = w.words(), Nout = w.rows(), Cpad = w.padded_rows();
     if (M * Nout == 0) return;
-    const int64_t Cpad = ceil_div(Nout, k.group) * k.group;
     Params params(Nout, Cpad, beta, bias, shift_in, slope, shift_out);
-    const Weights wts(k, w, Nout, 1, Kw, Cpad);
     const PrepX xs(k, x, M * Kw);
-    GemmArgs a{xs.ptr, alpha, wts.ptr, M, Kw, kbits, Nout, Cpad, params.ep, add, out};
+    GemmArgs a{xs.ptr, alpha, w.data(), M, Kw, w.cin(), Nout, Cpad, params.ep, add, out};
     parallel_ranges(M, static_cast<double>(Cpad * Kw), 1 << 17,
                     [&](int64_t begin, int64_t end) { k.gemm(a, begin, end); });
 }

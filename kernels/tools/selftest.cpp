@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -93,8 +94,9 @@ void conv_cases(const std::string& kernel, Rng& rng) {
             for (auto& v : add) v = rng.normal();
             for (int run = 0; run < 2; ++run) {
                 bk::set_kernel(run == 0 ? "reference" : kernel);
-                bk::binary_conv3x3(x.data(), alpha.data(), w.data(), N, H, W, Cw, cin, cout, stride,
-                                   beta.data(), epi ? bias.data() : nullptr, epi ? sin.data() : nullptr,
+                const bk::PreparedWeights pw(w.data(), cout, 9, cin);
+                bk::binary_conv3x3(x.data(), alpha.data(), pw, N, H, W, stride, beta.data(),
+                                   epi ? bias.data() : nullptr, epi ? sin.data() : nullptr,
                                    epi ? slope.data() : nullptr, epi ? sout.data() : nullptr,
                                    epi ? add.data() : nullptr, run == 0 ? y0.data() : y1.data());
             }
@@ -120,14 +122,50 @@ void gemm_cases(const std::string& kernel, Rng& rng) {
             for (auto& v : add) v = rng.normal();
             for (int run = 0; run < 2; ++run) {
                 bk::set_kernel(run == 0 ? "reference" : kernel);
-                bk::binary_gemm(x.data(), alpha.data(), w.data(), M, Kw, k, nout, beta.data(), bias.data(),
-                                nullptr, nullptr, nullptr, add.data(),
-                                run == 0 ? y0.data() : y1.data());
+                const bk::PreparedWeights pw(w.data(), nout, 1, k);
+                bk::binary_gemm(x.data(), alpha.data(), pw, M, beta.data(), bias.data(), nullptr,
+                                nullptr, nullptr, add.data(), run == 0 ? y0.data() : y1.data());
             }
             bool ok = true;
             for (size_t i = 0; i < y0.size(); ++i) ok = ok && std::fabs(y0[i] - y1[i]) <= 1e-5f * (2.f * k + 10.f);
             check(ok, kernel + " gemm k=" + std::to_string(k) + " nout=" + std::to_string(nout));
         }
+}
+
+// Weights prepared for one kernel are rejected while another is active, and so are bad ones.
+void prepared_weight_cases(const std::string& kernel) {
+    const uint64_t w[2 * 9] = {};
+    const float alpha[1] = {1.0f}, beta[2] = {1.0f, 1.0f};
+    const uint64_t x[1] = {};
+    float y[2];
+    auto rejects = [](auto&& call) {
+        try {
+            call();
+        } catch (const std::invalid_argument&) {
+            return true;
+        }
+        return false;
+    };
+    bk::set_kernel(kernel);
+    const bk::PreparedWeights conv(w, 2, 9, 64), gemm(w, 2, 1, 64);
+    check(conv.kernel_name() == kernel, kernel + " prepared: kernel name");
+    for (const auto& other : bk::available_kernels()) {
+        bk::set_kernel(other);
+        const bool stale = other != kernel;
+        check(rejects([&] { bk::binary_conv3x3(x, alpha, conv, 1, 1, 1, 1, beta, nullptr, nullptr,
+                                               nullptr, nullptr, nullptr, y); }) == stale,
+              kernel + " prepared conv weights under " + other);
+        check(rejects([&] { bk::binary_gemm(x, alpha, gemm, 1, beta, nullptr, nullptr, nullptr,
+                                            nullptr, nullptr, y); }) == stale,
+              kernel + " prepared gemm weights under " + other);
+    }
+    bk::set_kernel(kernel);
+    check(rejects([&] { bk::binary_gemm(x, alpha, conv, 1, beta, nullptr, nullptr, nullptr,
+                                        nullptr, nullptr, y); }),
+          kernel + " conv weights in a gemm");
+    const uint64_t pad[1] = {uint64_t{1} << 40};
+    check(rejects([&] { bk::PreparedWeights(pad, 1, 1, 40); }), kernel + " pad bits");
+    check(rejects([&] { bk::PreparedWeights(pad, 1, 1, 0); }), kernel + " cin 0");
 }
 
 }  // namespace
@@ -143,6 +181,7 @@ int main() {
             pack_cases(k, rng);
             conv_cases(k, rng);
             gemm_cases(k, rng);
+            prepared_weight_cases(k);
             std::printf("kernel %-9s threads %d: %s\n", k.c_str(), threads, failures ? "FAILURES" : "ok");
         }
     }

@@ -2,12 +2,21 @@
 // uniforms), written so that the compiler vectorizes them: fixed-width lane arrays for the
 // reductions (no -ffast-math needed) and branch-free inner loops.
 //
-// Included by each vector kernel's translation unit (kernel_avx2.cpp, kernel_avx512.cpp,
-// kernel_neon.cpp) INSIDE its anonymous namespace, so every copy is compiled with that unit's
-// instruction-set flags and has internal linkage (see the note in bitkernels.h). The scalar
-// reference versions these are tested against live in kernel_reference.cpp.
-//
-// Requires bitkernels.h, <cmath>, <cstring> and <cstdint>.
+// Included only by the vector kernels' translation units (through vector_loops.h), so every copy
+// is compiled with that unit's instruction-set flags; everything here is in an anonymous
+// namespace (internal linkage: see the LINKAGE RULE in bitkernels.h). The scalar reference
+// versions these are tested against live in kernel_reference.cpp.
+#pragma once
+
+#include <math.h>  // sqrtf: a C function (std::sqrt(float) is an inline one, see bitkernels.h)
+
+#include <cstdint>
+#include <cstring>
+
+#include "bitkernels.h"
+
+namespace bk {
+namespace {
 
 constexpr int64_t kLanes = 16;  // reduction lanes (one AVX-512 vector, two AVX2 / four NEON)
 
@@ -67,7 +76,7 @@ void layer_norm_generic(const NormArgs& a, int64_t p0, int64_t p1) {
         float ss = 0.0f;
         for (int64_t j = 0; j < kLanes; ++j) ss += q[j];
         for (int64_t c = Cv; c < C; ++c) ss += (x[c] - mean) * (x[c] - mean);
-        const float rstd = 1.0f / std::sqrt(ss / static_cast<float>(C) + a.eps);
+        const float rstd = 1.0f / sqrtf(ss / static_cast<float>(C) + a.eps);
         for (int64_t c = 0; c < C; ++c) out[c] = (x[c] - mean) * rstd * a.gamma[c] + a.beta[c];
         if (a.silu) silu_row(out, C);
     }
@@ -110,3 +119,6 @@ void noise_generic(const NoiseArgs& a, int64_t y0, int64_t y1) {
         }
     }
 }
+
+}  // namespace
+}  // namespace bk
