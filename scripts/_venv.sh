@@ -27,7 +27,7 @@ VENV_PY="$VENV/bin/python"
 
 # Reinstall when the project definition or the C++ kernels changed since the last install.
 stamp="$VENV/.bimacosr-installed-$extras"
-fingerprint=$( (cat "$ROOT/pyproject.toml"; find "$ROOT/kernels" -type f -print | LC_ALL=C sort | xargs cat) 2>/dev/null | cksum)
+fingerprint=$( (cat "$ROOT/pyproject.toml"; find "$ROOT/kernels" -type f -print0 | LC_ALL=C sort -z | xargs -0 cat) 2>/dev/null | cksum)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
     spec="$ROOT"
     [ -n "$extras" ] && spec="$ROOT[$extras]"
