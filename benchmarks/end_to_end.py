@@ -53,7 +53,6 @@ from benchmarks.kernels import cpu_model
 from benchmarks.model_cost import shipped_structure
 from bimacosr_app.checkpoint import load_packed
 from bimacosr_app.engine.backends import default_checkpoint_path
-from bimacosr_app.engine.kernels import kernels_status, load_kernels
 from bimacosr_app.model import (
     Denoiser,
     DiffusionConfig,
@@ -63,6 +62,7 @@ from bimacosr_app.model import (
     fold_time,
 )
 from bimacosr_app.model.pipeline import upscale_tile
+from bimacosr_app.native import kernels_status, load_kernels
 
 VARIANTS = ("packed", "parent", "fp32")
 PARENT_OPTIONS = {"act_shift": True, "gain": True}  # shortcuts follow the architecture

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from benchmarks.model_cost import shipped_structure
 from bimacosr_app.checkpoint.bitpack import pack_signs
-from bimacosr_app.engine.kernels import kernels_status, load_kernels
+from bimacosr_app.native import kernels_status, load_kernels
 
 # (name, kind, channels in, channels out, height, width, stride); linear: tokens = height * width
 LAYERS = [

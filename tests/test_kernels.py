@@ -978,7 +978,7 @@ def test_env_forces_reference_kernel():
 
 
 def test_kernels_status():
-    from bimacosr_app.engine.kernels import kernels_status, load_kernels
+    from bimacosr_app.native import kernels_status, load_kernels
 
     assert load_kernels() is bk
     status = kernels_status()

@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
 
 def _kernels() -> dict:
     try:
-        from ..engine.kernels import kernels_status
+        from ..native import kernels_status
         return kernels_status()
     except Exception as exc:  # a missing or broken loader must not break `info`
         return {"available": False, "reason": f"kernel loader unavailable: {exc}"}

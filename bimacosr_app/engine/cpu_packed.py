@@ -52,8 +52,8 @@ from ..checkpoint.bitpack import pack_signs
 from ..model.binary import BinaryConv2d, BinaryLinear
 from ..model.pipeline import upscale_tile
 from ..model.unet import Denoiser, LayerNorm2d, ResBlock, Upsample
+from ..native import load_kernels
 from .backends import Backend, _check_tile, register_backend
-from .kernels import load_kernels
 
 __all__ = ["CpuPackedBackend", "PackedConv2d", "PackedLinear", "pack_model"]
 

@@ -45,7 +45,7 @@ def _uniform(seed: int, stream: int, ch, ys, xs) -> torch.Tensor:
 def _native_uniforms(seed: int, top: int, left: int, height: int, width: int,
                      channels: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(u1, u2), each (C, H, W) float32, from the native kernels; None where unavailable."""
-    from ..engine.kernels import load_kernels  # lazy: engine imports model
+    from ..native import load_kernels  # lazy: the module loads on first use
 
     kernels = load_kernels()
     if kernels is None:

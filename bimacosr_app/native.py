@@ -1,4 +1,5 @@
-"""Lazy, failure-tolerant access to the optional native XNOR-popcount kernels.
+"""Lazy, failure-tolerant access to the optional native XNOR-popcount kernels (a leaf of the
+package: the model, the engine and the CLI load them from here).
 
 ``bimacosr_app._bitkernels`` is built by ``pip install`` only where a C++ compiler exists
 (see ``kernels/README.md``). Nothing here raises when it is missing: :func:`load_kernels`
