@@ -27,11 +27,10 @@ from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 from bimacosr_app.gui.app import app_icon  # noqa: E402
 from bimacosr_app.gui.compare_view import CompareMode  # noqa: E402
 from bimacosr_app.gui.main_window import MainWindow  # noqa: E402
-from bimacosr_app.gui.persistence import QueueStore  # noqa: E402
-from bimacosr_app.gui.queue_model import Status  # noqa: E402
 from bimacosr_app.gui.settings import APP_NAME, ORG_NAME, Preferences, Settings  # noqa: E402
 from bimacosr_app.gui.settings_dialog import SettingsDialog  # noqa: E402
 from bimacosr_app.gui.theme import apply_theme  # noqa: E402
+from bimacosr_app.jobs import QueueStore, Status  # noqa: E402
 from bimacosr_app.training.data import default_data_dir  # noqa: E402
 
 #: (photo index in the sorted validation folder, crop box) of the queued inputs.
@@ -102,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
         window.add_paths(make_inputs(tmp / "in"))
         wait_until(lambda: window.model.rowCount() == 4, 30)
-        wait_until(lambda: all(it.thumbnail or it.unreadable for it in window.model.items()), 30)
+        wait_until(lambda: all(window.model.thumbnail(it.id) or it.unreadable
+                               for it in window.model.items()), 30)
         window.start()
         second = window.model.item(1)
         wait_until(lambda: second.status is Status.RUNNING and second.progress > 0.25, 300)

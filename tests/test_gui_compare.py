@@ -11,7 +11,7 @@ from bimacosr_app.gui.canvas import build_pyramid
 from bimacosr_app.gui.compare_view import CompareMode, CompareView
 from bimacosr_app.gui.imaging import qimage_from_rgb, upsample_region
 from bimacosr_app.gui.loaders import CompareImages
-from bimacosr_app.gui.quality import QualityReport
+from bimacosr_app.jobs import QualityReport
 
 
 class PaintSpy(QObject):

@@ -7,12 +7,10 @@ import math
 import cv2
 import numpy as np
 
-from bimacosr_app.gui.persistence import QueueStore
-from bimacosr_app.gui.quality import analyse
-from bimacosr_app.gui.queue_model import QueueItem, QueueModel, Status
-from bimacosr_app.gui.scanning import scan_inputs
+from bimacosr_app.gui.queue_model import QueueModel
 from bimacosr_app.gui.settings import Preferences, Settings
 from bimacosr_app.gui.settings_dialog import SettingsDialog
+from bimacosr_app.jobs import QueueItem, QueueStore, Status, analyse, scan_inputs
 
 
 def test_settings_round_trip_through_a_temp_config_dir(tmp_path, qapp):

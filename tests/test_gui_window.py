@@ -20,9 +20,9 @@ from bimacosr_app.checkpoint import load_packed
 from bimacosr_app.engine import Backend, default_checkpoint_path
 from bimacosr_app.gui import MainWindow
 from bimacosr_app.gui.dialogs import AboutDialog, ShortcutsDialog
-from bimacosr_app.gui.persistence import QueueStore
-from bimacosr_app.gui.queue_model import Column, Status
+from bimacosr_app.gui.queue_model import Column
 from bimacosr_app.gui.settings import Preferences, Settings
+from bimacosr_app.jobs import QueueStore, Status
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -128,7 +128,8 @@ def test_drop_files_and_folders_anywhere(qtbot, make_window, photos, checkpoint)
     items = window.model.items()
     assert [it.input.name for it in items] == ["small.png", "large.png", "deep.png"]
     assert items[2].subfolder == "sub"
-    qtbot.waitUntil(lambda: all(it.thumbnail is not None for it in window.model.items()))
+    qtbot.waitUntil(lambda: all(window.model.thumbnail(it.id) is not None
+                                for it in window.model.items()))
     assert items[1].in_size == (256, 192)
     assert window.model.index(1, Column.SIZE).data() == "256×192\n→ 1024×768"
     # The estimate before it runs: 1 s per output megapixel calibrated, x4 = 0.79 MP.

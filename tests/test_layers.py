@@ -2,6 +2,10 @@
 too), so that a violation fails here rather than in a review:
 
 * only ``gui`` imports Qt (PySide6 / shiboken6); the engine, jobs and CLI run without it;
+* ``gui`` imports of the app only ``jobs`` (the one engine room: requests, the queue, its
+  runner, the model session, options, image reading) and the package root's name and version
+  and the leaf modules ``logs`` and ``bundled`` (its log file and icons), so it never runs a
+  pipeline of its own;
 * nothing imports ``training`` (it produces models; the app never needs it);
 * ``model`` imports nothing of the app but the native kernels' loader (no engine, checkpoint,
   jobs, ...);
@@ -77,6 +81,8 @@ def test_layer_rules(module):
     used = _app_parts(names) - {part}
     if part != "gui":
         assert not [n for n in names if n.split(".")[0] in QT], "only gui imports Qt"
+    else:
+        assert used <= {"jobs", "", "logs", "bundled"}, f"gui imports {sorted(used)}"
     if part != "training":
         assert "training" not in used, "nothing imports training"
     if part == "model":

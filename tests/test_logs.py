@@ -13,9 +13,8 @@ from bimacosr_app import logs
 from bimacosr_app.checkpoint import load_packed
 from bimacosr_app.engine import Backend, default_checkpoint_path
 from bimacosr_app.gui import MainWindow
-from bimacosr_app.gui.persistence import QueueStore
 from bimacosr_app.gui.settings import Settings
-from bimacosr_app.jobs import UpscaleRequest, run_request
+from bimacosr_app.jobs import QueueStore, UpscaleRequest, run_request
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -16,7 +16,7 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QImage, QImageReader
 
-from ..image_io import read_image
+from ..jobs import read_image
 
 __all__ = [
     "difference_map",

@@ -15,12 +15,18 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-from ..image_io import ImageIOError, probe_image, read_image
+from ..jobs import (
+    ImageIOError,
+    QualityReport,
+    ScanResult,
+    analyse,
+    probe_image,
+    read_image,
+    scan_inputs,
+)
 from .canvas import build_pyramid
 from .imaging import downscale_to, load_display_image, load_thumbnail, rgb_view, to_uint8
-from .quality import QualityReport, analyse
 from .queue_model import THUMB_SIDE
-from .scanning import ScanResult, scan_inputs
 
 __all__ = ["CompareImages", "Loaders"]
 

@@ -47,24 +47,37 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..image_io import readable_formats
-from ..jobs import option
+from ..jobs import (
+    JOB_OPTIONS,
+    BackendFactory,
+    BatchSummary,
+    Job,
+    ModelInfo,
+    QualityReport,
+    QueueItem,
+    QueueStore,
+    ScanResult,
+    Status,
+    UpscaleRequest,
+    estimate_memory_mb,
+    estimate_seconds,
+    format_duration,
+    option,
+    readable_formats,
+)
 from ..logs import log_file_path
 from .compare_view import CompareMode, CompareView
 from .dialogs import AboutDialog, ShortcutsDialog
 from .loaders import CompareImages, Loaders
-from .persistence import QueueStore
-from .quality import QualityReport
 from .quality_panel import QualityPanel
-from .queue_model import QueueItem, QueueModel, Status, format_duration
+from .queue_model import QueueModel
 from .queue_view import QueueTable
-from .runner import BatchSummary, QueueRunner, estimate_memory_mb, estimate_seconds
-from .scanning import ScanResult
+from .runner import QueueRunner
 from .settings import Preferences, Settings
 from .settings_dialog import SettingsDialog
 from .taskbar import TaskbarProgress
 from .theme import apply_theme
-from .worker import BackendFactory, Engine, JobSpec, ModelInfo
+from .worker import Engine
 
 __all__ = ["MainWindow"]
 
@@ -149,7 +162,7 @@ class MainWindow(QMainWindow):
         self.prefs = self.settings.preferences()
         self.model = QueueModel(self)
         self.engine = Engine(backend_factory, self)
-        self.runner = QueueRunner(self.model, self.engine, self._spec_for, self)
+        self.runner = QueueRunner(self.model, self.engine, self._job_for, self)
         self.loaders = Loaders(self)
         self.taskbar = TaskbarProgress()
         self.model_info: ModelInfo | None = None
@@ -525,14 +538,15 @@ class MainWindow(QMainWindow):
         if folder:
             QDesktopServices.openUrl(QUrl.fromLocalFile(folder))
 
-    def _spec_for(self, item: QueueItem) -> JobSpec:
+    def _job_for(self, item: QueueItem) -> Job:
+        """The item's job with the current preferences (ValueError where no job takes them)."""
         p = self.prefs
-        return JobSpec(
+        request = UpscaleRequest(
             input=item.input,
-            output_folder=Path(p.output_folder) / item.subfolder if p.output_folder else None,
-            naming=p.naming, scale=item.scale, format=p.format,
-            quality=p.quality, strip_metadata=p.strip_metadata, on_exists=p.on_exists,
-            backend=p.backend, device=p.device, tile_budget_mb=p.tile_budget_mb)
+            output=Path(p.output_folder) / item.subfolder if p.output_folder else None,
+            scale=item.scale, **{o.name: getattr(p, o.name) for o in JOB_OPTIONS
+                                  if o.name != "scale"})
+        return Job(request, p.backend, p.device)
 
     # -- resume ------------------------------------------------------------------------------
 
@@ -719,7 +733,8 @@ class MainWindow(QMainWindow):
     def _thumbnail_ready(self, item_id: str, image, size) -> None:
         item = self.model.item_by_id(item_id)
         if item is not None:
-            self.model.update_item(item_id, thumbnail=image, in_size=tuple(size))
+            self.model.set_thumbnail(item_id, image)
+            self.model.update_item(item_id, in_size=tuple(size))
             self._refresh_estimates()
 
     def _refresh_estimates(self) -> None:

@@ -13,8 +13,7 @@ import math
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QFrame, QLabel, QVBoxLayout, QWidget
 
-from .quality import QualityReport
-from .queue_model import QueueItem, Status, format_duration
+from ..jobs import QualityReport, QueueItem, Status, format_duration
 
 __all__ = ["QualityPanel"]
 

@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .queue_model import THUMB_SIDE, Column, QueueItem, QueueModel, Status
+from ..jobs import QueueItem, Status
+from .queue_model import STATUS_COLORS, THUMB_SIDE, Column, QueueModel
 
 __all__ = ["QueueTable"]
 
@@ -45,11 +46,11 @@ class _StatusDelegate(QStyledItemDelegate):
         r = option.rect
         d = 9
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(item.status.color)
+        painter.setBrush(STATUS_COLORS[item.status])
         painter.drawEllipse(r.left() + 8, r.center().y() - d // 2, d, d)
         selected = option.state & QStyle.StateFlag.State_Selected
         painter.setPen(option.palette.color(QPalette.ColorRole.HighlightedText) if selected
-                       else item.status.color)
+                       else STATUS_COLORS[item.status])
         painter.drawText(r.adjusted(8 + d + 6, 0, -4, 0),
                          Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, text)
         painter.restore()

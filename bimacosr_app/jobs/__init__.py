@@ -1,37 +1,49 @@
-"""Upscale jobs: one request end to end, and journaled batches (no Qt here).
+"""Upscale jobs, the one engine room of the CLI and the window (no Qt here).
 
 :func:`run_request` is the one place that chains ``image_io`` -> ``tiling`` -> ``engine`` ->
-``tiling`` -> ``image_io`` for an :class:`UpscaleRequest`; :func:`plan_batch` /
-:class:`Batch` run many with a resumable journal. The CLI and the GUI's worker both drive
-these, and :mod:`.options` is the one schema of their options.
+``tiling`` -> ``image_io`` for an :class:`UpscaleRequest`; :func:`plan_batch` / :class:`Batch`
+run many with a resumable journal (the CLI); :class:`JobQueue`, :class:`QueueRunner`,
+:class:`QueueStore` and :class:`EngineSession` are the queue, its runner, the saved queue and
+the model-holding session the window drives; :mod:`.options` is the one schema of every
+option; :func:`analyse` checks a result against its input. The window imports the app only
+through this package (plus the image reading it shows), so it never runs a second pipeline.
+
+Names load on first use: importing the package costs nothing, and the engine (with torch)
+loads only when a job or a session needs it.
 """
 
-from .batch import JOURNAL_NAME, Batch, InputError, plan_batch
-from .options import BATCH_OPTIONS, JOB_OPTIONS, OPTIONS, WINDOW_OPTIONS, Option, option
-from .request import (
-    DEFAULT_NAMING,
-    ON_EXISTS,
-    Progress,
-    UpscaleRequest,
-    UpscaleResult,
-)
-from .run import run_request
+from importlib import import_module
 
-__all__ = [
-    "BATCH_OPTIONS",
-    "DEFAULT_NAMING",
-    "JOB_OPTIONS",
-    "JOURNAL_NAME",
-    "ON_EXISTS",
-    "OPTIONS",
-    "WINDOW_OPTIONS",
-    "Batch",
-    "InputError",
-    "Option",
-    "Progress",
-    "UpscaleRequest",
-    "UpscaleResult",
-    "option",
-    "plan_batch",
-    "run_request",
-]
+# name -> submodule that defines it (names of other packages: their module)
+_EXPORTS = {
+    **dict.fromkeys(("JOURNAL_NAME", "Batch", "InputError", "plan_batch"), ".batch"),
+    **dict.fromkeys(("BATCH_OPTIONS", "JOB_OPTIONS", "OPTIONS", "WINDOW_OPTIONS", "Option",
+                     "naming_problem", "option"), ".options"),
+    **dict.fromkeys(("BatchSummary", "Executor", "Found", "JobOutcome", "JobQueue", "QueueItem",
+                     "QueueRunner", "QueueStore", "ScanResult", "Status", "TRANSIENT_FIELDS",
+                     "default_queue_dir", "estimate_memory_mb", "estimate_seconds",
+                     "format_duration", "scan_inputs"), ".queue"),
+    **dict.fromkeys(("QualityReport", "analyse"), ".quality"),
+    **dict.fromkeys(("DEFAULT_NAMING", "ON_EXISTS", "Progress", "UpscaleRequest",
+                     "UpscaleResult"), ".request"),
+    "run_request": ".run",
+    **dict.fromkeys(("BackendFactory", "EngineFacts", "EngineSession", "Job", "ModelInfo",
+                     "engine_facts"), ".session"),
+    # reading images as the jobs read them (the window's thumbnails and comparisons)
+    **dict.fromkeys(("ImageIOError", "probe_image", "read_image", "readable_formats"),
+                    "bimacosr_app.image_io"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

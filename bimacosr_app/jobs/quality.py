@@ -8,7 +8,8 @@
 * a seam score at the tile cuts: the step of the residual (output minus bicubic input) across
   each cut line, relative to its neighbourhood (about 1 when there is no seam).
 
-It returns warnings in words when a value is beyond its threshold.
+It returns warnings in words when a value is beyond its threshold. Qt-free: the window's
+quality panel shows it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-from .imaging import downscale_to
 
 __all__ = ["COLOUR_WARN", "PSNR_WARN", "SEAM_WARN", "QualityReport", "analyse"]
 
@@ -66,6 +65,11 @@ def _seam_score(residual: np.ndarray, offset: int, period: int) -> float:
     return worst
 
 
+def _area_downscale(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Area-average ``rgb`` to ``width`` x ``height``."""
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def analyse(inp: np.ndarray, out: np.ndarray,
             period: tuple[int, int] | None = None) -> QualityReport:
     """Compare ``out`` (H,W,3 uint8 or [0,1] float) with its input ``inp`` (h,w,3, same
@@ -83,7 +87,7 @@ def analyse(inp: np.ndarray, out: np.ndarray,
     inp_c = _as_float(inp[y0 : y0 + ch, x0 : x0 + cw])
     out_c = _as_float(out[oy0:oy1, ox0:ox1])
 
-    down = downscale_to(out_c, cw, ch)
+    down = _area_downscale(out_c, cw, ch)
     border = 2 if min(cw, ch) > 16 else 0
     psnr = psnr_y(down, inp_c, border=border)
     ssim = ssim_y(down, inp_c, border=border) if min(cw, ch) - 2 * border >= 11 else math.nan

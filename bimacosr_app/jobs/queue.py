@@ -1,0 +1,511 @@
+"""The queue of a session of work, without Qt: items and their statuses, the order they run
+in, the runner's states, progress and estimates, and the saved queue that resumes after a
+quit or crash. The window adapts it to Qt (``gui.queue_model``, ``gui.runner``); nothing here
+imports Qt.
+
+* :class:`QueueItem`: one input and what became of it; :class:`Status` its state.
+* :class:`JobQueue`: the ordered items and the rules that change them (no duplicate of a
+  queued or running input, retry clears errors, moves clamp to the ends).
+* :class:`QueueRunner`: runs the queued items one at a time, in order, through an
+  :class:`Executor` (start, pause after current, cancel current, cancel all), and reports its
+  state, the batch's total progress and ETA, and a summary when the batch ends.
+* :class:`QueueStore`: ``queue.json`` in the user data folder, written atomically after
+  every change worth keeping; items that were running come back queued.
+* :func:`scan_inputs`: the images among dropped, opened or pasted paths, scanned exactly as
+  the command line scans its inputs (:func:`~.batch.plan_batch`).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from platformdirs import user_data_dir
+
+from .. import APP_NAME
+from ..atomic import atomic_write_bytes
+
+__all__ = [
+    "TRANSIENT_FIELDS",
+    "BatchSummary",
+    "Executor",
+    "Found",
+    "JobOutcome",
+    "JobQueue",
+    "QueueItem",
+    "QueueRunner",
+    "QueueStore",
+    "ScanResult",
+    "Status",
+    "default_queue_dir",
+    "estimate_memory_mb",
+    "estimate_seconds",
+    "format_duration",
+    "scan_inputs",
+]
+
+
+class Status(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+    @property
+    def finished(self) -> bool:
+        return self not in (Status.QUEUED, Status.RUNNING)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+@dataclass
+class QueueItem:
+    """One input file in the queue and what became of it."""
+
+    input: Path
+    scale: int = 4
+    subfolder: str = ""  #: below the output folder, mirroring the scanned folder tree
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    status: Status = Status.QUEUED
+    in_size: tuple[int, int] | None = None  #: (width, height) from the header
+    out_size: tuple[int, int] | None = None  #: of the written output
+    output: Path | None = None
+    error: str = ""
+    seconds: float | None = None  #: time the job took
+    backend: str = ""
+    model: str = ""  #: content hash of the model
+    tiles: str = ""  #: tile settings, in words
+    #: output pixels between tile cuts (rows, columns), 0: none (for the quality check)
+    seam_period: tuple[int, int] = (0, 0)
+    # Transient, not persisted:
+    progress: float = 0.0
+    eta: float | None = None
+    stage: str = ""  #: e.g. "Loading model…" while running
+    unreadable: str = ""  #: why the header could not be read (the job will say it too)
+    estimate: float | None = None  #: seconds, before it runs
+
+    def expected_out_size(self) -> tuple[int, int] | None:
+        if self.out_size is not None:
+            return self.out_size
+        if self.in_size is None:
+            return None
+        return self.in_size[0] * self.scale, self.in_size[1] * self.scale
+
+
+#: QueueItem fields that change while an item runs or is looked at, not worth saving.
+TRANSIENT_FIELDS = frozenset({"progress", "eta", "stage", "estimate", "unreadable"})
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What one job gave (the executor's report to the runner)."""
+
+    status: Status  #: DONE, FAILED, SKIPPED or CANCELLED
+    output: Path | None = None
+    out_size: tuple[int, int] | None = None
+    seconds: float = 0.0
+    error: str = ""
+    backend: str = ""
+    model: str = ""
+    tiles: str = ""
+    #: output pixels between tile cuts along (rows, columns); 0: no cut on that axis
+    seam_period: tuple[int, int] = (0, 0)
+
+
+class JobQueue:
+    """The ordered items. Reading is free; each change returns what it changed, so that a
+    view (the window's table model) can announce it around the change."""
+
+    def __init__(self) -> None:
+        self._items: list[QueueItem] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> list[QueueItem]:
+        return list(self._items)
+
+    def item(self, row: int) -> QueueItem:
+        return self._items[row]
+
+    def item_by_id(self, item_id: str) -> QueueItem | None:
+        return next((it for it in self._items if it.id == item_id), None)
+
+    def row_of(self, item_id: str) -> int:
+        return next((r for r, it in enumerate(self._items) if it.id == item_id), -1)
+
+    def next_queued(self) -> QueueItem | None:
+        return next((it for it in self._items if it.status is Status.QUEUED), None)
+
+    def count(self, *statuses: Status) -> int:
+        return sum(it.status in statuses for it in self._items)
+
+    def new_items(self, items: Iterable[QueueItem]) -> list[QueueItem]:
+        """Those of ``items`` that may be added: not an input already queued or running,
+        nor twice among them."""
+        pending = {it.input for it in self._items
+                   if it.status in (Status.QUEUED, Status.RUNNING)}
+        new = []
+        for it in items:
+            if it.input not in pending:
+                pending.add(it.input)
+                new.append(it)
+        return new
+
+    def extend(self, items: list[QueueItem]) -> None:
+        self._items.extend(items)
+
+    def update(self, item_id: str, **changes) -> int:
+        """Set attributes of an item; its row, or -1 when it is not in the queue."""
+        row = self.row_of(item_id)
+        if row >= 0:
+            for key, value in changes.items():
+                setattr(self._items[row], key, value)
+        return row
+
+    def remove(self, row: int) -> None:
+        del self._items[row]
+
+    def move_target(self, row: int, to: int) -> int | None:
+        """Where a move of ``row`` to index ``to`` ends (clamped), or None for no move."""
+        to = max(0, min(len(self._items) - 1, to))
+        if row == to or not 0 <= row < len(self._items):
+            return None
+        return to
+
+    def move(self, row: int, to: int) -> None:
+        self._items.insert(to, self._items.pop(row))
+
+    def set_statuses(self, old: tuple[Status, ...], new: Status) -> int:
+        """Every item in one of the ``old`` statuses gets ``new`` (errors cleared on retry);
+        returns how many."""
+        changed = 0
+        for it in self._items:
+            if it.status in old:
+                it.status, it.progress, it.eta = new, 0.0, None
+                if new is Status.QUEUED:
+                    it.error, it.stage = "", ""
+                changed += 1
+        return changed
+
+    def reset(self, items: list[QueueItem]) -> None:
+        self._items = list(items)
+
+
+# -- estimates ---------------------------------------------------------------------------------
+
+def estimate_seconds(item: QueueItem, seconds_per_mp: float | None) -> float | None:
+    """Time to upscale ``item``: the model always works at 4x (2x/3x downscale afterwards)."""
+    if seconds_per_mp is None or item.in_size is None:
+        return None
+    return seconds_per_mp * item.in_size[0] * item.in_size[1] * 16 / 1e6
+
+
+def estimate_memory_mb(item: QueueItem, budget_mb: float) -> float | None:
+    """Peak memory beside the model: the input (float32 RGB), the 4x output (float32 RGB)
+    and its quantized copy (up to 6 bytes a pixel) while writing, plus one tile's budget."""
+    if item.in_size is None:
+        return None
+    pixels = item.in_size[0] * item.in_size[1]
+    return (pixels * 12 + pixels * 16 * (12 + 6)) / 2**20 + budget_mb
+
+
+# -- the runner --------------------------------------------------------------------------------
+
+class Executor(Protocol):
+    """Runs one job at a time and reports to the runner (``on_stage``, ``on_progress``,
+    ``on_done``), possibly later and from the caller's event loop."""
+
+    def submit(self, item: QueueItem) -> None: ...
+
+    def cancel_current(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    done: int
+    failed: int
+    skipped: int
+    cancelled: int
+    last_output: str  #: folder of the last output written ("" if none)
+
+
+class QueueRunner:
+    """Runs the queue through an executor, one item at a time, in queue order.
+
+    States: idle -> running (a batch) -> idle again when nothing is queued; "pause after
+    current" lets the running item finish and then stops (start resumes). Cancel current
+    stops the running item between two tiles; cancel all also marks every queued item
+    cancelled. Total progress weighs every item of the batch by its input pixels; the ETA is
+    the running item's ETA plus the estimates of the queued ones.
+
+    ``changed(item_id, fields)`` is called after every change the runner makes to an item
+    (through :meth:`update`), ``state_changed()`` when running/pausing change,
+    ``total_progress(fraction, eta)`` (fraction -1 when idle) and
+    ``batch_finished(BatchSummary)``.
+    """
+
+    def __init__(self, queue: JobQueue, executor: Executor,
+                 update: Callable[..., None] | None = None,
+                 state_changed: Callable[[], None] = lambda: None,
+                 total_progress: Callable[[float, float | None], None] = lambda f, e: None,
+                 batch_finished: Callable[[BatchSummary], None] = lambda s: None) -> None:
+        self.queue, self.executor = queue, executor
+        self._update = update or (lambda item_id, **changes: queue.update(item_id, **changes))
+        self._state_changed, self._total = state_changed, total_progress
+        self._finished = batch_finished
+        self.running = False
+        self.pausing = False
+        self.current: str | None = None
+        self._batch: list[str] = []
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start (or resume after a pause) with the queued items."""
+        self.pausing = False
+        if self.queue.next_queued() is None and self.current is None:
+            return
+        if not self.running:
+            self.running = True
+            self._batch = []
+        self._state_changed()
+        self._next()
+
+    def set_pause_after_current(self, on: bool) -> None:
+        self.pausing = on
+        if on and self.current is None and self.running:
+            self._stop()
+        self._state_changed()
+
+    def cancel_current(self) -> None:
+        if self.current is not None:
+            self.executor.cancel_current()
+            self._update(self.current, stage="Cancelling…")
+
+    def cancel_all(self) -> None:
+        for item in self.queue.items():
+            if item.status is Status.QUEUED:
+                self._update(item.id, status=Status.CANCELLED, progress=0.0, eta=None)
+        self.cancel_current()
+
+    # -- executor events ---------------------------------------------------------------------
+
+    def on_stage(self, stage: str) -> None:
+        """The running job's stage in words ("Loading model…"; "" when it computes)."""
+        if self.current is not None:
+            self._update(self.current, stage=stage)
+
+    def on_progress(self, item_id: str, fraction: float, eta: float | None) -> None:
+        item = self.queue.item_by_id(item_id)
+        if item is None or item.status is not Status.RUNNING:
+            return
+        stage = item.stage if item.stage == "Cancelling…" else ""
+        self._update(item_id, progress=fraction, eta=eta, stage=stage)
+        self._emit_total()
+
+    def on_done(self, item_id: str, outcome: JobOutcome) -> None:
+        item = self.queue.item_by_id(item_id)
+        if item is not None:
+            done = outcome.status is Status.DONE
+            self._update(
+                item_id, status=outcome.status, output=outcome.output,
+                out_size=outcome.out_size or item.out_size, error=outcome.error,
+                seconds=outcome.seconds if done else item.seconds, backend=outcome.backend,
+                model=outcome.model, tiles=outcome.tiles, seam_period=outcome.seam_period,
+                progress=1.0 if done else 0.0, eta=None, stage="")
+        if item_id == self.current:
+            self.current = None
+            self._emit_total()
+            self._next()
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        if not self.running or self.current is not None:
+            return
+        if self.pausing:
+            self._stop()
+            return
+        for it in self.queue.items():
+            if it.status is Status.QUEUED and it.id not in self._batch:
+                self._batch.append(it.id)
+        item = self.queue.next_queued()
+        if item is None:
+            self._finish_batch()
+            return
+        self.current = item.id
+        self._update(item.id, status=Status.RUNNING, progress=0.0, eta=None, error="",
+                     stage="Starting…")
+        self.executor.submit(item)
+        self._emit_total()
+
+    def _stop(self) -> None:
+        self.running = False
+        self.pausing = False
+        self._state_changed()
+        self._total(-1.0, None)
+
+    def _batch_items(self) -> list[QueueItem]:
+        return [it for it in (self.queue.item_by_id(i) for i in self._batch) if it]
+
+    def _finish_batch(self) -> None:
+        items = self._batch_items()
+        outputs = [it.output for it in items if it.status is Status.DONE and it.output]
+        summary = BatchSummary(
+            done=sum(it.status is Status.DONE for it in items),
+            failed=sum(it.status is Status.FAILED for it in items),
+            skipped=sum(it.status is Status.SKIPPED for it in items),
+            cancelled=sum(it.status is Status.CANCELLED for it in items),
+            last_output=str(outputs[-1].parent) if outputs else "")
+        self._batch = []
+        self._stop()
+        self._finished(summary)
+
+    def _emit_total(self) -> None:
+        items = self._batch_items()
+        if not items:
+            return
+        weight = {it.id: (it.in_size[0] * it.in_size[1] if it.in_size else 1) for it in items}
+        total = sum(weight.values())
+        done = sum(weight[it.id] * (1.0 if it.status.finished else it.progress)
+                   for it in items if it.status is not Status.QUEUED)
+        eta: float | None = 0.0
+        for it in items:
+            if it.status is Status.RUNNING:
+                part = it.eta
+            elif it.status is Status.QUEUED:
+                part = it.estimate
+            else:
+                continue
+            eta = None if eta is None or part is None else eta + part
+        self._total(done / total, eta)
+
+
+# -- the saved queue ---------------------------------------------------------------------------
+
+QUEUE_FORMAT_VERSION = 1
+_SAVED_FIELDS = ("id", "scale", "subfolder", "error", "seconds", "backend", "model", "tiles")
+
+
+def default_queue_dir() -> Path:
+    """``<platformdirs user_data_dir>`` (``$BIMACOSR_DATA_DIR`` when set)."""
+    override = os.environ.get("BIMACOSR_DATA_DIR")
+    return Path(override) if override else Path(user_data_dir(APP_NAME, appauthor=False))
+
+
+def _item_to_json(item: QueueItem) -> dict:
+    record = {name: getattr(item, name) for name in _SAVED_FIELDS}
+    record.update(
+        seam_period=list(item.seam_period),
+        input=str(item.input),
+        status=item.status.value,
+        output=str(item.output) if item.output is not None else None,
+        in_size=list(item.in_size) if item.in_size else None,
+        out_size=list(item.out_size) if item.out_size else None,
+    )
+    return record
+
+
+def _item_from_json(record: dict) -> QueueItem:
+    status = Status(record["status"])
+    if status is Status.RUNNING:  # interrupted: run it again
+        status = Status.QUEUED
+    item = QueueItem(input=Path(record["input"]), status=status)
+    for name in _SAVED_FIELDS:
+        if record.get(name) is not None:
+            setattr(item, name, record[name])
+    item.seam_period = tuple(record.get("seam_period") or (0, 0))
+    item.output = Path(record["output"]) if record.get("output") else None
+    item.in_size = tuple(record["in_size"]) if record.get("in_size") else None
+    item.out_size = tuple(record["out_size"]) if record.get("out_size") else None
+    return item
+
+
+class QueueStore:
+    """The saved queue: ``queue.json`` in ``folder`` (default: :func:`default_queue_dir`),
+    written atomically, so a crash leaves the previous or the new version."""
+
+    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else default_queue_dir()
+        self.path = self.folder / "queue.json"
+
+    def save(self, items: list[QueueItem]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        payload = {"version": QUEUE_FORMAT_VERSION,
+                   "items": [_item_to_json(it) for it in items]}
+        atomic_write_bytes(self.path, json.dumps(payload, indent=1).encode("utf-8"))
+
+    def load(self) -> list[QueueItem]:
+        """The saved items; an empty list when there is no file or it cannot be parsed."""
+        try:
+            payload = json.loads(self.path.read_text(encoding="utf-8"))
+            if payload.get("version") != QUEUE_FORMAT_VERSION:
+                return []
+            return [_item_from_json(r) for r in payload["items"]]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return []
+
+    def unfinished(self) -> list[QueueItem]:
+        """The saved queue if it still has work to do (queued or interrupted items), else []."""
+        items = self.load()
+        return items if any(it.status is Status.QUEUED for it in items) else []
+
+
+# -- scanning ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Found:
+    file: Path
+    subfolder: str  #: folder of ``file`` below the scanned folder ("" at its top)
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    found: list[Found]
+    problems: list[str]  #: one line per path that gave nothing
+
+
+def scan_inputs(paths: Iterable[str | os.PathLike[str]], recursive: bool,
+                naming: str) -> ScanResult:
+    """Images among ``paths`` (folders scanned, recursively when ``recursive``), in order,
+    without duplicates, as the command line scans them: image files by suffix, hidden ones
+    skipped, files that look like this app's own outputs (``naming`` applied to a
+    neighbouring image) left out; files given one by one are taken as they are."""
+    from .batch import InputError, plan_batch
+
+    found: dict[Path, Found] = {}
+    problems = []
+    for raw in paths:
+        path = Path(raw)
+        try:
+            batch = plan_batch([path], recursive=recursive, naming=naming)
+        except InputError:
+            problems.append(f"'{path}' does not exist" if not path.exists() else
+                            f"no photos in '{path}'" + ("" if recursive else
+                                                        " (subfolders not included)"))
+            continue
+        for request in batch.requests:
+            sub = request.input.parent.relative_to(path) if path.is_dir() else Path()
+            file = Path(os.path.abspath(request.input))
+            found.setdefault(file.resolve(), Found(file, "" if sub == Path() else sub.as_posix()))
+    return ScanResult(list(found.values()), problems)

@@ -1,0 +1,146 @@
+"""The engine room of an interactive session (the window), without Qt: a model kept loaded
+between jobs, a timed calibration for estimates, and a queue item run as one
+:class:`~.request.UpscaleRequest` through :func:`~.run.run_request`, its result turned into a
+:class:`~.queue.JobOutcome`. ``gui.worker`` runs an :class:`EngineSession` on its engine
+thread; importing this module costs nothing (the engine, and with it torch, loads on first
+use).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .queue import JobOutcome, Status
+from .request import Progress, UpscaleRequest
+
+__all__ = ["BackendFactory", "EngineFacts", "EngineSession", "Job", "ModelInfo", "engine_facts"]
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_SIDE = 128  #: LR pixels a side of the timed calibration upscale
+
+#: ``factory(backend_name, device_or_None) -> Backend``; the default is the engine's
+#: ``select_backend`` with the bundled model.
+BackendFactory = Callable[[str, str | None], object]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One queue item's work: the request, and the backend and device to run it on."""
+
+    request: UpscaleRequest
+    backend: str  #: a backend name or "auto"
+    device: str  #: "auto", "cpu" or "cuda"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    backend: str  #: resolved name ("reference", "cpu-packed", "cuda")
+    device: str
+    sha256: str
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    available: list[str]  #: backend names usable here, best first
+    auto: str  #: what "auto" resolves to
+    cpu_budget_mb: float  #: the automatic tile budget on the CPU
+
+
+def engine_facts() -> EngineFacts:
+    """What this machine offers (imports the engine: seconds, the first time)."""
+    from ..engine import available_backends
+    from ..tiling import default_budget_mb
+
+    available = available_backends()
+    return EngineFacts(available, available[0] if available else "reference",
+                       default_budget_mb("cpu"))
+
+
+class EngineSession:
+    """Holds one model at a time, loaded on first use and kept while backend and device stay
+    the same. Not thread-safe: one thread (the engine thread) calls it."""
+
+    def __init__(self, factory: BackendFactory | None = None) -> None:
+        self._factory = factory
+        self._backend = None
+        self._key: tuple[str, str] | None = None
+        self.info: ModelInfo | None = None
+
+    def backend(self, name: str, device: str,
+                on_loading: Callable[[str], None] = lambda _name: None):
+        """The backend for (``name``, ``device``): the loaded one, or a new one
+        (``on_loading(name)`` first; :attr:`info` describes it after)."""
+        if self._backend is not None and self._key == (name, device):
+            return self._backend
+        self._backend = self.info = None  # release the previous model first
+        on_loading(name)
+        start = time.perf_counter()
+        dev = None if device == "auto" else device
+        if self._factory is None:
+            from ..engine import select_backend
+
+            backend = select_backend(name, device=dev)
+        else:
+            backend = self._factory(name, dev)
+        self._backend, self._key = backend, (name, device)
+        self.info = ModelInfo(backend=backend.name, device=str(backend.device),
+                              sha256=backend.checkpoint.content_sha256,
+                              load_seconds=time.perf_counter() - start)
+        return backend
+
+    def calibrate(self, backend) -> float:
+        """Seconds per output megapixel of ``backend``: one small upscale, timed after a
+        warm-up."""
+        import torch
+
+        gen = torch.Generator().manual_seed(0)
+        m = backend.required_multiple
+        backend.upscale(torch.rand(1, 3, m, m, generator=gen))  # warm-up
+        lr = torch.rand(1, 3, CALIBRATION_SIDE, CALIBRATION_SIDE, generator=gen)
+        start = time.perf_counter()
+        backend.upscale(lr)
+        seconds = time.perf_counter() - start
+        return seconds / ((CALIBRATION_SIDE * backend.scale) ** 2 / 1e6)
+
+    def run(self, job: Job, backend, cancel: threading.Event,
+            progress: Callable[[Progress], None]) -> JobOutcome:
+        """Run ``job`` on ``backend``; ``progress(Progress)`` after every tile."""
+        from .run import run_request
+
+        start = time.perf_counter()
+        try:
+            result = run_request(job.request, backend, progress=progress, cancel=cancel)
+        except Exception as exc:  # any failure must reach the user, not kill the thread
+            log.exception("job failed")
+            return JobOutcome(Status.FAILED, error=str(exc) or type(exc).__name__,
+                              seconds=time.perf_counter() - start)
+        tiling = result.details.get("tiling")
+        return JobOutcome(
+            status=Status(result.status), output=result.output,
+            out_size=result.output_size, seconds=result.seconds, error=result.error or "",
+            backend=f"{backend.name} on {backend.device}",
+            model=self.info.sha256 if self.info else "",
+            tiles=_describe_tiles(tiling), seam_period=_seam_period(tiling, job.request.scale))
+
+
+def _seam_period(tiling: dict | None, scale: int) -> tuple[int, int]:
+    """Output pixels between tile cuts, (rows, columns), from the tiling's LR cut period."""
+    rows, cols = (tiling or {}).get("cut_period", (0, 0))
+    return rows * scale, cols * scale
+
+
+def _describe_tiles(tiling: dict | None) -> str:
+    if not tiling:
+        return ""
+    n, side = tiling["tiles"], tiling["tile"]
+    text = (f"{n} tile{'s' * (n != 1)} of up to {side}×{side} input pixels, "
+            f"context {tiling['context']} px, feather {tiling['feather']} px")
+    if tiling.get("splits"):
+        text += f", {tiling['splits']} split after running out of memory"
+    return text

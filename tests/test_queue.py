@@ -1,0 +1,112 @@
+"""The queue and its runner without Qt (jobs.queue): the rules the window relies on, driven by
+a synchronous executor as a script or another front end would drive them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bimacosr_app.jobs import (
+    JobOutcome,
+    JobQueue,
+    QueueItem,
+    QueueRunner,
+    QueueStore,
+    Status,
+    estimate_memory_mb,
+    estimate_seconds,
+)
+
+
+class Executor:
+    """Runs each submitted item at once: done, except names in ``fail``; records cancels."""
+
+    def __init__(self, fail=()):
+        self.runner: QueueRunner | None = None
+        self.fail, self.submitted, self.cancels = set(fail), [], 0
+
+    def submit(self, item):
+        self.submitted.append(item.input.name)
+        self.runner.on_progress(item.id, 0.5, 3.0)
+        ok = item.input.name not in self.fail
+        self.runner.on_done(item.id, JobOutcome(
+            Status.DONE if ok else Status.FAILED, output=item.input.with_suffix(".out.png")
+            if ok else None, out_size=(8, 8), seconds=1.0, error="" if ok else "broken"))
+
+    def cancel_current(self):
+        self.cancels += 1
+
+
+def _queue(*names, sizes=None):
+    queue = JobQueue()
+    items = [QueueItem(Path(f"/photos/{n}"), in_size=(sizes or {}).get(n)) for n in names]
+    queue.extend(queue.new_items(items))
+    return queue
+
+
+def test_the_queue_refuses_duplicates_moves_within_bounds_and_retries():
+    queue = _queue("a.png", "b.png")
+    again = QueueItem(Path("/photos/a.png"))
+    new = queue.new_items([again, QueueItem(Path("/photos/c.png")),
+                           QueueItem(Path("/photos/c.png"))])
+    assert [it.input.name for it in new] == ["c.png"]  # a is queued; c only once
+    assert queue.move_target(0, 99) == 1 and queue.move_target(1, 1) is None
+    queue.move(0, 1)
+    assert [it.input.name for it in queue.items()] == ["b.png", "a.png"]
+    queue.update(queue.item(0).id, status=Status.FAILED, error="x", stage="y")
+    assert queue.set_statuses((Status.FAILED,), Status.QUEUED) == 1
+    assert queue.item(0).error == "" and queue.item(0).stage == ""
+    assert queue.update("no such id", error="z") == -1
+
+
+def test_the_runner_runs_in_order_reports_totals_and_summarises():
+    queue = _queue("a.png", "b.png", "c.png", sizes={"a.png": (10, 10), "b.png": (20, 10)})
+    executor = Executor(fail={"b.png"})
+    states, totals, summaries = [], [], []
+    runner = QueueRunner(queue, executor, state_changed=lambda: states.append(runner.running),
+                         total_progress=lambda f, eta: totals.append((round(f, 3), eta)),
+                         batch_finished=summaries.append)
+    executor.runner = runner
+    runner.start()
+    assert executor.submitted == ["a.png", "b.png", "c.png"]
+    assert [it.status for it in queue.items()] == [Status.DONE, Status.FAILED, Status.DONE]
+    assert queue.item(1).error == "broken" and queue.item(0).progress == 1.0
+    assert summaries and (summaries[0].done, summaries[0].failed) == (2, 1)
+    assert summaries[0].last_output == "/photos"
+    assert states == [True, False] and totals[-1] == (-1.0, None) and not runner.running
+    # weighted by input pixels (c has no size: weight 1): a half-done `a` is 50 of 301
+    assert totals[0] == (round(50 / 301, 3), None)
+
+
+def test_pause_after_current_and_cancel_all():
+    queue = _queue("a.png", "b.png")
+    submitted = []
+
+    class Held:  # keeps the item running until told
+        def submit(self, item):
+            submitted.append(item)
+
+        def cancel_current(self):
+            submitted.append("cancel")
+
+    runner = QueueRunner(queue, Held())
+    runner.start()
+    runner.set_pause_after_current(True)
+    runner.on_done(submitted[0].id, JobOutcome(Status.DONE))
+    assert not runner.running and queue.item(1).status is Status.QUEUED  # paused
+    runner.start()
+    assert submitted[-1].input.name == "b.png" and runner.current == submitted[-1].id
+    queue.extend(queue.new_items([QueueItem(Path("/photos/c.png"))]))
+    runner.cancel_all()
+    assert submitted[-1] == "cancel" and queue.item(2).status is Status.CANCELLED
+    assert queue.item(1).stage == "Cancelling…"
+
+
+def test_estimates_and_the_saved_queue(tmp_path):
+    item = QueueItem(Path("a.png"), in_size=(100, 50), status=Status.RUNNING)
+    assert estimate_seconds(item, 2.0) == 2.0 * 100 * 50 * 16 / 1e6
+    assert estimate_seconds(item, None) is None
+    assert estimate_memory_mb(item, 64) == (5000 * 12 + 5000 * 16 * 18) / 2**20 + 64
+    store = QueueStore(tmp_path)
+    store.save([item])
+    (loaded,) = store.unfinished()  # running when saved: queued again
+    assert loaded.status is Status.QUEUED and loaded.in_size == (100, 50)
