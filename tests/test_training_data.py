@@ -263,3 +263,12 @@ def test_validation_pairs_realistic_deterministic(few_dir):
 def test_default_data_dir():
     assert data.default_data_dir("train").name == "train"
     assert data.default_data_dir("val").parent == data.default_data_dir("train").parent
+
+
+def test_validation_pairs_whole_photos(few_dir):
+    whole = data.validation_pairs(few_dir, "bicubic", max_side=None)
+    for (name, lr, hr), path in zip(whole, data.list_photos(few_dir), strict=True):
+        with Image.open(path) as im:
+            w, h = im.size
+        assert tuple(hr.shape[1:]) == (h // 4 * 4, w // 4 * 4), name  # only the multiple of 4
+        assert (lr.shape[1] * 4, lr.shape[2] * 4) == tuple(hr.shape[1:])

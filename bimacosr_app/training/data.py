@@ -224,11 +224,12 @@ class TrainBatches(Iterator[tuple[Tensor, Tensor]]):
         return make_pairs(hr, self.config, self.generator)
 
 
-def _center_crop(img: Tensor, max_side: int, multiple: int) -> Tensor:
-    """Centre crop of img (C,H,W) to at most max_side per side, sides multiples of ``multiple``."""
+def _center_crop(img: Tensor, max_side: int | None, multiple: int) -> Tensor:
+    """Centre crop of img (C,H,W) to at most max_side per side (None: the whole image), sides
+    multiples of ``multiple``."""
     h, w = img.shape[-2:]
-    ch = min(h, max_side) // multiple * multiple
-    cw = min(w, max_side) // multiple * multiple
+    ch = min(h, max_side or h) // multiple * multiple
+    cw = min(w, max_side or w) // multiple * multiple
     top, left = (h - ch) // 2, (w - cw) // 2
     return img[:, top : top + ch, left : left + cw]
 
@@ -237,14 +238,14 @@ def validation_pairs(
     folder: str | Path | None = None,
     track: Literal["bicubic", "realistic"] = "bicubic",
     seed: int = 1234,
-    max_side: int = 512,
+    max_side: int | None = 512,
 ) -> list[tuple[str, Tensor, Tensor]]:
     """Deterministic validation pairs ``(name, lr (3,h/4,w/4), hr (3,h,w))``, float in [0,1], CPU.
 
     HR is each photo of ``folder`` (default: the ``val`` split) centre-cropped to at most
-    ``max_side`` per side and to multiples of 4. LR comes from the given track with the default
-    Real-ESRGAN settings; the realistic track seeds each image with ``seed + crc32(name)``, so
-    numbers compare across runs and machines.
+    ``max_side`` per side (None: the whole photo) and to multiples of 4. LR comes from the
+    given track with the default Real-ESRGAN settings; the realistic track seeds each image
+    with ``seed + crc32(name)``, so numbers compare across runs and machines.
     """
     if track not in ("bicubic", "realistic"):
         raise ValueError(f"unknown track {track!r}")

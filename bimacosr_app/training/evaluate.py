@@ -1,4 +1,4 @@
-"""``python -m bimacosr_app.training.evaluate --checkpoint PATH [--against PATH]
+"""``python -m bimacosr_app.training.evaluate --checkpoint PATH [--against PATH] [--crop PX]
 [--lr-dir DIR --gt-dir DIR] [--save DIR] [--json] [--device cpu|cuda] [--weights ema|model]``
 
 Upscales every LR image and reports PSNR-Y and SSIM-Y (BT.601 luma, 4-pixel border shaved,
@@ -11,8 +11,9 @@ same inputs: keys ``psnr_y``, ``ssim_y``, ``st_lpips`` with the prefixes ``bicub
 ``--checkpoint`` is a packed model file (run by the engine's ``reference`` backend, or
 ``--backend``) or a training run directory (its EMA weights, or the live ones with
 ``--weights model``; a teacher run samples all T steps, the other stages one). Without
-``--lr-dir``/``--gt-dir`` it measures the validation photos on both tracks (bicubic and
-realistic, fixed seeds: see ``data.validation_pairs``); with them, LR and ground-truth images
+``--lr-dir``/``--gt-dir`` it measures the whole validation photos (``--crop PX``: centre
+crops of at most PX a side) on both tracks (bicubic and realistic, fixed seeds: see
+``data.validation_pairs``); with them, LR and ground-truth images
 are paired by file stem. ``--save`` writes the outputs
 as PNG named like the inputs (one sub-folder per track for the validation photos).
 """
@@ -123,6 +124,9 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--backend", default="reference", help="engine backend for packed files")
+    p.add_argument("--crop", type=int, default=None, metavar="PX",
+                   help="centre crops of at most PX a side of the validation photos "
+                        "(default: the whole photos; 512 gives the crops of earlier figures)")
     p.add_argument("--weights", choices=("ema", "model"), default="ema",
                    help="which weights of a run directory: EMA (default) or live")
     args = p.parse_args(argv)
@@ -136,7 +140,8 @@ def main(argv=None) -> int:
     if args.lr_dir:
         sets = {"dirs": _dir_pairs(args.lr_dir, args.gt_dir)}
     else:
-        sets = {track: validation_pairs(track=track) for track in ("bicubic", "realistic")}
+        sets = {track: validation_pairs(track=track, max_side=args.crop)
+                for track in ("bicubic", "realistic")}
     results = {"checkpoint": str(args.checkpoint), "model": what}
     if against is not None:
         results["against"] = against_what
