@@ -48,11 +48,7 @@ class EngineWorker(QObject):
         self.initialized.emit(facts.available, facts.auto, facts.cpu_budget_mb)
 
     def _backend(self, name: str, device: str):
-        loaded_before = self._session.info
-        backend = self._session.backend(name, device, self.loading.emit)
-        if self._session.info is not loaded_before:
-            self.modelReady.emit(self._session.info)
-        return backend
+        return self._session.backend(name, device, self.loading.emit, self.modelReady.emit)
 
     @Slot(str, str)
     def load(self, name: str, device: str) -> None:

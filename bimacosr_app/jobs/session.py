@@ -8,7 +8,6 @@ use).
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +17,6 @@ from .queue import JobOutcome, Status
 from .request import Progress, UpscaleRequest
 
 __all__ = ["BackendFactory", "EngineFacts", "EngineSession", "Job", "ModelInfo", "engine_facts"]
-
-log = logging.getLogger(__name__)
 
 CALIBRATION_SIDE = 128  #: LR pixels a side of the timed calibration upscale
 
@@ -73,9 +70,10 @@ class EngineSession:
         self.info: ModelInfo | None = None
 
     def backend(self, name: str, device: str,
-                on_loading: Callable[[str], None] = lambda _name: None):
+                on_loading: Callable[[str], None] = lambda _name: None,
+                on_loaded: Callable[[ModelInfo], None] = lambda _info: None):
         """The backend for (``name``, ``device``): the loaded one, or a new one
-        (``on_loading(name)`` first; :attr:`info` describes it after)."""
+        (``on_loading(name)`` before, ``on_loaded(info)`` after; :attr:`info` describes it)."""
         if self._backend is not None and self._key == (name, device):
             return self._backend
         self._backend = self.info = None  # release the previous model first
@@ -92,6 +90,7 @@ class EngineSession:
         self.info = ModelInfo(backend=backend.name, device=str(backend.device),
                               sha256=backend.checkpoint.content_sha256,
                               load_seconds=time.perf_counter() - start)
+        on_loaded(self.info)
         return backend
 
     def calibrate(self, backend) -> float:
@@ -110,16 +109,11 @@ class EngineSession:
 
     def run(self, job: Job, backend, cancel: threading.Event,
             progress: Callable[[Progress], None]) -> JobOutcome:
-        """Run ``job`` on ``backend``; ``progress(Progress)`` after every tile."""
+        """Run ``job`` on ``backend``; ``progress(Progress)`` after every tile. Failures come
+        back as the outcome (``run_request`` turns every error into a failed result)."""
         from .run import run_request
 
-        start = time.perf_counter()
-        try:
-            result = run_request(job.request, backend, progress=progress, cancel=cancel)
-        except Exception as exc:  # any failure must reach the user, not kill the thread
-            log.exception("job failed")
-            return JobOutcome(Status.FAILED, error=str(exc) or type(exc).__name__,
-                              seconds=time.perf_counter() - start)
+        result = run_request(job.request, backend, progress=progress, cancel=cancel)
         tiling = result.details.get("tiling")
         return JobOutcome(
             status=Status(result.status), output=result.output,

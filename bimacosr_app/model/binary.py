@@ -219,6 +219,8 @@ class _MatrixBranches(nn.Module):
         t, b = target.float(), binary.float()
         num = (t * b).sum(dim=dims)
         den = (b * b).sum(dim=dims).clamp_min(1e-12)
+        # Clamped: a channel whose 1-bit product barely correlates with its target would get
+        # a factor near 0 (or negative) and stop learning; one far above 1 amplifies noise.
         self.gain.copy_((num / den).clamp(0.05, 2.0).to(self.gain))
 
     @property

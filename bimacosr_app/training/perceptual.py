@@ -28,8 +28,8 @@ class STLPIPS:
             import stlpips_pytorch
             from stlpips_pytorch import stlpips
         except ImportError as e:
-            raise SystemExit(f"ST-LPIPS needs the training extras ({e}): "
-                             "pip install -e .[train]") from e
+            raise ImportError(f"ST-LPIPS needs the training extras ({e}): "
+                              "pip install -e .[train]") from e
         net = stlpips.LPIPS(net="alex", variant="shift_tolerant", pretrained=False,
                             verbose=False)
         path = Path(stlpips_pytorch.__file__).parent / _WEIGHTS
