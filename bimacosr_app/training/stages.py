@@ -31,7 +31,6 @@ from ..model import (
     BinaryConv2d,
     BinaryLinear,
     Denoiser,
-    DiffusionConfig,
     ResShiftSchedule,
     bicubic_upscale,
     binarize,
@@ -144,10 +143,6 @@ def _distill_loss(schedule, target_fn, gt_weight, feature_weight=0.0, layer_pair
     return loss
 
 
-def _diffusion(cfg: StageConfig) -> DiffusionConfig:
-    return DiffusionConfig(**cfg.diffusion)
-
-
 def _distillation_stage(cfg: StageConfig, frozen_run: str, make_student, frozen_target):
     """(build, loss, predict) of a stage that trains a one-step student against a frozen model
     loaded once from ``cfg.target_run``: ``make_student(cfg, frozen, calibrate) -> model``,
@@ -161,7 +156,8 @@ def _distillation_stage(cfg: StageConfig, frozen_run: str, make_student, frozen_
     def build(cfg, device, sample):
         built["frozen"], frozen_cfg = load_run_model(cfg.target_run, device)
         # The student has the frozen model's architecture and schedule.
-        for what, get in (("model", StageConfig.model_config), ("diffusion", _diffusion)):
+        for what, get in (("model", StageConfig.model_config),
+                          ("diffusion", StageConfig.diffusion_config)):
             if get(frozen_cfg) != get(cfg):
                 raise SystemExit(f"{cfg.stage}: the config's {what} differs from the target "
                                  f"run's ({cfg.target_run}): {get(frozen_cfg)}")
@@ -205,7 +201,7 @@ def _regression_stage(cfg: StageConfig):
 
     def loss(model, lr01, hr01):
         lr, x0, _ = _latents(lr01, hr01)
-        noise = torch.randn_like(x0)
+        noise = None if schedule.kappa == 0 else torch.randn_like(x0)
         return distance(one_step_latent(model, schedule, lr, noise).float(), x0)
 
     return build, loss, _one_step_predict(schedule)

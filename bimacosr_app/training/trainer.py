@@ -83,8 +83,11 @@ class StageConfig:
     def model_config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.model)
 
+    def diffusion_config(self) -> DiffusionConfig:
+        return DiffusionConfig(**self.diffusion)
+
     def schedule(self) -> ResShiftSchedule:
-        return ResShiftSchedule(DiffusionConfig(**self.diffusion))
+        return ResShiftSchedule(self.diffusion_config())
 
     def binary_mix_at(self, step: int) -> float:
         """Gradual binarization: binary_mix rises linearly from 0 at step 0 to 1 at
