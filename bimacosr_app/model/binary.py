@@ -377,7 +377,7 @@ class BinaryConv2d(_MatrixBranches):
         m = self.branch_matrix(shortcut=False)
         out = None if m is None else F.conv2d(x, m[:, :, None, None], stride=self.stride)
         if self.has_shortcut:
-            identity = apply_shortcut(x, self.out_channels, 1, self.stride)
+            identity = apply_shortcut(x, self.out_channels, 1, self.stride, self.shortcut)
             out = identity if out is None else out + identity
         return out
 
@@ -443,7 +443,7 @@ class BinaryLinear(_MatrixBranches):
         if m is not None:
             y = y + F.linear(x, m)
         if self.has_shortcut:
-            y = y + apply_shortcut(x, self.out_features, -1)
+            y = y + apply_shortcut(x, self.out_features, -1, matrix=self.shortcut)
         return y
 
     def extra_repr(self):

@@ -43,10 +43,12 @@ def shortcut_matrix(cout: int, cin: int) -> torch.Tensor:
     return m
 
 
-def apply_shortcut(x: torch.Tensor, cout: int, channel_dim: int, stride: int = 1) -> torch.Tensor:
+def apply_shortcut(x: torch.Tensor, cout: int, channel_dim: int, stride: int = 1,
+                   matrix: torch.Tensor | None = None) -> torch.Tensor:
     """The shortcut of ``x`` to ``cout`` channels along ``channel_dim`` (1 for (B,C,H,W)
     maps, -1 for tokens), subsampled by ``stride`` (maps only): equal to applying
-    ``shortcut_matrix(cout, Cin)`` there."""
+    ``shortcut_matrix(cout, Cin)`` there. Where it is a copy, a mean or a repeat no matrix is
+    used; otherwise ``matrix`` (the layer's, on x's device), or one made for the call."""
     if stride != 1:
         x = x[:, :, ::stride, ::stride]
     cin = x.shape[channel_dim]
@@ -60,19 +62,36 @@ def apply_shortcut(x: torch.Tensor, cout: int, channel_dim: int, stride: int = 1
         dim = channel_dim % x.dim()
         shape = (*x.shape[:dim], cin // cout, cout, *x.shape[dim + 1:])
         return x.reshape(shape).mean(dim=dim)
-    m = shortcut_matrix(cout, cin).to(x.device, x.dtype)
+    m = (shortcut_matrix(cout, cin) if matrix is None else matrix).to(x.device, x.dtype)
     return F.conv2d(x, m[:, :, None, None]) if channel_dim == 1 else F.linear(x, m)
+
+
+def _matrix_if_needed(cout: int, cin: int) -> torch.Tensor | None:
+    """The shortcut matrix where apply_shortcut needs one (Cin > Cout, not a multiple)."""
+    return shortcut_matrix(cout, cin) if cin > cout and cin % cout else None
 
 
 class ShortcutConv2d(nn.Conv2d):
     """A full-precision conv plus the fixed shortcut of its input: ``conv(x) + shortcut(x)``."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("shortcut", _matrix_if_needed(self.out_channels, self.in_channels),
+                             persistent=False)
+
     def forward(self, x):  # (B,Cin,H,W) -> (B,Cout,H/s,W/s)
-        return super().forward(x) + apply_shortcut(x, self.out_channels, 1, self.stride[0])
+        return super().forward(x) + apply_shortcut(x, self.out_channels, 1, self.stride[0],
+                                                   self.shortcut)
 
 
 class ShortcutLinear(nn.Linear):
     """A full-precision linear plus the fixed shortcut of its input."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("shortcut", _matrix_if_needed(self.out_features, self.in_features),
+                             persistent=False)
+
     def forward(self, x):  # (..., Cin) -> (..., Cout)
-        return super().forward(x) + apply_shortcut(x, self.out_features, -1)
+        return super().forward(x) + apply_shortcut(x, self.out_features, -1,
+                                                   matrix=self.shortcut)
