@@ -46,7 +46,7 @@ def main(argv=None) -> int:
             bicubic = val[-1]["bicubic_psnr_y"]
     if bicubic is not None:
         ax_val.axhline(bicubic, color="grey", linestyle="--", label="bicubic")
-    ax_loss.set(xlabel="step", ylabel="training loss (latent MSE)", yscale="log",
+    ax_loss.set(xlabel="step", ylabel="training loss (each run's own: MSE or L1, latent)", yscale="log",
                 title="loss")
     ax_val.set(xlabel="step", ylabel="PSNR-Y (dB)",
                title="validation (13 val photos, bicubic track, 256² centre crops)")
