@@ -46,8 +46,8 @@ def main(argv=None) -> int:
             bicubic = val[-1]["bicubic_psnr_y"]
     if bicubic is not None:
         ax_val.axhline(bicubic, color="grey", linestyle="--", label="bicubic")
-    ax_loss.set(xlabel="step", ylabel="training loss (each run's own: MSE or L1, latent)", yscale="log",
-                title="loss")
+    ax_loss.set(xlabel="step", ylabel="training loss (each run's own: MSE or L1, latent)",
+                yscale="log", title="loss")
     ax_val.set(xlabel="step", ylabel="PSNR-Y (dB)",
                title="validation (13 val photos, bicubic track, 256² centre crops)")
     for ax in (ax_loss, ax_val):
