@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,3 +156,39 @@ def test_ctrl_c_exits_130_without_partial_files(tmp_path):
     assert "pending" in states
     assert states.count("done") <= len(outputs(out)) <= states.count("done") + 1
     assert np.all([probe_image(out / n).width == 4 * W for n in outputs(out)])
+
+
+class _Terminal:
+    """stderr as a terminal: what was written, in order."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_terminal_shows_each_tile_and_the_batch_with_its_eta(tmp_path, monkeypatch):
+    _folder_of(2, tmp_path / "in")
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                 "--backend", "reference", "--tile-budget", "1"]) == 0
+    lines = [line.strip() for line in terminal.text.replace("\r", "\n").splitlines()]
+    shown = [re.fullmatch(r"\[(\d)/2\] p\d\.png +(\d+)% \(tile (\d)/2.*\| batch +(\d+)%(.*)", line)
+             for line in lines]
+    shown = [(int(m[1]), int(m[2]), int(m[3]), int(m[4]), "ETA" in m[5]) for m in shown if m]
+    assert {(image, tile) for image, _, tile, _, _ in shown} == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    for image, percent, _, batch_percent, batch_eta in shown:
+        # two images of the same size: each is half of the batch
+        assert abs(batch_percent - (50 * (image - 1) + percent / 2)) <= 1
+        # the first image timed the speed: the batch shows its time left from then on
+        assert batch_eta == (image == 2)
+    assert "Summary: 2 done, 0 skipped, 0 failed" in lines

@@ -346,3 +346,28 @@ def test_batch_cancel_stops_after_current_item(tmp_path, backend):
     journal = json.loads((tmp_path / "out" / "j.json").read_text())
     assert [e["state"] for e in journal["items"]] == ["pending", "pending"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["j.json"]
+
+
+def test_batch_runs_as_the_windows_queue_with_total_progress_and_eta(tmp_path, backend):
+    """The batch's items run through the window's queue model: its total progress weighs
+    them by input pixels, and its ETA appears once the first image has measured the speed."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save(folder / "a_big.png", photo(width=64, height=48))
+    save(folder / "b_small.png", photo(offset=150, width=32, height=24))
+    save(folder / "c_big.png", photo(offset=300, width=64, height=48))
+    events: list[tuple] = []  # ("total", fraction, eta) and ("result", name), in order
+    results = plan_batch([folder], tmp_path / "out").run(
+        backend, on_result=lambda i, n, r: events.append(("result", r.input.name)),
+        total_progress=lambda fraction, eta: events.append(("total", fraction, eta)))
+
+    assert [r.status for r in results] == ["done"] * 3
+    assert events[-1] == ("total", -1.0, None)  # the runner is idle again
+    fractions = [e[1] for e in events[:-1] if e[0] == "total"]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    first_done = events.index(("result", "a_big.png"))
+    # a_big is 3072 of 6912 input pixels: its end is 4/9 of the batch, not a third
+    assert events[first_done - 1][1] == pytest.approx(4 / 9)
+    assert all(e[2] is None for e in events[:first_done] if e[0] == "total")
+    assert all(e[2] > 0 for e in events[first_done + 1:-1] if e[0] == "total"
+               and e[1] < 1.0)

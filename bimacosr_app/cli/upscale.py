@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
             return backend
         print(f"Upscaling {len(batch.requests)} image(s) x{args.scale} on {backend.name} "
               f"({backend.device})", file=err)
-        results = batch.run(backend, progress=display.progress, on_result=display.result)
+        results = batch.run(backend, progress=display.progress, on_result=display.result,
+                            total_progress=display.total)
     except KeyboardInterrupt:
         display.clear()
         where = f" (journal: {batch.journal_path})" if batch is not None else ""
@@ -120,14 +121,20 @@ class _Display:
         self.err, self.json_out = err, json_out
         self.tty = err.isatty()
         self._dirty = False
+        self._batch_fraction, self._batch_eta = 0.0, None
+
+    def total(self, fraction: float, eta: float | None) -> None:
+        """The batch's progress (by input pixels) and time left, when known."""
+        self._batch_fraction, self._batch_eta = max(fraction, 0.0), eta
 
     def progress(self, index: int, total: int, request: UpscaleRequest, p: Progress) -> None:
         if not self.tty:
             return
         eta = "" if p.eta_s is None else f", ETA {_clock(p.eta_s)}"
-        overall = (index + p.fraction) / total
+        batch_eta = "" if self._batch_eta is None else f", ETA {_clock(self._batch_eta)}"
         line = (f"[{index + 1}/{total}] {request.input.name} {p.fraction:4.0%} "
-                f"(tile {p.tiles_done}/{p.tiles_total}{eta}) | batch {overall:4.0%}")
+                f"(tile {p.tiles_done}/{p.tiles_total}{eta}) | "
+                f"batch {self._batch_fraction:4.0%}{batch_eta}")
         width = shutil.get_terminal_size((100, 20)).columns - 1
         self.err.write("\r" + line[:width].ljust(width))
         self.err.flush()

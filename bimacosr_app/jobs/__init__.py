@@ -1,11 +1,13 @@
 """Upscale jobs, the one engine room of the CLI and the window (no Qt here).
 
 :func:`run_request` is the one place that chains ``image_io`` -> ``tiling`` -> ``engine`` ->
-``tiling`` -> ``image_io`` for an :class:`UpscaleRequest`; :func:`plan_batch` / :class:`Batch`
-run many with a resumable journal (the CLI); :class:`JobQueue`, :class:`QueueRunner`,
-:class:`QueueStore` and :class:`EngineSession` are the queue, its runner, the saved queue and
-the model-holding session the window drives; :mod:`.options` is the one schema of every
-option; :func:`analyse` checks a result against its input. The window imports the app only
+``tiling`` -> ``image_io`` for an :class:`UpscaleRequest`. :class:`JobQueue` and
+:class:`QueueRunner` are the one queue model (items, statuses, order, progress, ETA, cancel)
+that both front ends drive: the window through :class:`EngineSession` on its engine thread
+with :class:`QueueStore` saving the queue, the command line through :func:`plan_batch` /
+:class:`Batch`, whose journal in the output folder resumes an interrupted batch.
+:mod:`.options` is the one schema of every option; :func:`analyse` checks a result against
+its input. The window imports the app only
 through this package (plus the image reading it shows), so it never runs a second pipeline.
 
 Names load on first use: importing the package costs nothing, and the engine (with torch)

@@ -1,4 +1,6 @@
-"""Batches of images with a journal, so an interrupted batch resumes where it stopped.
+"""Batches of images with a journal, so an interrupted batch resumes where it stopped (the
+command line). A batch runs its items as the window's queue model does
+(:class:`~.queue.JobQueue` and :class:`~.queue.QueueRunner`), on the calling thread.
 
 The journal, ``.bimacosr-journal.json`` in the output folder (with outputs next to the
 inputs: in the first input folder, or the folder of the first input file), records every
@@ -30,10 +32,12 @@ an optional `` (n)`` suffix) are left out, so re-running on a folder never upsca
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 import string
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +46,7 @@ from typing import Any
 from ..atomic import temp_name_pattern
 from ..image_io import ImageIOError, ImageWriteError, atomic_write_bytes, is_image_path, probe_image
 from ..image_io.formats import format_from_suffix
+from .queue import JobOutcome, JobQueue, QueueItem, QueueRunner, Status
 from .request import Progress, UpscaleRequest, UpscaleResult, free_name, output_format, output_path
 from .run import run_request
 
@@ -125,25 +130,54 @@ class Batch:
         *,
         progress: Callable[[int, int, UpscaleRequest, Progress], None] | None = None,
         on_result: Callable[[int, int, UpscaleResult], None] | None = None,
-        cancel=None,
+        total_progress: Callable[[float, float | None], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> list[UpscaleResult]:
         """Run (or resume) the batch; returns one result per request, in order, up to a
         cancellation (the cancelled item is the last result; later items stay pending).
 
-        ``progress(index, total, request, Progress)`` reports the current image,
-        ``on_result(index, total, result)`` each finished one. ``KeyboardInterrupt``
-        propagates with the journal consistent (the current item stays pending).
+        The items run as a :class:`~.queue.JobQueue` driven by a :class:`~.queue.QueueRunner`,
+        the window's queue model, on this thread. ``progress(index, total, request,
+        Progress)`` reports the current image, ``on_result(index, total, result)`` each
+        finished one, ``total_progress(fraction, eta)`` the whole batch (weighed by input
+        pixels; the ETA from the speed of the images done so far, ``None`` before the first).
+        ``KeyboardInterrupt`` propagates with the journal consistent (the current item stays
+        pending).
         """
         self._prepare()
+        queue = JobQueue()
+        queue.extend([QueueItem(input=item.request.input, scale=item.request.scale,
+                                in_size=_header_size(item.request.input))
+                      for item in self._items])
+        index_of = {queued.id: index for index, queued in enumerate(queue.items())}
         results: list[UpscaleResult] = []
-        total = len(self._items)
-        for index, item in enumerate(self._items):
-            result = self._run_item(index, total, item, backend, progress, cancel)
+        speed = _Speed()
+
+        def work(queued: QueueItem, report: Callable[[float, float | None], None],
+                 cancel: threading.Event) -> JobOutcome:
+            index = index_of[queued.id]
+            item = self._items[index]
+
+            def on_tile(p: Progress) -> None:
+                report(p.fraction, p.eta_s)
+                if progress is not None:
+                    progress(index, len(self._items), item.request, p)
+
+            result = self._run_item(item, backend, on_tile, cancel)
             results.append(result)
+            if result.status == "done":
+                speed.add(result.seconds, queued.in_size)
+                for waiting in queue.items():
+                    if waiting.status is Status.QUEUED:
+                        waiting.estimate = speed.estimate(waiting.in_size)
             if on_result is not None:
-                on_result(index, total, result)
-            if result.status == "cancelled":
-                break
+                on_result(index, len(self._items), result)
+            return JobOutcome.from_result(result)
+
+        executor = _InlineExecutor(work, cancel or threading.Event())
+        runner = QueueRunner(queue, executor,
+                             total_progress=total_progress or (lambda _f, _eta: None))
+        executor.run(runner)
         return results
 
     # -- planning and resuming ---------------------------------------------------------------
@@ -198,7 +232,8 @@ class Batch:
 
     # -- running -----------------------------------------------------------------------------
 
-    def _run_item(self, index, total, item: _Item, backend, progress, cancel) -> UpscaleResult:
+    def _run_item(self, item: _Item, backend, progress: Callable[[Progress], None],
+                  cancel: threading.Event) -> UpscaleResult:
         request = item.request
         if item.state == "done":
             return UpscaleResult(request.input, request.output, "skipped",
@@ -206,11 +241,7 @@ class Batch:
         if item.state == "skipped":
             return UpscaleResult(request.input, request.output, "skipped", item.error)
 
-        def report(p: Progress) -> None:
-            if progress is not None:
-                progress(index, total, request, p)
-
-        result = run_request(request, backend, report, cancel)
+        result = run_request(request, backend, progress, cancel)
         if result.status == "cancelled":
             return result
         item.state = result.status  # done, skipped or failed
@@ -271,6 +302,64 @@ def _remove_stale_parts(path: Path) -> None:
         if pattern.fullmatch(name):
             with contextlib.suppress(OSError):
                 os.unlink(path.parent / name)
+
+
+class _InlineExecutor:
+    """The runner's executor on the command line: each submitted item runs on the calling
+    thread, one after another, until the batch ends (:meth:`run`). A cancel ends the batch:
+    after a cancelled job the items still queued are cancelled too. Exceptions
+    (``KeyboardInterrupt``) propagate with the item still running."""
+
+    def __init__(self, work: Callable[..., JobOutcome], cancel: threading.Event) -> None:
+        self._work = work  #: work(item, progress(fraction, eta), cancel) -> JobOutcome
+        self._cancel = cancel
+        self._submitted: QueueItem | None = None
+
+    def submit(self, item: QueueItem) -> None:
+        self._submitted = item
+
+    def cancel_current(self) -> None:
+        self._cancel.set()
+
+    def run(self, runner: QueueRunner) -> None:
+        """Start ``runner`` and run the jobs it submits until it stops."""
+        runner.start()
+        while self._submitted is not None:
+            item, self._submitted = self._submitted, None
+            outcome = self._work(
+                item, functools.partial(runner.on_progress, item.id),
+                self._cancel)
+            if outcome.status is Status.CANCELLED:
+                runner.cancel_all()
+            runner.on_done(item.id, outcome)
+
+
+class _Speed:
+    """Seconds per input pixel of the images done so far in this run."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.pixels = 0
+
+    def add(self, seconds: float, size: tuple[int, int] | None) -> None:
+        if size is not None:
+            self.seconds += seconds
+            self.pixels += size[0] * size[1]
+
+    def estimate(self, size: tuple[int, int] | None) -> float | None:
+        if size is None or not self.pixels:
+            return None
+        return self.seconds / self.pixels * size[0] * size[1]
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the image's header, ``None`` when it cannot be read (the job
+    will say why)."""
+    try:
+        info = probe_image(path)
+    except ImageIOError:
+        return None
+    return info.width, info.height
 
 
 # -- scanning ----------------------------------------------------------------------------------

@@ -24,12 +24,15 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from platformdirs import user_data_dir
 
 from .. import APP_NAME
 from ..atomic import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from .request import UpscaleResult
 
 __all__ = [
     "TRANSIENT_FIELDS",
@@ -129,6 +132,13 @@ class JobOutcome:
     tiles: str = ""
     #: output pixels between tile cuts along (rows, columns); 0: no cut on that axis
     seam_period: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def from_result(cls, result: UpscaleResult, **details) -> JobOutcome:
+        """The outcome of a request's result; ``details``: the other fields (backend, …)."""
+        return cls(status=Status(result.status), output=result.output,
+                   out_size=result.output_size, seconds=result.seconds,
+                   error=result.error or "", **details)
 
 
 class JobQueue:
@@ -256,7 +266,8 @@ class QueueRunner:
     current" lets the running item finish and then stops (start resumes). Cancel current
     stops the running item between two tiles; cancel all also marks every queued item
     cancelled. Total progress weighs every item of the batch by its input pixels; the ETA is
-    the running item's ETA plus the estimates of the queued ones.
+    the running item's ETA (its estimate until a tile has timed it) plus the estimates of the
+    queued ones.
 
     ``changed(item_id, fields)`` is called after every change the runner makes to an item
     (through :meth:`update`), ``state_changed()`` when running/pausing change,
@@ -391,8 +402,9 @@ class QueueRunner:
                    for it in items if it.status is not Status.QUEUED)
         eta: float | None = 0.0
         for it in items:
-            if it.status is Status.RUNNING:
-                part = it.eta
+            if it.status is Status.RUNNING:  # its own ETA once a tile has timed it
+                part = it.eta if it.eta is not None or it.estimate is None \
+                    else it.estimate * (1.0 - it.progress)
             elif it.status is Status.QUEUED:
                 part = it.estimate
             else:

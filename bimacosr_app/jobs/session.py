@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .queue import JobOutcome, Status
+from .queue import JobOutcome
 from .request import Progress, UpscaleRequest
 
 __all__ = ["BackendFactory", "EngineFacts", "EngineSession", "Job", "ModelInfo", "engine_facts"]
@@ -115,10 +115,8 @@ class EngineSession:
 
         result = run_request(job.request, backend, progress=progress, cancel=cancel)
         tiling = result.details.get("tiling")
-        return JobOutcome(
-            status=Status(result.status), output=result.output,
-            out_size=result.output_size, seconds=result.seconds, error=result.error or "",
-            backend=f"{backend.name} on {backend.device}",
+        return JobOutcome.from_result(
+            result, backend=f"{backend.name} on {backend.device}",
             model=self.info.sha256 if self.info else "",
             tiles=_describe_tiles(tiling), seam_period=_seam_period(tiling, job.request.scale))
 
