@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         (tmp / "in").mkdir()
         settings = Settings(tmp / "settings.ini")
         # A 512 MB tile budget splits the 480x360 crop into 6 tiles: progress to show.
-        settings.set_preferences(Preferences(output_folder=str(tmp / "out"), memory_mb=512,
+        settings.set_preferences(Preferences(output_folder=str(tmp / "out"), tile_budget_mb=512,
                                              theme=args.theme))
         window = MainWindow(settings, QueueStore(tmp / "data"))
         available: list[str] = []
