@@ -2,17 +2,20 @@
 denoiser by batch size and memory format, and the binarize stage's step (the frozen FP
 parent's target, then the 1-bit student's forward, backward and AdamW) in two recipes:
 
-* ``1-bit, session 4``: the shipped model's recipe before shortcut parents
-  (``configs/binarize_shift.json``: thresholds, RPReLU slope 1, NCHW, eager);
-* ``1-bit, shortcuts``: the shortcut parent's recipe (``configs/binarize_parent.json``:
-  shortcuts, thresholds, gain), eager and under ``torch.compile`` (channels-last and not).
+* ``1-bit, session 4``: the shipped model's recipe before shortcuts (``configs/
+  binarize_shift.json``: thresholds, RPReLU slope 1, kappa 2, NCHW, eager);
+* ``1-bit, shortcuts``: today's recipe (``configs/binarize_plain.json``: a plain parent
+  binarized with a full-precision shortcut around every layer, thresholds, gain, kappa 0),
+  eager and under ``torch.compile``.
 
-    python -m benchmarks.train_step [--json] [--batches 32,128] [--profile]
+    python -m benchmarks.train_step [--json] [--batches 32,128] [--parts data,fp,binarize]
+                                    [--profile]
 
 Every figure is the median of 20 timed iterations after warm-up, with CUDA synchronisation
 around each. ``crops/s`` is HR 256² crops (LR 64²) per second; ``vs session 4`` is the
-speed over the session 4 1-bit step at the same batch, measured in the same run.
-With ``--json`` the last line is ``{"data": [...], "steps": [...], "device": ..}``.
+speed over the session 4 1-bit step at the same batch, measured in the same run. Rows print
+as they are measured. With ``--json`` the last line is ``{"data": [...], "steps": [...],
+"device": ..}``.
 """
 
 from __future__ import annotations
@@ -61,8 +64,8 @@ def data_rows(batch: int) -> list[dict]:
 # The binarize recipes timed: (architecture, binarize() options, kappa).
 RECIPES = {
     "1-bit, session 4": (ModelConfig(), {"rprelu_slope": 1.0, "act_shift": True}, 2.0),
-    "1-bit, shortcuts": (ModelConfig(shortcuts=True),
-                         {"rprelu_slope": 1.0, "act_shift": True, "gain": True}, 0.0),
+    "1-bit, shortcuts": (ModelConfig(), {"rprelu_slope": 1.0, "act_shift": True, "gain": True,
+                                         "shortcut": True}, 0.0),
 }
 
 
@@ -137,24 +140,31 @@ def _timed_row(make_step, **row) -> dict:
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)}
 
 
-def step_rows(batches: list[int]) -> list[dict]:
-    rows = []
+#: (recipe, channels_last, compiled) of the timed 1-bit steps; the first is the baseline.
+BINARIZE_VARIANTS = (("1-bit, session 4", False, False), ("1-bit, shortcuts", False, False),
+                     ("1-bit, shortcuts", False, True))
+
+STEP_HEADER = (f"{'step':18} {'batch':>6} {'NHWC':>5} {'compile':>8} {'ms':>8} {'crops/s':>8}"
+               f" {'vs session 4':>13} {'first s':>8} {'GiB':>5}")
+
+
+def step_rows(batches: list[int], parts: set[str]):
+    """The step rows, each yielded as soon as it is measured."""
     for batch in batches:
-        for channels_last in (False, True):
-            rows.append(_timed_row(lambda b=batch, c=channels_last: _fp_step(b, c),
-                                   model="FP", batch=batch, channels_last=channels_last,
-                                   compile=False))
-        variants = [("1-bit, session 4", False, False), ("1-bit, shortcuts", False, False),
-                    ("1-bit, shortcuts", False, True), ("1-bit, shortcuts", True, True)]
-        for recipe, channels_last, compiled in variants:
-            rows.append(_timed_row(
+        if "fp" in parts:
+            for channels_last in (False, True):
+                yield _timed_row(lambda b=batch, c=channels_last: _fp_step(b, c), model="FP",
+                                 batch=batch, channels_last=channels_last, compile=False)
+        if "binarize" not in parts:
+            continue
+        base_ms = None
+        for recipe, channels_last, compiled in BINARIZE_VARIANTS:
+            row = _timed_row(
                 lambda r=recipe, b=batch, c=channels_last, k=compiled: _binarize_step(r, b, c, k),
-                model=recipe, batch=batch, channels_last=channels_last, compile=compiled))
-        base = next(r for r in rows if r["model"] == "1-bit, session 4" and r["batch"] == batch)
-        for r in rows:
-            if r["batch"] == batch and r["model"].startswith("1-bit"):
-                r["vs_session4"] = round(base["ms"] / r["ms"], 2)
-    return rows
+                model=recipe, batch=batch, channels_last=channels_last, compile=compiled)
+            base_ms = base_ms or row["ms"]
+            row["vs_session4"] = round(base_ms / row["ms"], 2)
+            yield row
 
 
 def profile_fp_step(batch: int) -> None:
@@ -175,6 +185,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--batches", default="32,128")
+    parser.add_argument("--parts", default="data,fp,binarize",
+                        help="what to time, comma-separated: data, fp, binarize")
     parser.add_argument("--profile", action="store_true",
                         help="print the top CUDA kernels of one FP step at the largest batch")
     args = parser.parse_args()
@@ -184,17 +196,19 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     batches = [int(b) for b in args.batches.split(",")]
-    data = data_rows(max(batches))
-    print(f"{'data (realistic fraction)':28} {'batch':>6} {'ms':>8} {'crops/s':>9}")
+    parts = set(args.parts.split(","))
+    data = data_rows(max(batches)) if "data" in parts else []
+    if data:
+        print(f"{'data (realistic fraction)':28} {'batch':>6} {'ms':>8} {'crops/s':>9}")
     for r in data:
         print(f"{r['realistic_fraction']:<28} {r['batch']:>6} {r['ms']:>8} {r['crops_per_s']:>9}")
-    steps = step_rows(batches)
-    print(f"\n{'step':18} {'batch':>6} {'NHWC':>5} {'compile':>8} {'ms':>8} {'crops/s':>8}"
-          f" {'vs session 4':>13} {'first s':>8} {'GiB':>5}")
-    for r in steps:
+    print(f"\n{STEP_HEADER}", flush=True)
+    steps = []
+    for r in step_rows(batches, parts):
+        steps.append(r)
         print(f"{r['model']:18} {r['batch']:>6} {r['channels_last']!s:>5} {r['compile']!s:>8}"
               f" {r['ms']:>8} {r['crops_per_s']:>8} {r.get('vs_session4', ''):>13}"
-              f" {r['first_step_s']:>8} {r['peak_gib']:>5}")
+              f" {r['first_step_s']:>8} {r['peak_gib']:>5}", flush=True)
     if args.profile:
         profile_fp_step(max(batches))
     if args.json:

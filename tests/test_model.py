@@ -328,19 +328,24 @@ def test_shortcut_matrix_averages_narrowing_and_repeats_widening_inputs():
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_binarize_shortcut_is_a_fixed_unstored_branch(stride):
+def test_binarize_shortcut_is_a_fixed_unstored_branch_taken_out_of_the_weight(stride):
+    """A plain layer converted with a shortcut keeps its function: the 1-bit part decomposes
+    the weight minus the shortcut (centre tap), and the shortcut is added apart, unstored."""
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 4, 3, stride=stride, padding=1)
     plain = BinaryConv2d.from_conv(conv)
     with_shortcut = BinaryConv2d.from_conv(conv, shortcut=True)
     x = torch.randn(2, 6, 9, 7)
-    expected = plain(x) + F.conv2d(x, shortcut_matrix(4, 6)[:, :, None, None], stride=stride)
-    torch.testing.assert_close(with_shortcut(x), expected)
+    for layer in (plain, with_shortcut):
+        layer.binary_mix = 0.0  # the latent weights' FP product: the FP layer exactly
+    torch.testing.assert_close(with_shortcut(x), conv(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(plain(x), conv(x), atol=1e-5, rtol=1e-5)
     assert "shortcut" not in with_shortcut.state_dict()
     linear = nn.Linear(6, 12)
     x = torch.randn(3, 6)
-    torch.testing.assert_close(BinaryLinear.from_linear(linear, shortcut=True)(x),
-                               BinaryLinear.from_linear(linear)(x) + x.repeat(1, 2))
+    with_shortcut = BinaryLinear.from_linear(linear, shortcut=True)
+    with_shortcut.binary_mix = 0.0
+    torch.testing.assert_close(with_shortcut(x), linear(x), atol=1e-5, rtol=1e-5)
     model = binarize(Denoiser(), shortcut=True)
     assert model.binarization["shortcut"] is True
     assert "shortcut" not in binarize(Denoiser()).binarization

@@ -44,11 +44,12 @@ def binarize(
     ``ModelConfig.shortcuts`` parent); ``False`` gives no layer one, folding a shortcut
     parent's into the 1-bit weight (the "no shortcut" ablation; the residual units of its
     ResBlocks stay, being the architecture); ``True`` gives one to every layer the architecture
-    allows: with ``shortcuts`` the same as ``None``, without every layer (which changes the
-    function at conversion). ``act_shift`` gives every layer a trainable activation threshold
-    (zero until ``calibrate_act_shift``), ``gain`` a trainable factor on beta (one until
-    calibrated). The options are recorded in ``model.binarization`` (``shortcut``,
-    ``act_shift`` and ``gain`` only when on). Returns ``model``.
+    allows: with ``shortcuts`` the same as ``None``, without every layer (its 1-bit part then
+    decomposes the weight minus the shortcut, so the conversion stays exact). ``act_shift``
+    gives every layer a trainable activation threshold (zero until ``calibrate_act_shift``),
+    ``gain`` a trainable factor on beta (one until calibrated). The options are recorded in
+    ``model.binarization`` (``shortcut``, ``act_shift`` and ``gain`` only when on). Returns
+    ``model``.
     """
     per_architecture = shortcut is None or (
         shortcut and getattr(getattr(model, "config", None), "shortcuts", False))

@@ -39,9 +39,9 @@ conv with stride s reads.
   ``calibrate_gain`` fits it by least squares at conversion. Export folds it into ``beta``.
 * Gradual binarization (training only): ``binary_mix`` m in [0, 1] blends the 1-bit path with
   the full-precision conv of the same latent weights, ``m * RPReLU(binary) + (1 - m) * (conv(x
-  - s, W_b) + b)``, branches added to both. At m = 0 a freshly converted layer computes exactly the
-  FP layer it replaced (up to the shortcut); the trainer ramps m to 1 (``set_binary_mix``), and
-  m = 1, the default, is the only form that is exported or packed.
+  - s, W_b) + b)``, branches added to both. At m = 0 a freshly converted layer computes exactly
+  the FP layer it replaced, with or without a shortcut; the trainer ramps m to 1
+  (``set_binary_mix``), and m = 1, the default, is the only form that is exported or packed.
 """
 
 from __future__ import annotations
@@ -305,13 +305,15 @@ class _MatrixBranches(nn.Module):
 
 
 def _own_weight(layer: nn.Conv2d | nn.Linear, keep_shortcut: bool) -> torch.Tensor:
-    """The weight a 1-bit layer decomposes: a shortcut parent's weight plus its shortcut on the
-    centre tap when the 1-bit layer does not keep the shortcut apart (exact either way)."""
+    """The weight a 1-bit layer decomposes, so that the conversion is exact either way: a
+    shortcut parent's weight plus its shortcut (on the centre tap) when the 1-bit layer does
+    not keep the shortcut apart; a plain parent's weight minus the shortcut when it does."""
     w = layer.weight.detach()
-    if keep_shortcut or not isinstance(layer, (ShortcutConv2d, ShortcutLinear)):
+    parent_has = isinstance(layer, (ShortcutConv2d, ShortcutLinear))
+    if keep_shortcut == parent_has:
         return w
     w = w.clone()
-    m = shortcut_matrix(w.shape[0], w.shape[1]).to(w)
+    m = shortcut_matrix(w.shape[0], w.shape[1]).to(w) * (1 if parent_has else -1)
     if w.dim() == 4:
         w[:, :, w.shape[2] // 2, w.shape[3] // 2] += m
     else:
