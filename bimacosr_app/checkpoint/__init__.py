@@ -1,23 +1,30 @@
-"""Packed checkpoint format: specification (``format.py``), export and validated loading."""
+"""Packed checkpoint format: specification (``format.py``), export and validated loading.
 
-from .export import export_fp32, export_packed
-from .format import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    CheckpointError,
-    expected_tensors,
-    fp32_parameter_count,
-)
-from .load import PackedCheckpoint, load_packed
+Names load on first use: the specification and the reader (``format``, ``load``, ``bitpack``)
+import without torch, so the CPU runtime reads checkpoints without it; the writers
+(``export``) and ``PackedCheckpoint.to_model`` import torch.
+"""
 
-__all__ = [
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "CheckpointError",
-    "PackedCheckpoint",
-    "expected_tensors",
-    "export_fp32",
-    "export_packed",
-    "fp32_parameter_count",
-    "load_packed",
-]
+from importlib import import_module
+
+# name -> submodule that defines it
+_EXPORTS = {
+    **dict.fromkeys(("export_fp32", "export_packed"), ".export"),
+    **dict.fromkeys(("FORMAT_NAME", "FORMAT_VERSION", "CheckpointError", "expected_tensors",
+                     "fp32_parameter_count"), ".format"),
+    **dict.fromkeys(("PackedCheckpoint", "load_packed"), ".load"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

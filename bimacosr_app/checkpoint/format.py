@@ -104,10 +104,9 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..model.binarize import binarizable_layers
-from ..model.unet import Denoiser, ModelConfig
+from ..model.config import ModelConfig
+from ..model.layout import DenoiserLayout
 
 __all__ = [
     "DTYPES",
@@ -152,36 +151,27 @@ def is_time_path(name: str) -> bool:
     return bool({"time_embed", "film"} & set(name.split(".")))
 
 
-def _skeleton(architecture: ModelConfig) -> Denoiser:
-    """The FP training-form network on the meta device: names and shapes, no memory."""
-    with torch.device("meta"):
-        return Denoiser(architecture)
-
-
 def expected_tensors(architecture: ModelConfig, binarization: dict) -> dict[str, TensorSpec]:
     """Every tensor name of a packed file for this architecture, with dtype and shape.
 
     ``binarization`` needs ``rank`` (int >= 1), ``smb`` and ``lrmb`` (bool); ``act_shift``
-    (bool) is optional.
+    (bool) is optional. The layers come from ``model.layout.DenoiserLayout`` (no torch).
     """
     rank, smb, lrmb = binarization["rank"], binarization["smb"], binarization["lrmb"]
     act_shift = binarization.get("act_shift", False)
-    net = _skeleton(architecture)
-    binary = set(binarizable_layers(net))
+    layout = DenoiserLayout(architecture)
     specs: dict[str, TensorSpec] = {}
-    for prefix in binary:
-        layer = net.get_submodule(prefix)
-        if isinstance(layer, torch.nn.Conv2d):
-            cout, cin, kh, kw = layer.weight.shape
-            bits_shape = (cout, kh, kw, (cin + 63) // 64)
-            extra = ("rprelu.shift_in", "rprelu.slope", "rprelu.shift_out")
+    for layer in layout.binary_layers():
+        prefix, cin, cout = layer.name, layer.cin, layer.cout
+        cw = (cin + 63) // 64
+        if layer.linear:
+            bits_shape, extra = (cout, cw), ()
         else:
-            cout, cin = layer.weight.shape
-            bits_shape = (cout, (cin + 63) // 64)
-            extra = ()
+            bits_shape = (cout, layer.kernel, layer.kernel, cw)
+            extra = ("rprelu.shift_in", "rprelu.slope", "rprelu.shift_out")
         specs[f"{prefix}.bits"] = TensorSpec("U64", bits_shape)
-        vectors = ("beta", *(("bias",) if layer.bias is not None else ()), *extra)
-        specs.update({f"{prefix}.{v}": TensorSpec("F32", (cout,)) for v in vectors})
+        specs.update({f"{prefix}.{v}": TensorSpec("F32", (cout,))
+                      for v in ("beta", "bias", *extra)})
         if smb:  # n as in _MatrixBranches.decompose
             n = min(2 * max(cin, cout), cout * cin)
             specs[f"{prefix}.smb.index"] = TensorSpec("I32", (n,))
@@ -192,18 +182,18 @@ def expected_tensors(architecture: ModelConfig, binarization: dict) -> dict[str,
             specs[f"{prefix}.lrmb.up"] = TensorSpec("F16", (cout, r))
         if act_shift:
             specs[f"{prefix}.act_shift"] = TensorSpec("F32", (cin,))
-    for name, value in net.state_dict().items():
-        if name.rpartition(".")[0] in binary or is_time_path(name):
-            continue
-        specs[name] = TensorSpec("F32" if value.dim() == 1 else "F16", tuple(value.shape))
+    for name, shape in layout.full_precision_tensors().items():
+        specs[name] = TensorSpec("F32" if len(shape) == 1 else "F16", shape)
     return specs
 
 
 def fp32_parameter_count(architecture: ModelConfig) -> int:
     """Parameters of the full-precision, time-folded network of this architecture: its FP32
     safetensors (``export_fp32``) holds this many float32 values."""
-    net = _skeleton(architecture)
-    return sum(v.numel() for k, v in net.state_dict().items() if not is_time_path(k))
+    layout = DenoiserLayout(architecture)
+    count = sum(int(np.prod(shape)) for shape in layout.full_precision_tensors().values())
+    return count + sum(int(np.prod(layer.weight_shape)) + layer.cout
+                       for layer in layout.binary_layers())
 
 
 def dtype_code(dtype: np.dtype) -> str:

@@ -1,8 +1,10 @@
 """Validated loading of packed checkpoints (format.py) and the deploy-form torch model.
 
-:func:`load_packed` reads the file with safetensors (never pickle, never ``torch.load``) and
-checks everything format.py's "Validation" lists before returning; any problem raises
-:class:`CheckpointError`.
+:func:`load_packed` reads the file with safetensors' NumPy API (never pickle, never
+``torch.load``) and checks everything format.py's "Validation" lists before returning; any
+problem raises :class:`CheckpointError`. Reading and validating need no torch (the CPU runtime
+loads the model this way); only :meth:`PackedCheckpoint.to_model` and
+:meth:`PackedCheckpoint.schedule`, the torch forms, import it.
 """
 
 from __future__ import annotations
@@ -10,15 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from safetensors import SafetensorError, safe_open
 
-from ..model.binarize import binarize
-from ..model.diffusion import DiffusionConfig, ResShiftSchedule
-from ..model.fold import fold_time
-from ..model.unet import Denoiser, ModelConfig
+from ..model.config import DiffusionConfig, ModelConfig
+from ..model.layout import DenoiserLayout
 from .bitpack import unpack_signs
 from .format import (
     DTYPES,
@@ -30,6 +30,12 @@ from .format import (
     dtype_code,
     expected_tensors,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..model.diffusion import ResShiftSchedule
+    from ..model.unet import Denoiser
 
 __all__ = ["PackedCheckpoint", "load_packed"]
 
@@ -60,6 +66,9 @@ class PackedCheckpoint:
         return sorted(k[: -len(".bits")] for k in self.tensors if k.endswith(".bits"))
 
     def schedule(self) -> ResShiftSchedule:
+        """The diffusion schedule (torch)."""
+        from ..model.diffusion import ResShiftSchedule
+
         return ResShiftSchedule(self.diffusion)
 
     def to_model(self, device: torch.device | str = "cpu") -> Denoiser:
@@ -71,6 +80,12 @@ class PackedCheckpoint:
         activation thresholds come from the file (fp16 values widened to float32). Built on the
         CPU, then moved to ``device``.
         """
+        import torch
+
+        from ..model.binarize import binarize
+        from ..model.fold import fold_time
+        from ..model.unet import Denoiser
+
         model = Denoiser(self.architecture)
         b = self.binarization
         # Structure only (which branches, their sizes); every value is replaced below.
@@ -203,12 +218,10 @@ def _check_values(path: Path, tensors: dict[str, np.ndarray], architecture: Mode
     for name, a in sorted(tensors.items()):
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise CheckpointError(f"{path}: tensor {name} holds non-finite values")
-    with torch.device("meta"):
-        net = Denoiser(architecture)
+    layers = {layer.name: layer for layer in DenoiserLayout(architecture).binary_layers()}
     for name in (k for k in sorted(tensors) if k.endswith(".bits")):
         prefix = name[: -len(".bits")]
-        layer = net.get_submodule(prefix)
-        cin, cout = layer.weight.shape[1], layer.weight.shape[0]
+        cin, cout = layers[prefix].cin, layers[prefix].cout
         if cin % 64:
             pad = ~np.uint64((1 << (cin % 64)) - 1)  # bits of channels >= Cin in the last word
             if (tensors[name][..., -1] & pad).any():

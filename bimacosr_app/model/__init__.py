@@ -1,39 +1,39 @@
 """The BiMaCoSR network: ResShift schedule, pixel-unshuffle latent, UNet denoiser, and its
-binarized (SMB + LRMB + 1-bit) training form."""
+binarized (SMB + LRMB + 1-bit) training form.
 
-from .binarize import binarizable_layers, binarize, calibrate_act_shift, calibrate_gain
-from .binary import BinaryConv2d, BinaryLinear, RPReLU, set_binary_mix, sign
-from .cost import ModelCost, model_cost
-from .diffusion import DiffusionConfig, ResShiftSchedule
-from .fold import fold_time
-from .latent import LATENT_CHANNELS, SCALE, bicubic_upscale, from_latent, to_latent
-from .noise import position_noise
-from .pipeline import one_step_latent, upscale_tile
-from .unet import Denoiser, ModelConfig
+Names load on first use: ``model.config`` and ``model.layout`` (the settings and the layer
+table, which the torch-free CPU runtime and the checkpoint reader use) import without torch;
+everything else imports it.
+"""
 
-__all__ = [
-    "LATENT_CHANNELS",
-    "SCALE",
-    "BinaryConv2d",
-    "BinaryLinear",
-    "Denoiser",
-    "DiffusionConfig",
-    "ModelConfig",
-    "ModelCost",
-    "RPReLU",
-    "ResShiftSchedule",
-    "bicubic_upscale",
-    "binarizable_layers",
-    "binarize",
-    "calibrate_act_shift",
-    "calibrate_gain",
-    "fold_time",
-    "from_latent",
-    "model_cost",
-    "one_step_latent",
-    "position_noise",
-    "set_binary_mix",
-    "sign",
-    "to_latent",
-    "upscale_tile",
-]
+from importlib import import_module
+
+# name -> submodule that defines it
+_EXPORTS = {
+    **dict.fromkeys(("binarizable_layers", "binarize", "calibrate_act_shift", "calibrate_gain"),
+                    ".binarize"),
+    **dict.fromkeys(("BinaryConv2d", "BinaryLinear", "RPReLU", "set_binary_mix", "sign"),
+                    ".binary"),
+    **dict.fromkeys(("LATENT_CHANNELS", "SCALE", "DiffusionConfig", "ModelConfig"), ".config"),
+    **dict.fromkeys(("ModelCost", "model_cost"), ".cost"),
+    "ResShiftSchedule": ".diffusion",
+    "fold_time": ".fold",
+    **dict.fromkeys(("bicubic_upscale", "from_latent", "to_latent"), ".latent"),
+    "position_noise": ".noise",
+    **dict.fromkeys(("one_step_latent", "upscale_tile"), ".pipeline"),
+    "Denoiser": ".unet",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

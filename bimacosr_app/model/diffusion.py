@@ -23,29 +23,18 @@ The network sees ``x_t / sqrt(kappa^2 eta_t + 1)`` and predicts ``x0``. The dete
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 
+from .config import DiffusionConfig
+
 __all__ = ["DiffusionConfig", "ResShiftSchedule"]
-
-
-@dataclass(frozen=True)
-class DiffusionConfig:
-    steps: int = 15  # T
-    power: float = 0.3  # p
-    kappa: float = 2.0
-    sqrt_eta_start: float = 0.02
-    sqrt_eta_end: float = 0.99
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ResShiftSchedule:
     """The schedule's constants in float64 and the operations that use them."""
 
-    def __init__(self, config: DiffusionConfig = DiffusionConfig()):
+    def __init__(self, config: DiffusionConfig = DiffusionConfig()):  # noqa: B008 (frozen)
         self.config = config
         T, p = config.steps, config.power
         if T < 2:

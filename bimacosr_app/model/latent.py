@@ -10,10 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LATENT_CHANNELS", "SCALE", "bicubic_upscale", "from_latent", "to_latent"]
+from .config import LATENT_CHANNELS, SCALE
 
-SCALE = 4
-LATENT_CHANNELS = 3 * SCALE * SCALE  # 48
+__all__ = ["LATENT_CHANNELS", "SCALE", "bicubic_upscale", "from_latent", "to_latent"]
 
 
 def to_latent(image: torch.Tensor) -> torch.Tensor:

@@ -28,19 +28,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import layout
+
 __all__ = ["ShortcutConv2d", "ShortcutLinear", "apply_shortcut", "shortcut_matrix"]
 
 
 def shortcut_matrix(cout: int, cin: int) -> torch.Tensor:
-    """The shortcut as a (Cout, Cin) matrix (module docstring)."""
-    m = torch.zeros(cout, cin)
-    if cin >= cout:
-        i = torch.arange(cin)
-        m[i % cout, i] = 1.0
-        return m / m.sum(dim=1, keepdim=True)
-    o = torch.arange(cout)
-    m[o, o % cin] = 1.0
-    return m
+    """The shortcut as a (Cout, Cin) float32 matrix (module docstring; defined without torch
+    in ``model.layout``, which the CPU runtime uses)."""
+    return torch.from_numpy(layout.shortcut_matrix(cout, cin))
 
 
 def apply_shortcut(x: torch.Tensor, cout: int, channel_dim: int, stride: int = 1,

@@ -33,60 +33,19 @@ image.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .latent import LATENT_CHANNELS, bicubic_upscale, to_latent
+from .config import ModelConfig
+from .latent import bicubic_upscale, to_latent
 from .shortcut import ShortcutConv2d, ShortcutLinear, apply_shortcut
 
 __all__ = ["FULL_PRECISION_NAMES", "Denoiser", "ModelConfig"]
 
 # Module names kept full precision by binarize() (first/last conv, time conditioning).
 FULL_PRECISION_NAMES = ("conv_in", "conv_out", "time_embed", "film")
-
-
-@dataclass
-class ModelConfig:
-    widths: tuple[int, ...] = (64, 128, 128, 160)
-    res_blocks: int = 2
-    attn_levels: tuple[int, ...] = (2, 3)
-    window: int = 8
-    head_dim: int = 32
-    mlp_ratio: float = 2.0
-    time_dim: int = 128
-    in_channels: int = LATENT_CHANNELS + 3
-    out_channels: int = LATENT_CHANNELS
-    residual: bool = True  # predict x0 as z_y + f(...): a global residual over bicubic
-    shortcuts: bool = False  # a fixed shortcut around every binarizable layer (model.shortcut)
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """The fields as JSON-ready values; ``shortcuts`` only when on, so that files written
-        before it existed keep their bytes."""
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        d["attn_levels"] = list(self.attn_levels)
-        if not self.shortcuts:
-            del d["shortcuts"]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        d = dict(d)
-        d["widths"] = tuple(d["widths"])
-        d["attn_levels"] = tuple(d["attn_levels"])
-        return cls(**d)
-
-    @property
-    def required_multiple(self) -> int:
-        """LR size multiple the padded input must have (downsampling and windows)."""
-        m = 2 ** (len(self.widths) - 1)
-        for level in self.attn_levels:
-            m = max(m, 2**level * self.window)
-        return m
 
 
 def _conv(shortcuts: bool, cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
