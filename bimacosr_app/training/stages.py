@@ -234,7 +234,9 @@ def binarize_stage(cfg: StageConfig):
     """binarize() of the FP one-step model (activation thresholds, when on, calibrated on a
     training batch); target: that model's one-step output."""
     def make_student(cfg, fp, calibrate):
-        student = binarize(_student_from(cfg, fp), **cfg.binarize)
+        # on the frozen model's device: calibration runs the two side by side
+        student = binarize(_student_from(cfg, fp), **cfg.binarize).to(
+            next(fp.parameters()).device)
         if cfg.binarize.get("act_shift"):
             calibrate_act_shift(student, fp, calibrate)
         if cfg.binarize.get("gain"):
