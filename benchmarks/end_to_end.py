@@ -9,9 +9,9 @@ path folded at t = T-1 (as in deploy) and channels_last, under ``torch.inference
 * ``packed``: ``binarize(Denoiser(), **options)`` -> ``fold_time`` ->
   ``engine.cpu_packed.pack_model``, with the shipped checkpoint's layout options (branches,
   shortcut, activation thresholds: ``benchmarks.model_cost.shipped_structure``) and schedule;
-* ``parent``: the same for the 1-bit model of a shortcut parent
-  (``ModelConfig(shortcuts=True)``: residual-unit ResBlocks, layer shortcuts; thresholds and
-  gains; κ = 0, so no noise is drawn), the recipe of ``configs/binarize_parent.json``;
+* ``parent``: the same for the 1-bit student of the FP parent, the recipe of
+  ``configs/binarize_parent.json`` (a shortcut around every 1-bit layer, thresholds and
+  gains; κ = 0, so no noise is drawn);
 * ``fp32``: the shipped architecture's ``Denoiser()`` before ``binarize()`` -> ``fold_time``
   -> channels_last.
 
@@ -65,11 +65,11 @@ from bimacosr_app.model.pipeline import upscale_tile
 from bimacosr_app.native import kernels_status, load_kernels
 
 VARIANTS = ("packed", "parent", "fp32")
-PARENT_OPTIONS = {"act_shift": True, "gain": True}  # shortcuts follow the architecture
+PARENT_OPTIONS = {"act_shift": True, "gain": True, "shortcut": True}
 
 
 def schedule_of(variant: str) -> ResShiftSchedule:
-    """The shipped model's schedule, or the shortcut parent's (no input noise)."""
+    """The shipped model's schedule, or the FP parent's (no input noise)."""
     if variant == "parent":
         return ResShiftSchedule(DiffusionConfig(steps=4, kappa=0.0))
     return ResShiftSchedule(load_packed(default_checkpoint_path()).diffusion)
@@ -102,7 +102,7 @@ def _reset_hwm() -> bool:
 
 def build(variant: str, schedule: ResShiftSchedule) -> torch.nn.Module:
     torch.manual_seed(0)
-    fp = Denoiser(ModelConfig(shortcuts=variant == "parent")).eval()
+    fp = Denoiser(ModelConfig()).eval()
     t = schedule.steps - 1
     if variant == "fp32":
         return fold_time(fp, t).to(memory_format=torch.channels_last).requires_grad_(False)

@@ -221,3 +221,11 @@ def test_stage_command_line_refuses_a_misplaced_option_with_a_usage_error(capsys
         parse_stage_args("onestep", ["--out", str(tmp_path), "--set", "feature_weight=0.1"])
     assert exit_info.value.code == 2
     assert "feature_weight applies to the binarize stage" in capsys.readouterr().err
+
+
+def test_a_resumed_run_warms_up_again(tmp_path, data_dirs):
+    """Its optimizer moments restart from zero, so its learning rate ramps up again."""
+    t = _run(teacher.main, tmp_path, data_dirs, "teacher", warmup_steps=4, lr=1e-3)
+    _run(teacher.main, tmp_path, data_dirs, "teacher", warmup_steps=4, lr=1e-3, steps=4)
+    lrs = [r["lr"] for r in _log(t) if "loss" in r]
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 2.5e-4, 5e-4])

@@ -212,7 +212,7 @@ class Trainer:
         if cfg.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.step = 0
+        self.step = self.start_step = 0  # start_step: where this process began (resumed)
         self._resume()
         self.module = self.model
         if cfg.compile and self.device.type == "cuda":
@@ -248,6 +248,7 @@ class Trainer:
         self.model.load_state_dict(model_state)
         self.ema.load_state_dict(ema_state)
         self.step = json.loads(state_file.read_text())["step"]
+        self.start_step = self.step
 
     def save(self):
         if not self.is_main:
@@ -266,16 +267,18 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------
     def lr_at(self, step: int, time_fraction: float = 0.0) -> float:
-        """Linear warmup, then cosine to ``min_lr_ratio``; progress is the larger of the step
-        fraction and the fraction of the wall-clock budget used (so a budget-limited run
-        still anneals; a resumed run restarts the time fraction: a warm restart)."""
+        """Cosine from ``lr`` to ``min_lr_ratio``, progress the larger of the step fraction
+        and the fraction of the wall-clock budget used (so a budget-limited run still anneals;
+        a resumed run restarts the time fraction: a warm restart), times a linear warmup over
+        the first ``warmup_steps`` of this process: a resumed run's optimizer moments start
+        from zero, so it warms up again."""
         cfg = self.cfg
-        if step < cfg.warmup_steps:
-            return cfg.lr * (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        progress = max(0, step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         progress = min(1.0, max(progress, time_fraction))
         floor = cfg.min_lr_ratio
-        return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+        cosine = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        warmup = min(1.0, (step - self.start_step + 1) / cfg.warmup_steps)
+        return cfg.lr * cosine * warmup
 
     @torch.no_grad()
     def _update_ema(self):
