@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
         window.add_paths(make_inputs(tmp / "in"))
         wait_until(lambda: window.model.rowCount() == 4, 30)
-        wait_until(lambda: all(window.model.thumbnail(it.id) or it.unreadable
+        wait_until(lambda: all(window.model.thumbnail(it.id) or it.status is Status.FAILED
                                for it in window.model.items()), 30)
         window.start()
         second = window.model.item(1)

@@ -114,11 +114,18 @@ def test_folders_are_scanned_recursively_on_request(tmp_path):
     flat = scan_inputs([tmp_path], recursive=False, naming="{stem}_x{scale}.{ext}")
     # b_x4.png looks like the output of b.jpg: left out.
     assert [f.file.name for f in flat.found] == ["a.PNG", "b.jpg"] and not flat.problems
+    assert flat.subfolders_left_out == [tmp_path]  # sub/c.webp
     deep = scan_inputs([tmp_path, tmp_path / "b.jpg", tmp_path / "missing"], recursive=True,
                        naming="{stem}_x{scale}.{ext}")
     assert [(f.file.name, f.subfolder) for f in deep.found] == [
         ("a.PNG", ""), ("b.jpg", ""), ("c.webp", "sub")]
     assert deep.problems == [f"'{tmp_path / 'missing'}' does not exist"]
+    assert deep.subfolders_left_out == []
+    (tmp_path / "sub" / "c.webp").rename(tmp_path / "sub" / ".c.webp")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "d.png").write_bytes(b"x")
+    assert scan_inputs([tmp_path], recursive=False, naming="{stem}_x{scale}.{ext}"
+                       ).subfolders_left_out == []  # only hidden ones hold images
 
 
 def test_quality_check_flags_colour_shift_and_seams():

@@ -1,5 +1,6 @@
 """The main window end to end: drops, the engine thread, the real model, failures, cancel and
-retry, pause, resume after quit, a responsive event loop, clean shutdown."""
+retry, pause, resume after quit, a responsive event loop, clean shutdown; estimates refined by
+finished jobs, photos that cannot be read, where the results go, and the first run."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
-from PySide6.QtWidgets import QApplication
+from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication, QImage
+from PySide6.QtWidgets import QApplication, QFileDialog, QToolBar
 from val_photos import val_photos
 
 from bimacosr_app.checkpoint import load_packed
@@ -22,7 +23,7 @@ from bimacosr_app.gui import MainWindow
 from bimacosr_app.gui.dialogs import AboutDialog, ShortcutsDialog
 from bimacosr_app.gui.queue_model import Column
 from bimacosr_app.gui.settings import Preferences, Settings
-from bimacosr_app.jobs import QueueStore, Status
+from bimacosr_app.jobs import QueueItem, QueueStore, Status, engine_facts
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -37,9 +38,9 @@ class SlowBackend(Backend):
         super().__init__(checkpoint, torch.device("cpu"))
         self.delay = delay
 
-    def upscale(self, lr01, top=0, left=0, seed=0):
+    def upscale(self, lr01, top=0, left=0, seed=0):  # a NumPy tile or a torch one
         time.sleep(self.delay)
-        return F.interpolate(lr01, scale_factor=4, mode="bicubic").clamp(0, 1)
+        return F.interpolate(torch.as_tensor(lr01), scale_factor=4, mode="bicubic").clamp(0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,8 @@ def make_window(qtbot, tmp_path):
 
     def make(backend=None, **prefs) -> MainWindow:
         settings = Settings(tmp_path / "config" / "settings.ini")
-        settings.set_preferences(Preferences(output_folder=str(tmp_path / "out"), **prefs))
+        settings.set_preferences(Preferences(**{"output_folder": str(tmp_path / "out"),
+                                                **prefs}))
         for name in ("cpu-packed", "reference", "slow-test"):
             settings.set_calibration(name, 1.0)  # no calibration run at start
         factory = None if backend is None else (lambda _name, _device: backend)
@@ -122,7 +124,7 @@ def test_drop_files_and_folders_anywhere(qtbot, make_window, photos, checkpoint)
     with qtbot.waitSignal(window.loaders.scanned, timeout=20000):
         drop(window.table.viewport(), [photos])  # a folder onto the queue
     assert [it.input.name for it in window.model.items()] == ["small.png", "large.png"]
-    window._apply_preferences(replace(window.prefs, recursive=True))
+    window.apply_preferences(replace(window.prefs, recursive=True))
     with qtbot.waitSignal(window.loaders.scanned, timeout=20000):
         drop(window.details, [photos])
     items = window.model.items()
@@ -165,22 +167,50 @@ def test_real_upscale_with_the_shipped_model(qtbot, make_window, photos, tmp_pat
     assert window.compare.mode().value == "side-by-side"
 
 
-def test_failed_item_shows_its_error_and_the_batch_goes_on(qtbot, make_window, photos,
-                                                          checkpoint):
+def test_a_failed_job_shows_its_whole_error_and_the_batch_goes_on(qtbot, make_window, photos,
+                                                                  checkpoint, tmp_path):
+    long_name = "a-folder-name-long-enough-that-its-path-cannot-fit-on-one-line-of-the-panel-" * 2
+    (photos / "sub").rename(photos / long_name)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / long_name).write_text("a file where the output folder must go")
+    window = make_window(SlowBackend(checkpoint, 0.0), recursive=True)
+    add(qtbot, window, [photos])
+    summary = run_batch(qtbot, window)
+    assert (summary.done, summary.failed) == (2, 1)
+    assert statuses(window) == {"small.png": Status.DONE, "large.png": Status.DONE,
+                                "deep.png": Status.FAILED}
+    row = window.model.row_of(window.model.items()[2].id)
+    message = window.model.item(row).error
+    assert long_name in message and window.model.index(row, Column.PROGRESS).data() == message
+    window.table.selectRow(row)
+    error = window.details.error
+    assert error.isVisibleTo(window) and error.toPlainText() == message
+    # All of it in view: wrapped inside the panel's width (the path has no space to wrap at),
+    # as tall as its lines.
+    qtbot.waitUntil(lambda: error.document().size().height() <= error.viewport().height())
+    assert error.document().textWidth() <= error.viewport().width()
+    assert error.document().size().height() > 2 * error.fontMetrics().lineSpacing()
+    assert "could not be upscaled" in window.compare.canvas.message
+
+
+def test_a_photo_that_cannot_be_read_fails_when_added(qtbot, make_window, photos, checkpoint):
     bad = photos / "broken.png"
     bad.write_text("this is a text file, not an image")
     window = make_window(SlowBackend(checkpoint, 0.0))
-    add(qtbot, window, [photos / "small.png", bad, photos / "large.png"])
+    add(qtbot, window, [photos / "small.png", bad])
+    broken = window.model.item(1)
+    qtbot.waitUntil(lambda: broken.status is Status.FAILED)  # before any Start
+    assert not window.runner.running
+    assert "broken.png" in broken.error and "text" in broken.error
+    assert window.model.index(1, Column.PROGRESS).data() == broken.error
+    assert window.model.index(1, Column.SIZE).data() == "?"
     summary = run_batch(qtbot, window)
-    assert (summary.done, summary.failed) == (2, 1)
-    assert statuses(window) == {"small.png": Status.DONE, "broken.png": Status.FAILED,
-                                "large.png": Status.DONE}
-    row = window.model.row_of(window.model.items()[1].id)
-    error = window.model.index(row, Column.PROGRESS).data()
-    assert "broken.png" in error and "text" in error
-    window.table.selectRow(row)
-    assert window.details.error.isVisibleTo(window) and window.details.error.text() == error
-    assert "could not be upscaled" in window.compare.canvas.message
+    assert (summary.done, summary.failed) == (1, 0)
+    assert statuses(window) == {"small.png": Status.DONE, "broken.png": Status.FAILED}
+    window.act_retry.trigger()  # read again: still text, so failed again at once
+    assert broken.status is Status.QUEUED and broken.error == ""
+    qtbot.waitUntil(lambda: broken.status is Status.FAILED)
+    assert "text" in broken.error and not window.runner.running
 
 
 def test_cancel_then_retry(qtbot, make_window, photos, checkpoint, tmp_path):
@@ -244,7 +274,7 @@ def test_close_waits_for_the_worker_and_the_queue_resumes(qtbot, make_window, ph
     again = make_window(SlowBackend(checkpoint, 0.0))
     assert again.resume_bar.isVisibleTo(again) and "2 photos" in again.resume_bar.label.text()
     with qtbot.waitSignal(again.runner.batchFinished, timeout=30000) as blocker:
-        again.resume_bar.resume.click()
+        again.saved_queue.resume_button.click()
     assert blocker.args[0].done == 2 and again.resume_bar.isHidden()
     assert statuses(again) == {"large.png": Status.DONE, "small.png": Status.DONE}
 
@@ -266,10 +296,130 @@ def test_shortcuts_are_listed_and_about_shows_the_model(qtbot, make_window, chec
     qtbot.addWidget(dialog)
     rows = {dialog.table.item(r, 1).text(): dialog.table.item(r, 2).text()
             for r in range(dialog.table.rowCount())}
-    assert rows["Start"].startswith("Ctrl+Return") and rows["Add files"] == "Ctrl+O"
+    assert rows["Upscale"].startswith("Ctrl+Return") and rows["Add files"] == "Ctrl+O"
     assert rows["Show the original while held (flicker mode)"] == "Space"
     assert all(a.toolTip() for a in window.actions())
     about = AboutDialog(QApplication.windowIcon(), window)
     qtbot.addWidget(about)
     about.set_model(checkpoint.content_sha256, "slow-test on cpu")
     assert about.model.text() == checkpoint.content_sha256
+
+
+def test_estimates_follow_the_finished_jobs_per_backend_and_tile_size(qtbot, make_window,
+                                                                      photos, checkpoint):
+    backend = SlowBackend(checkpoint, 0.0)
+    backend.name = engine_facts().auto  # the backend "auto" stands for, as the window sees it
+    window = make_window(backend)  # calibrated: 1 s per megapixel
+    add(qtbot, window, [photos / "large.png"])
+    run_batch(qtbot, window)
+    large = window.model.item(0)
+    measured = large.seconds / (256 * 192 * 16 / 1e6)  # seconds per model output megapixel
+    small_megapixels = 64 * 48 * 16 / 1e6
+    add(qtbot, window, [photos / "small.png"])
+    small = window.model.item(1)
+    qtbot.waitUntil(lambda: small.estimate is not None)
+    assert small.estimate == pytest.approx(measured * small_megapixels)
+    assert small.estimate != pytest.approx(1.0 * small_megapixels)
+    window.close()
+    # Kept in the settings file, for this tile size only: a 64 MB tile budget gives smaller
+    # tiles, not measured yet, so their estimate is the calibration's.
+    again = make_window(backend)
+    add(qtbot, again, [photos / "small.png"])
+    qtbot.waitUntil(lambda: again.model.item(0).estimate is not None)
+    assert again.model.item(0).estimate == pytest.approx(measured * small_megapixels)
+    again.apply_preferences(replace(again.prefs, tile_budget_mb=64.0))
+    assert again.model.item(0).estimate == pytest.approx(1.0 * small_megapixels)
+
+
+def test_the_batch_eta_shows_while_any_photo_has_an_estimate(qtbot, make_window, photos,
+                                                             checkpoint):
+    window = make_window(SlowBackend(checkpoint, 0.0))
+    sized = QueueItem(photos / "large.png", in_size=(256, 192))
+    unsized = QueueItem(photos / "small.png")  # its size not read yet: no estimate
+    window.model.add_items([sized, unsized])
+    qtbot.waitUntil(lambda: sized.estimate is not None)  # once the engine said what it runs
+    assert unsized.estimate is None
+    with qtbot.waitSignal(window.runner.batchFinished, timeout=60000), \
+            qtbot.waitSignal(window.runner.totalProgress) as first:
+        window.act_start.trigger()
+    assert first.args[1] == pytest.approx(sized.estimate)
+    assert statuses(window) == {"large.png": Status.DONE, "small.png": Status.DONE}
+
+
+def test_the_window_shows_where_results_go_and_changes_it(qtbot, make_window, photos,
+                                                         checkpoint, tmp_path, monkeypatch):
+    window = make_window(SlowBackend(checkpoint, 0.0), output_folder=str(photos))
+    bar = window.start_bar
+    assert bar.folder_button.toolTip() == f"The results go to {photos}"
+    assert not bar.warning.isVisibleTo(window)  # nothing queued yet
+    add(qtbot, window, [photos / "small.png"])
+    assert bar.warning.isVisibleTo(window)  # the results would land among the photos
+    chosen = tmp_path / "chosen"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(chosen))
+    bar.choose_folder.trigger()
+    assert window.prefs.output_folder == str(chosen) and not bar.warning.isVisibleTo(window)
+    assert bar.folder_button.toolTip() == f"The results go to {chosen}"
+    assert Settings(window.settings.path).preferences().output_folder == str(chosen)
+    run_batch(qtbot, window)
+    assert window.model.item(0).output == chosen / "small_x4.png"
+    bar.next_to_originals.trigger()
+    assert window.prefs.output_folder == "" and bar.warning.isVisibleTo(window)
+    assert bar.folder_button.text() == "Next to the originals"
+
+
+def test_the_first_run_shows_what_to_do_next(qtbot, make_window, photos, checkpoint,
+                                             monkeypatch):
+    window = make_window(SlowBackend(checkpoint, 0.0))
+    toolbar = window.findChild(QToolBar)
+
+    def greyed_out():
+        return [toolbar.widgetForAction(a) for a in toolbar.actions()
+                if a.isVisible() and not toolbar.widgetForAction(a).isEnabled()]
+
+    def shown(action):  # the toolbar entry showing ``action`` is visible
+        return any(a.isVisible() and getattr(toolbar.widgetForAction(a), "defaultAction",
+                                             lambda: None)() is action
+                   for a in toolbar.actions())
+
+    assert greyed_out() == []
+    button = window.start_bar.upscale_button
+    assert button.isEnabled() and button.text() == "Add photos…"
+    bad = photos / "broken.png"
+    bad.write_text("not an image")
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames",
+                        lambda *args: ([str(photos / "small.png"), str(bad)], ""))
+    with qtbot.waitSignal(window.loaders.scanned, timeout=20000):
+        button.click()  # the big button adds photos while none is queued
+    qtbot.waitUntil(lambda: window.model.item(1).status is Status.FAILED)
+    assert button.text() == "Upscale 1 photo" and shown(window.act_retry)
+    assert greyed_out() == [] and not shown(window.act_cancel)
+    with qtbot.waitSignal(window.runner.batchFinished, timeout=60000):
+        button.click()
+        assert button.text() == "Upscaling…" and shown(window.act_cancel)
+    assert window.model.item(0).status is Status.DONE and button.text() == "Add photos…"
+
+
+def test_subfolders_left_out_get_a_hint(qtbot, make_window, photos, checkpoint):
+    window = make_window(SlowBackend(checkpoint, 0.0))
+    add(qtbot, window, [photos])  # without subfolders (the default)
+    assert [it.input.name for it in window.model.items()] == ["large.png", "small.png"]
+    assert window.subfolder_bar.isVisibleTo(window)
+    assert f"'{photos.name}' has photos in subfolders" in window.subfolder_bar.label.text()
+    with qtbot.waitSignal(window.loaders.scanned, timeout=20000):
+        window.inputs.add_subfolders_button.click()
+    assert [(it.input.name, it.subfolder) for it in window.model.items()] == [
+        ("large.png", ""), ("small.png", ""), ("deep.png", "sub")]
+    assert window.subfolder_bar.isHidden() and not window.prefs.recursive
+
+
+def test_open_output_folder_says_so_when_no_file_manager_opens(qtbot, make_window, checkpoint,
+                                                              tmp_path, monkeypatch):
+    window = make_window(SlowBackend(checkpoint, 0.0))
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or False)
+    window.act_open_output.trigger()
+    folder = str(tmp_path / "out")
+    assert opened == [QUrl.fromLocalFile(folder)]
+    assert "No file manager could be opened" in window.statusBar().currentMessage()
+    assert folder in window.statusBar().currentMessage()
+    assert QGuiApplication.clipboard().text() == folder

@@ -11,6 +11,8 @@ from bimacosr_app.jobs import (
     QueueItem,
     QueueRunner,
     QueueStore,
+    SpeedSample,
+    SpeedTable,
     Status,
     estimate_memory_mb,
     estimate_seconds,
@@ -110,3 +112,50 @@ def test_estimates_and_the_saved_queue(tmp_path):
     store.save([item])
     (loaded,) = store.unfinished()  # running when saved: queued again
     assert loaded.status is Status.QUEUED and loaded.in_size == (100, 50)
+
+
+def test_the_batch_eta_counts_the_items_with_an_estimate():
+    queue = _queue("a.png", "b.png", "c.png")
+    totals = []
+
+    class Held:  # keeps the item running until told
+        def submit(self, item):
+            pass
+
+        def cancel_current(self):
+            pass
+
+    runner = QueueRunner(queue, Held(), total_progress=lambda f, eta: totals.append(eta))
+    runner.start()
+    assert totals == [None]  # no estimate at all (the command line's first image): no ETA
+    a, b, _c = queue.items()
+    runner.on_progress(a.id, 0.5, 3.0)
+    assert totals[-1] is None  # a tile's timing alone is not an estimate of the batch
+    b.estimate = 4.0  # c has none (its size is not known yet): it adds nothing
+    runner.on_progress(a.id, 0.6, 2.0)
+    assert totals[-1] == 2.0 + 4.0
+    a.estimate, a.eta = 10.0, None
+    runner.on_progress(a.id, 0.6, None)
+    assert totals[-1] == 10.0 * 0.4 + 4.0
+
+
+def test_speeds_are_learned_per_backend_and_tile_size():
+    table = SpeedTable()
+    assert table.rate("cpu-packed", None) is None
+    table.add(SpeedSample("cpu-packed", None, 512, seconds=4.0, model_pixels=2_000_000))
+    assert table.rate("cpu-packed", None) == 2.0
+    assert table.rate("cpu-packed", 64.0) is None  # a budget never run: its tile is unknown
+    assert table.rate("reference", None) is None
+    table.add(SpeedSample("cpu-packed", 64.0, 128, seconds=3.0, model_pixels=1_000_000))
+    assert table.rate("cpu-packed", 64.0) == 3.0 and table.rate("cpu-packed", None) == 2.0
+    # The recent jobs count most: the earlier totals are halved before a job is added.
+    table.add(SpeedSample("cpu-packed", None, 512, seconds=1.0, model_pixels=1_000_000))
+    assert table.rate("cpu-packed", None) == (4.0 * 0.5 + 1.0) / (2.0 * 0.5 + 1.0)
+    # Another budget giving the same tile size shares its measurements.
+    table.add(SpeedSample("cpu-packed", 2048.0, 512, seconds=1.0, model_pixels=1_000_000))
+    assert table.rate("cpu-packed", 2048.0) == table.rate("cpu-packed", None)
+    again = SpeedTable.from_json(table.to_json())
+    assert again.to_json() == table.to_json() and again.rate("cpu-packed", 64.0) == 3.0
+    assert SpeedTable.from_json("").rate("cpu-packed", None) is None
+    assert SpeedTable.from_json('{"rates": {"x/1": "nonsense"}}').to_json() == \
+        SpeedTable().to_json()

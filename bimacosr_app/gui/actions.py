@@ -1,5 +1,8 @@
 """The window's commands as actions (``QAction``): their shortcuts, tooltips and icons, the menu
 bar and the toolbar that show them (with the scale box), and which of them the state enables.
+The menus list every command, greyed out where it does not apply; the toolbar shows the queue
+commands only where they apply (an empty window shows what to do first, not a row of greyed
+buttons), and Upscale lives in the start bar under the queue.
 
 The actions belong to the window (their shortcuts work anywhere in it) and call its public
 methods; the window reaches them as ``act_*``.
@@ -12,7 +15,15 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QIcon, QKeySequence
-from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QStyle, QToolBar, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QLabel,
+    QSizePolicy,
+    QStyle,
+    QToolBar,
+    QToolButton,
+    QWidget,
+)
 
 from ..jobs import Status, option
 from .compare_view import CompareMode
@@ -77,7 +88,7 @@ class WindowActions:
                           "Output, engine and appearance",
                           icon(TI.DocumentProperties, SP.SP_FileDialogDetailedView))
         self.quit = a("Quit", w.close, [QKeySequence.StandardKey.Quit, "Ctrl+Q"])
-        self.start = a("Start", w.start, ["Ctrl+Return", "Ctrl+Enter"],
+        self.start = a("Upscale", w.start, ["Ctrl+Return", "Ctrl+Enter"],
                        "Upscale the queued photos", icon(TI.MediaPlaybackStart,
                                                         SP.SP_MediaPlay))
         self.pause = a("Pause after current", runner.set_pause_after_current,
@@ -118,6 +129,7 @@ class WindowActions:
         self.about.setMenuRole(QAction.MenuRole.AboutRole)
         self.settings.setMenuRole(QAction.MenuRole.PreferencesRole)
         self.menus = self._build_menus()
+        self._toolbar_entries: dict[QAction, QAction] = {}  # action -> its toolbar entry
         self.scale_box = self._build_toolbar()
         runner.stateChanged.connect(self._runner_state)
         for signal in (w.model.rowsInserted, w.model.rowsRemoved, w.model.modelReset):
@@ -152,12 +164,12 @@ class WindowActions:
         tools.setMovable(False)
         tools.setIconSize(QSize(20, 20))
         tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        for action in (self.add_files, self.add_folder, None, self.start, self.pause,
-                       self.cancel, self.cancel_all, self.retry, self.remove, None):
-            if action is None:
-                tools.addSeparator()
-            else:
-                tools.addAction(action)
+        tools.addAction(self.add_files)
+        tools.addAction(self.add_folder)
+        tools.addSeparator()
+        for action in (self.pause, self.cancel, self.cancel_all, self.retry, self.remove):
+            self._toolbar_entries[action] = tools.addWidget(self._tool_button(action, tools))
+        tools.addSeparator()
         scale_box = QComboBox()
         scale_box.setAccessibleName("Scale")
         scale_box.setToolTip("Upscaling factor for the queued photos")
@@ -171,10 +183,22 @@ class WindowActions:
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         tools.addWidget(spacer)
-        tools.addAction(self.open_output)
+        self._toolbar_entries[self.open_output] = tools.addWidget(
+            self._tool_button(self.open_output, tools))
         tools.addAction(self.settings)
         self._window.addToolBar(tools)
         return scale_box
+
+    @staticmethod
+    def _tool_button(action: QAction, tools: QToolBar) -> QToolButton:
+        """A toolbar button for ``action`` that the toolbar can hide without hiding the action
+        (its menu entry and shortcut stay)."""
+        button = QToolButton(tools)
+        button.setDefaultAction(action)
+        button.setAutoRaise(True)
+        button.setIconSize(tools.iconSize())
+        button.setToolButtonStyle(tools.toolButtonStyle())
+        return button
 
     def show_scale(self, scale: int) -> None:
         """Show ``scale`` in the scale box without reporting it as a new choice."""
@@ -191,7 +215,8 @@ class WindowActions:
         self.update()
 
     def update(self, *_args) -> None:
-        """Enable the actions that apply to the queue, the selection and the compare view now."""
+        """Enable the actions that apply to the queue, the selection and the compare view now;
+        show the queue commands in the toolbar while they apply."""
         w = self._window
         running, current = w.runner.running, w.runner.current
         queued = w.model.count(Status.QUEUED)
@@ -207,6 +232,11 @@ class WindowActions:
         self.down.setEnabled(len(selected) == 1)
         self.open_output.setEnabled(bool(w.progress.last_output or w.prefs.output_folder or (
             selected and w.model.item(selected[0]).output is not None)))
+        shown = {self.pause: running, self.cancel: running, self.cancel_all: running,
+                 self.retry: self.retry.isEnabled(), self.remove: w.model.rowCount() > 0,
+                 self.open_output: self.open_output.isEnabled()}
+        for action, visible in shown.items():
+            self._toolbar_entries[action].setVisible(visible)
         has_images = w.compare.images is not None
         for action in (*self.modes, self.interp, self.zoom_in, self.zoom_out, self.fit,
                        *self.zooms):

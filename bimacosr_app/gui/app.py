@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import QApplication
 from .. import __version__
 from ..bundled import bundled_path
 from ..logs import setup_logging
+from .display import display_problem
 from .main_window import MainWindow
 from .settings import APP_NAME, ORG_NAME, Settings
 from .theme import apply_theme
@@ -24,6 +26,9 @@ __all__ = ["main"]
 
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 ENGINE_WAIT_S = 120.0  #: the smoke-test hook waits at most this long for the engine thread
+NO_DISPLAY_EXIT = 1  #: the exit status when the window cannot open here (see display.py)
+
+log = logging.getLogger(__name__)
 
 
 def app_icon() -> QIcon:
@@ -78,9 +83,15 @@ def _quit_after_start(window: MainWindow, seconds: float, report: str | None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the window until it is closed; returns the exit status."""
+    """Run the window until it is closed; returns the exit status (``NO_DISPLAY_EXIT``, with
+    the reason on stderr and in the log, when it cannot open here)."""
     args = _parse(sys.argv[1:] if argv is None else argv)
     setup_logging()
+    problem = display_problem()
+    if problem:  # Qt would abort the process
+        log.error("%s", problem)
+        print(problem, file=sys.stderr)
+        return NO_DISPLAY_EXIT
     QApplication.setApplicationName(APP_NAME)
     QApplication.setOrganizationName(ORG_NAME)
     QApplication.setApplicationVersion(__version__)

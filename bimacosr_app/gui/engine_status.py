@@ -1,6 +1,8 @@
 """The engine thread as the window shows it: the model's state in the status bar and the About
-dialog, the backends it offers, this computer's speed (measured once per backend, in the
-background) and the time and memory estimates of the queued photos that follow from it.
+dialog, the backends it offers, this computer's speed and the time and memory estimates of the
+queued photos that follow from it. The speed is measured once per backend in the background
+(calibration), then refined by every finished job, per backend and tile size (kept in the
+settings file).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QApplication, QLabel
 
 from ..jobs import (
+    JobOutcome,
     ModelInfo,
     QueueItem,
     Status,
@@ -44,12 +47,14 @@ class EngineStatus:
         self._auto_budget = 0.0  # MB, the tile budget "Automatic" means on the CPU
         self._calibrating = False
         self._about: AboutDialog | None = None
+        self._speeds = window.settings.speeds()
         engine = window.engine
         engine.initialized.connect(self._initialized)
         engine.loading.connect(lambda _backend: self.label.setText("Loading model…"))
         engine.modelReady.connect(self._model_ready)
         engine.calibrated.connect(self._calibrated)
         engine.engineError.connect(self._error)
+        engine.jobDone.connect(self._job_done)
 
     def _resolved_backend(self) -> str | None:
         prefs = self._window.prefs
@@ -65,11 +70,19 @@ class EngineStatus:
         window.statusBar().showMessage("Measuring the speed of this computer…", 0)
         window.engine.calibrate(window.prefs.backend, window.prefs.device)
 
+    def _seconds_per_mp(self) -> float | None:
+        """The chosen backend's speed with the chosen tile budget: as finished jobs measured
+        it, else as calibrated."""
+        name = self._resolved_backend()
+        if name is None:
+            return None
+        measured = self._speeds.rate(name, self._window.prefs.tile_budget_mb)
+        return measured if measured is not None else self._window.settings.calibration(name)
+
     def refresh_estimates(self) -> None:
         """Recompute the time estimate of every queued item."""
-        name = self._resolved_backend()
         model = self._window.model
-        rate = self._window.settings.calibration(name) if name else None
+        rate = self._seconds_per_mp()
         for item in model.items():
             if item.status is Status.QUEUED:
                 estimate = estimate_seconds(item, rate)
@@ -116,6 +129,12 @@ class EngineStatus:
         self._window.statusBar().showMessage(message, 10000)
         if self._about is not None:
             self._about.set_model("unavailable", message)
+
+    def _job_done(self, _item_id: str, outcome: JobOutcome) -> None:
+        if outcome.speed is not None:
+            self._speeds.add(outcome.speed)
+            self._window.settings.set_speeds(self._speeds)
+            self.refresh_estimates()
 
     def _model_ready(self, info: ModelInfo) -> None:
         self.model_info = info

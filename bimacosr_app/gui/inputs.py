@@ -2,11 +2,14 @@
 the window (an overlay says so while files are dragged over it).
 
 Whatever they name is scanned in the background; the photos found are queued and their
-thumbnails and pixel sizes read, also in the background.
+thumbnails and pixel sizes read, also in the background. A photo that cannot be read then is
+marked failed at once, with the reason. When folders were added without their subfolders and
+those hold photos, a bar above the queue offers to add them too.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +26,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from ..jobs import QueueItem, ScanResult, readable_formats
+from ..jobs import QueueItem, ScanResult, Status, readable_formats
+from .notice_bar import NoticeBar
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
@@ -67,17 +71,27 @@ def _file_filter() -> str:
 
 class PhotoInputs(QObject):
     """Queues the photos the user points ``window`` to. Filters the window's events to take
-    drops on it (drags over its children that do not take them end up there too)."""
+    drops on it (drags over its children that do not take them end up there too).
+    :attr:`subfolder_bar` is the hint about subfolders left out, for the window to place."""
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self._window = window
         self.overlay = _DropOverlay(window)
+        self.subfolder_bar = NoticeBar("subfolderBar", window)
+        self.add_subfolders_button = self.subfolder_bar.add_button(
+            "Add them too", "Add the photos of the subfolders too", default=True)
+        self.always_subfolders_button = self.subfolder_bar.add_button(
+            "Always include subfolders", "Always include subfolders when adding a folder")
+        dismiss = self.subfolder_bar.add_button("Dismiss", "Dismiss the subfolder hint")
+        self.add_subfolders_button.clicked.connect(self._add_subfolders)
+        self.always_subfolders_button.clicked.connect(self._always_add_subfolders)
+        dismiss.clicked.connect(self.subfolder_bar.hide)
+        self._left_out: list[Path] = []
         window.installEventFilter(self)
         window.loaders.scanned.connect(self._scanned)
         window.loaders.thumbnailReady.connect(self._thumbnail_ready)
-        window.loaders.thumbnailFailed.connect(
-            lambda item_id, message: window.model.update_item(item_id, unreadable=message))
+        window.loaders.thumbnailFailed.connect(self._unreadable)
 
     def add_paths(self, paths: list[str | Path], recursive: bool | None = None) -> None:
         """Queue the images among ``paths`` (folders are scanned in the background)."""
@@ -122,8 +136,22 @@ class PhotoInputs(QObject):
         for item in items:
             self._window.loaders.thumbnail(item.id, item.input)
 
+    def _add_subfolders(self) -> None:
+        self.subfolder_bar.hide()
+        self.add_paths(self._left_out, recursive=True)
+
+    def _always_add_subfolders(self) -> None:
+        self._window.apply_preferences(replace(self._window.prefs, recursive=True))
+        self._add_subfolders()
+
     def _scanned(self, result: ScanResult) -> None:
         window = self._window
+        if result.subfolders_left_out:
+            self._left_out = result.subfolders_left_out
+            names = ", ".join(f"'{p.name}'" for p in self._left_out)
+            self.subfolder_bar.show_notice(
+                f"{names} {'has' if len(self._left_out) == 1 else 'have'} photos in "
+                "subfolders, which were not added (subfolders are included only when set so).")
         new = window.model.add_items([QueueItem(input=f.file, scale=window.prefs.scale,
                                                 subfolder=f.subfolder) for f in result.found])
         self.load_thumbnails(new)
@@ -134,6 +162,13 @@ class PhotoInputs(QObject):
         window.statusBar().showMessage(message, 8000)
         if new and window.table.selectionModel().selectedRows() == []:
             window.table.selectRow(window.model.row_of(new[0].id))
+
+    def _unreadable(self, item_id: str, message: str) -> None:
+        """A queued photo that cannot be read fails now, with the reason, rather than when its
+        turn comes."""
+        item = self._window.model.item_by_id(item_id)
+        if item is not None and item.status is Status.QUEUED:
+            self._window.model.update_item(item_id, status=Status.FAILED, error=message)
 
     def _thumbnail_ready(self, item_id: str, image, size) -> None:
         model = self._window.model

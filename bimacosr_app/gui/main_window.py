@@ -1,9 +1,10 @@
 """The main window: queue on the left with the details panel, compare view on the right.
 
 The window lays out the widgets and composes the parts that drive them, one concern each:
-:mod:`.actions` (commands, menus, toolbar), :mod:`.inputs` (adding photos, drops),
-:mod:`.resume` (saving the queue, resuming the last one), :mod:`.engine_status` (the model,
-speed and estimates), :mod:`.progress` (the running batch) and :mod:`.selection` (the selected
+:mod:`.actions` (commands, menus, toolbar), :mod:`.inputs` (adding photos, drops, the hint
+about subfolders left out), :mod:`.resume` (saving the queue, resuming the last one),
+:mod:`.engine_status` (the model, speed and estimates), :mod:`.start_bar` (where results go,
+the Upscale button), :mod:`.progress` (the running batch) and :mod:`.selection` (the selected
 photo's details and comparison). It keeps the queue commands, the preferences, the dialogs
 and the view state.
 
@@ -20,7 +21,7 @@ from operator import attrgetter
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QCloseEvent, QDesktopServices
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from .. import APP_NAME
@@ -49,6 +50,7 @@ from .runner import QueueRunner
 from .selection import SelectionDetails
 from .settings import Preferences, Settings
 from .settings_dialog import SettingsDialog
+from .start_bar import StartBar
 from .theme import apply_theme
 from .worker import Engine
 
@@ -92,6 +94,7 @@ class MainWindow(QMainWindow):
     _menus = _part("commands.menus")
     overlay = _part("inputs.overlay")
     resume_bar = _part("saved_queue.bar")
+    subfolder_bar = _part("inputs.subfolder_bar")
     engine_label = _part("engine_status.label")
     model_info = _part("engine_status.model_info")
     total_bar = _part("progress.total_bar")
@@ -119,13 +122,14 @@ class MainWindow(QMainWindow):
         self.engine_status = EngineStatus(self)
         self.progress = BatchProgress(self)
         self.saved_queue = SavedQueue(self)
-        self._lay_out()
         self.inputs = PhotoInputs(self)
-        self.selection = SelectionDetails(self)
         self.commands = WindowActions(self)
+        self.start_bar = StartBar(self)
+        self._lay_out()
+        self.selection = SelectionDetails(self)
         self.commands.scale_box.currentIndexChanged.connect(
-            lambda: self._apply_preferences(replace(self.prefs,
-                                                    scale=self.commands.scale_box.currentData())))
+            lambda: self.apply_preferences(replace(self.prefs,
+                                                   scale=self.commands.scale_box.currentData())))
         self.progress.open_output_button.setDefaultAction(self.commands.open_output)
         self._restore_view()
         self.saved_queue.offer()
@@ -140,6 +144,7 @@ class MainWindow(QMainWindow):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.setSpacing(6)
         left_layout.addWidget(self.table, 3)
+        left_layout.addWidget(self.start_bar, 0)
         left_layout.addWidget(self.details, 0)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
@@ -153,6 +158,7 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(8, 6, 8, 4)
         layout.setSpacing(6)
         layout.addWidget(self.saved_queue.bar)
+        layout.addWidget(self.inputs.subfolder_bar)
         layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
 
@@ -202,7 +208,12 @@ class MainWindow(QMainWindow):
         self.runner.start()
 
     def retry_failed(self) -> None:
+        """Queue failed and cancelled photos again; those that could not be read are read again
+        (and fail again at once if they still cannot)."""
+        unread = [it for it in self.model.items()
+                  if it.status is Status.FAILED and it.in_size is None]
         n = self.model.set_statuses((Status.FAILED, Status.CANCELLED), Status.QUEUED)
+        self.inputs.load_thumbnails(unread)
         self.engine_status.refresh_estimates()
         if n and self.runner.running:
             self.runner.start()
@@ -232,14 +243,31 @@ class MainWindow(QMainWindow):
         else:
             folder = self.progress.last_output or self.prefs.output_folder
         if folder:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(folder))
+            self._open_in_file_manager(folder)
+
+    def _open_in_file_manager(self, path: str) -> None:
+        """Open ``path`` with the desktop's program for it; where none can be launched, say so
+        and put the path on the clipboard."""
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(path)):
+            QGuiApplication.clipboard().setText(path)
+            self.statusBar().showMessage(
+                f"No file manager could be opened. The path is copied to the clipboard: {path}",
+                0)
+
+    def output_folder_of(self, item: QueueItem) -> Path:
+        """Where ``item``'s result goes with the current preferences."""
+        folder = self.prefs.output_folder
+        return Path(folder) / item.subfolder if folder else item.input.parent
+
+    def set_output_folder(self, folder: str) -> None:
+        """Save the results in ``folder`` from now on ("" : next to the originals)."""
+        self.apply_preferences(replace(self.prefs, output_folder=folder))
 
     def _job_for(self, item: QueueItem) -> Job:
         """The item's job with the current preferences (ValueError where no job takes them)."""
         p = self.prefs
         request = UpscaleRequest(
-            input=item.input,
-            output=Path(p.output_folder) / item.subfolder if p.output_folder else None,
+            input=item.input, output=self.output_folder_of(item) if p.output_folder else None,
             scale=item.scale, **{o.name: getattr(p, o.name) for o in JOB_OPTIONS
                                   if o.name != "scale"})
         return Job(request, p.backend, p.device)
@@ -259,9 +287,11 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.prefs, self.engine_status.available, self.settings.path,
                                 self)
         if dialog.exec():
-            self._apply_preferences(dialog.preferences())
+            self.apply_preferences(dialog.preferences())
 
-    def _apply_preferences(self, prefs: Preferences) -> None:
+    def apply_preferences(self, prefs: Preferences) -> None:
+        """Use and save ``prefs``: queued photos take the scale, estimates and the start bar
+        follow."""
         old, self.prefs = self.prefs, prefs
         self.settings.set_preferences(prefs)
         if prefs.theme != old.theme:
@@ -273,6 +303,7 @@ class MainWindow(QMainWindow):
         if (prefs.backend, prefs.device) != (old.backend, old.device):
             self.engine_status.calibrate_if_needed()
         self.engine_status.refresh_estimates()
+        self.start_bar.show_output_folder()
         self.selection.refresh()
 
     def show_shortcuts(self) -> None:
@@ -285,7 +316,7 @@ class MainWindow(QMainWindow):
             path = path.parent
             with contextlib.suppress(OSError):
                 path.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+        self._open_in_file_manager(str(path))
 
     def show_about(self) -> None:
         self.engine_status.show_about()

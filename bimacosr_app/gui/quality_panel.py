@@ -3,7 +3,8 @@
 Queued: the time and memory estimate. Running: the stage. Done: the consistency check (PSNR-Y
 and SSIM-Y of the output brought back to the input size, colour shift, seam score), time
 taken, backend, tile settings and model, with a warning box when something looks wrong.
-Failed: the error.
+Failed: the whole error, wrapped anywhere (a long path has no spaces to wrap at), never
+clipped.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFormLayout, QFrame, QLabel, QVBoxLayout, QWidget
+from PySide6.QtGui import QTextOption
+from PySide6.QtWidgets import QFormLayout, QFrame, QLabel, QTextEdit, QVBoxLayout, QWidget
 
 from ..jobs import QualityReport, QueueItem, Status, format_duration
 
@@ -19,6 +21,31 @@ __all__ = ["QualityPanel"]
 
 _ROWS = ("Consistency", "Colour shift", "Seams", "Time", "Backend", "Tiles", "Model",
          "Estimate", "Output")
+
+
+class _ErrorText(QTextEdit):
+    """Read-only plain text that wraps anywhere and is as tall as its lines, so the whole
+    message can be read and copied."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setReadOnly(True)
+        self.setAcceptRichText(False)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setStyleSheet("QTextEdit { color: #d64541; background: transparent; }")
+        self.document().setDocumentMargin(0)
+        self.textChanged.connect(self._fit_height)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """As tall as the text wrapped at the current width."""
+        self.setFixedHeight(math.ceil(self.document().size().height()) + 2 * self.frameWidth())
 
 
 class QualityPanel(QFrame):
@@ -42,11 +69,8 @@ class QualityPanel(QFrame):
         self.warning.setStyleSheet("QLabel { background: #fff3cd; color: #664d03; "
                                    "border: 1px solid #e0c36a; border-radius: 4px; "
                                    "padding: 6px; }")
-        self.error = QLabel()
-        self.error.setWordWrap(True)
-        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error = _ErrorText()
         self.error.setAccessibleName("Error")
-        self.error.setStyleSheet("QLabel { color: #d64541; }")
         self.values: dict[str, QLabel] = {}
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
@@ -90,7 +114,7 @@ class QualityPanel(QFrame):
             return
         self.title.setText(f"{item.input.name} — {item.status.label}")
         if item.error:
-            self.error.setText(item.error)
+            self.error.setPlainText(item.error)
             self.error.show()
         info = {}
         if item.status is Status.QUEUED:

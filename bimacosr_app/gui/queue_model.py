@@ -167,7 +167,7 @@ class QueueModel(QAbstractTableModel):
             return self._display(item, col)
         if role == Qt.ItemDataRole.DecorationRole and col is Column.THUMB:
             thumbnail = self._thumbnails.get(item.id)
-            if thumbnail is None and item.unreadable:
+            if thumbnail is None and item.status is Status.FAILED:
                 return QApplication.style().standardIcon(
                     QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(24, 24)
             return thumbnail
@@ -179,8 +179,7 @@ class QueueModel(QAbstractTableModel):
             tip = str(item.input)
             if item.output is not None:
                 tip += f"\n→ {item.output}"
-            problem = item.error or item.unreadable
-            return tip + (f"\n\n{problem}" if problem else "")
+            return tip + (f"\n\n{item.error}" if item.error else "")
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return f"{item.input.name}, {item.status.label}" + (
                 f", {item.error}" if item.error else "")
@@ -193,7 +192,7 @@ class QueueModel(QAbstractTableModel):
             return item.input.name
         if col is Column.SIZE:
             if item.in_size is None:
-                return "?" if item.unreadable else "…"
+                return "?" if item.status is Status.FAILED else "…"
             out = item.expected_out_size()
             return f"{item.in_size[0]}×{item.in_size[1]}\n→ {out[0]}×{out[1]}"
         if col is Column.STATUS:

@@ -16,7 +16,7 @@ from platformdirs import user_config_dir
 from PySide6.QtCore import QByteArray, QSettings
 
 from .. import APP_NAME
-from ..jobs import OPTIONS, option
+from ..jobs import OPTIONS, SpeedTable, option
 
 __all__ = ["APP_NAME", "ORG_NAME", "Preferences", "Settings", "default_config_dir"]
 
@@ -96,6 +96,14 @@ class Settings:
 
     def set_calibration(self, backend: str, seconds_per_mp: float) -> None:
         self._qs.setValue(f"calibration/{backend}", float(seconds_per_mp))
+        self._qs.sync()
+
+    def speeds(self) -> SpeedTable:
+        """The speeds measured by finished jobs (empty before the first)."""
+        return SpeedTable.from_json(str(self._qs.value("speed/table", "")))
+
+    def set_speeds(self, speeds: SpeedTable) -> None:
+        self._qs.setValue("speed/table", speeds.to_json())
         self._qs.sync()
 
     def ui_value(self, key: str, default: str = "") -> str:

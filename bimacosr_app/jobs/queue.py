@@ -9,10 +9,13 @@ imports Qt.
 * :class:`QueueRunner`: runs the queued items one at a time, in order, through an
   :class:`Executor` (start, pause after current, cancel current, cancel all), and reports its
   state, the batch's total progress and ETA, and a summary when the batch ends.
+* :class:`SpeedTable`: this computer's speed per backend and tile size, refined by every
+  finished job (:class:`SpeedSample`), from which queued items are estimated.
 * :class:`QueueStore`: ``queue.json`` in the user data folder, written atomically after
   every change worth keeping; items that were running come back queued.
 * :func:`scan_inputs`: the images among dropped, opened or pasted paths, scanned exactly as
-  the command line scans its inputs (:func:`~.batch.plan_batch`).
+  the command line scans its inputs (:func:`~.batch.plan_batch`), and the folders whose
+  subfolders hold photos that were left out.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ __all__ = [
     "QueueRunner",
     "QueueStore",
     "ScanResult",
+    "SpeedSample",
+    "SpeedTable",
     "Status",
     "default_queue_dir",
     "estimate_memory_mb",
@@ -103,7 +108,6 @@ class QueueItem:
     progress: float = 0.0
     eta: float | None = None
     stage: str = ""  #: e.g. "Loading model…" while running
-    unreadable: str = ""  #: why the header could not be read (the job will say it too)
     estimate: float | None = None  #: seconds, before it runs
 
     def expected_out_size(self) -> tuple[int, int] | None:
@@ -115,7 +119,7 @@ class QueueItem:
 
 
 #: QueueItem fields that change while an item runs or is looked at, not worth saving.
-TRANSIENT_FIELDS = frozenset({"progress", "eta", "stage", "estimate", "unreadable"})
+TRANSIENT_FIELDS = frozenset({"progress", "eta", "stage", "estimate"})
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class JobOutcome:
     tiles: str = ""
     #: output pixels between tile cuts along (rows, columns); 0: no cut on that axis
     seam_period: tuple[int, int] = (0, 0)
+    speed: SpeedSample | None = None  #: how fast it ran (a job done by a model only)
 
     @classmethod
     def from_result(cls, result: UpscaleResult, **details) -> JobOutcome:
@@ -223,11 +228,78 @@ class JobQueue:
 
 # -- estimates ---------------------------------------------------------------------------------
 
+_MODEL_SCALE = 4  #: the model always works at 4x (2x/3x downscale afterwards)
+
+
 def estimate_seconds(item: QueueItem, seconds_per_mp: float | None) -> float | None:
-    """Time to upscale ``item``: the model always works at 4x (2x/3x downscale afterwards)."""
+    """Time to upscale ``item`` at ``seconds_per_mp`` per model output megapixel."""
     if seconds_per_mp is None or item.in_size is None:
         return None
-    return seconds_per_mp * item.in_size[0] * item.in_size[1] * 16 / 1e6
+    return seconds_per_mp * item.in_size[0] * item.in_size[1] * _MODEL_SCALE**2 / 1e6
+
+
+@dataclass(frozen=True)
+class SpeedSample:
+    """How fast one finished job ran: on which backend, with which tile budget (MB, None:
+    automatic) and the tile side (LR pixels) it gave, in how many seconds for how many model
+    output pixels."""
+
+    backend: str
+    budget_mb: float | None
+    tile: int
+    seconds: float
+    model_pixels: int
+
+
+class SpeedTable:
+    """Seconds per model output megapixel per (backend, tile side), refined by every finished
+    job: a job's seconds and megapixels are added to its key's totals after those are
+    multiplied by :attr:`KEEP`, so the rate follows the recent jobs, each weighed by its size.
+    The tile side a tile budget gave on a backend is remembered too, so a queued photo is
+    estimated at the tile size its job will use. Text form: :meth:`to_json`."""
+
+    KEEP = 0.5  #: weight of the earlier jobs' totals when a job is added
+
+    def __init__(self) -> None:
+        self._totals: dict[str, list[float]] = {}  # "backend/tile" -> [seconds, megapixels]
+        self._tiles: dict[str, int] = {}  # "backend/budget" -> tile side
+
+    @staticmethod
+    def _budget_key(backend: str, budget_mb: float | None) -> str:
+        return f"{backend}/{'auto' if budget_mb is None else f'{budget_mb:g}'}"
+
+    def add(self, sample: SpeedSample) -> None:
+        if sample.model_pixels <= 0 or sample.tile <= 0 or sample.seconds <= 0:
+            return
+        key = f"{sample.backend}/{sample.tile}"
+        seconds, megapixels = self._totals.get(key, (0.0, 0.0))
+        self._totals[key] = [seconds * self.KEEP + sample.seconds,
+                             megapixels * self.KEEP + sample.model_pixels / 1e6]
+        self._tiles[self._budget_key(sample.backend, sample.budget_mb)] = sample.tile
+
+    def rate(self, backend: str, budget_mb: float | None) -> float | None:
+        """Seconds per model output megapixel on ``backend`` with ``budget_mb``, or None while
+        no job has run there with the tile size that budget gives."""
+        tile = self._tiles.get(self._budget_key(backend, budget_mb))
+        totals = self._totals.get(f"{backend}/{tile}")
+        return None if totals is None else totals[0] / totals[1]
+
+    def to_json(self) -> str:
+        return json.dumps({"rates": self._totals, "tiles": self._tiles}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SpeedTable:
+        """The table :meth:`to_json` wrote; an empty one for text it did not write."""
+        table = cls()
+        try:
+            data = json.loads(text)
+            totals = {str(k): [float(v[0]), float(v[1])] for k, v in data["rates"].items()}
+            tiles = {str(k): int(v) for k, v in data["tiles"].items()}
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return table
+        table._totals = {k: v for k, v in totals.items() if v[0] > 0 and v[1] > 0}
+        table._tiles = tiles
+        return table
 
 
 def estimate_memory_mb(item: QueueItem, budget_mb: float) -> float | None:
@@ -267,7 +339,7 @@ class QueueRunner:
     stops the running item between two tiles; cancel all also marks every queued item
     cancelled. Total progress weighs every item of the batch by its input pixels; the ETA is
     the running item's ETA (its estimate until a tile has timed it) plus the estimates of the
-    queued ones.
+    queued ones, given while any of them has an estimate (items without one add nothing).
 
     ``changed(item_id, fields)`` is called after every change the runner makes to an item
     (through :meth:`update`), ``state_changed()`` when running/pausing change,
@@ -400,17 +472,21 @@ class QueueRunner:
         total = sum(weight.values())
         done = sum(weight[it.id] * (1.0 if it.status.finished else it.progress)
                    for it in items if it.status is not Status.QUEUED)
-        eta: float | None = 0.0
-        for it in items:
-            if it.status is Status.RUNNING:  # its own ETA once a tile has timed it
-                part = it.eta if it.eta is not None or it.estimate is None \
-                    else it.estimate * (1.0 - it.progress)
-            elif it.status is Status.QUEUED:
-                part = it.estimate
-            else:
-                continue
-            eta = None if eta is None or part is None else eta + part
+        waiting = [it for it in items if it.status in (Status.RUNNING, Status.QUEUED)]
+        eta = None
+        if any(it.estimate is not None for it in waiting):
+            eta = sum(self._time_left(it) for it in waiting)
         self._total(done / total, eta)
+
+    @staticmethod
+    def _time_left(item: QueueItem) -> float:
+        """A waiting item's seconds to go: a running one's own ETA once a tile has timed it,
+        else what is left of its estimate (0 without one)."""
+        if item.status is Status.RUNNING and item.eta is not None:
+            return item.eta
+        if item.estimate is None:
+            return 0.0
+        return item.estimate * (1.0 - item.progress)
 
 
 # -- the saved queue ---------------------------------------------------------------------------
@@ -495,6 +571,8 @@ class Found:
 class ScanResult:
     found: list[Found]
     problems: list[str]  #: one line per path that gave nothing
+    #: folders scanned without their subfolders whose subfolders hold photos
+    subfolders_left_out: list[Path] = field(default_factory=list)
 
 
 def scan_inputs(paths: Iterable[str | os.PathLike[str]], recursive: bool,
@@ -502,13 +580,17 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], recursive: bool,
     """Images among ``paths`` (folders scanned, recursively when ``recursive``), in order,
     without duplicates, as the command line scans them: image files by suffix, hidden ones
     skipped, files that look like this app's own outputs (``naming`` applied to a
-    neighbouring image) left out; files given one by one are taken as they are."""
+    neighbouring image) left out; files given one by one are taken as they are. Without
+    ``recursive``, the folders with photos in a visible subfolder are listed too."""
     from .batch import InputError, plan_batch
 
     found: dict[Path, Found] = {}
     problems = []
+    left_out = []
     for raw in paths:
         path = Path(raw)
+        if not recursive and path.is_dir() and _photos_in_subfolders(path):
+            left_out.append(path)
         try:
             batch = plan_batch([path], recursive=recursive, naming=naming)
         except InputError:
@@ -520,4 +602,16 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], recursive: bool,
             sub = request.input.parent.relative_to(path) if path.is_dir() else Path()
             file = Path(os.path.abspath(request.input))
             found.setdefault(file.resolve(), Found(file, "" if sub == Path() else sub.as_posix()))
-    return ScanResult(list(found.values()), problems)
+    return ScanResult(list(found.values()), problems, left_out)
+
+
+def _photos_in_subfolders(folder: Path) -> bool:
+    """Whether a visible subfolder of ``folder``, at any depth, holds an image (the walk stops
+    at the first)."""
+    from ..image_io import is_image_path
+
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if Path(root) != folder and any(is_image_path(n) for n in names):
+            return True
+    return False

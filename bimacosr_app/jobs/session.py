@@ -1,7 +1,8 @@
 """The engine room of an interactive session (the window), without Qt: a model kept loaded
-between jobs, a timed calibration for estimates, and a queue item run as one
+between jobs, a timed calibration for the first estimates, and a queue item run as one
 :class:`~.request.UpscaleRequest` through :func:`~.run.run_request`, its result turned into a
-:class:`~.queue.JobOutcome`. ``gui.worker`` runs an :class:`EngineSession` on its engine
+:class:`~.queue.JobOutcome` with the job's speed (:class:`~.queue.SpeedSample`), which refines
+the estimates. ``gui.worker`` runs an :class:`EngineSession` on its engine
 thread; importing this module costs nothing (the engine, and with it torch, loads on first
 use).
 """
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .queue import JobOutcome
+from .queue import JobOutcome, SpeedSample
 from .request import Progress, UpscaleRequest
 
 __all__ = ["BackendFactory", "EngineFacts", "EngineSession", "Job", "ModelInfo", "engine_facts"]
@@ -115,10 +116,16 @@ class EngineSession:
 
         result = run_request(job.request, backend, progress=progress, cancel=cancel)
         tiling = result.details.get("tiling")
+        speed = None
+        if result.status == "done" and tiling and result.input_size:
+            width, height = result.input_size
+            speed = SpeedSample(backend.name, job.request.tile_budget_mb, tiling["tile"],
+                                result.seconds, width * height * backend.scale**2)
         return JobOutcome.from_result(
             result, backend=f"{backend.name} on {backend.device}",
             model=self.info.sha256 if self.info else "",
-            tiles=_describe_tiles(tiling), seam_period=_seam_period(tiling, job.request.scale))
+            tiles=_describe_tiles(tiling), seam_period=_seam_period(tiling, job.request.scale),
+            speed=speed)
 
 
 def _seam_period(tiling: dict | None, scale: int) -> tuple[int, int]:
