@@ -410,6 +410,14 @@ def test_subfolders_left_out_get_a_hint(qtbot, make_window, photos, checkpoint):
     assert [(it.input.name, it.subfolder) for it in window.model.items()] == [
         ("large.png", ""), ("small.png", ""), ("deep.png", "sub")]
     assert window.subfolder_bar.isHidden() and not window.prefs.recursive
+    window.model.remove_rows([0, 1, 2])
+    add(qtbot, window, [photos])
+    with qtbot.waitSignal(window.loaders.scanned, timeout=20000):
+        window.inputs.always_subfolders_button.click()
+    assert len(window.model.items()) == 3 and window.prefs.recursive
+    assert Settings(window.settings.path).preferences().recursive
+    add(qtbot, window, [photos])  # with subfolders now: nothing left out, no hint
+    assert window.subfolder_bar.isHidden()
 
 
 def test_open_output_folder_says_so_when_no_file_manager_opens(qtbot, make_window, checkpoint,

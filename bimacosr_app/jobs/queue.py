@@ -578,10 +578,10 @@ class ScanResult:
 def scan_inputs(paths: Iterable[str | os.PathLike[str]], recursive: bool,
                 naming: str) -> ScanResult:
     """Images among ``paths`` (folders scanned, recursively when ``recursive``), in order,
-    without duplicates, as the command line scans them: image files by suffix, hidden ones
-    skipped, files that look like this app's own outputs (``naming`` applied to a
-    neighbouring image) left out; files given one by one are taken as they are. Without
-    ``recursive``, the folders with photos in a visible subfolder are listed too."""
+    without duplicates, exactly as the command line scans them (:func:`~.batch.plan_batch`
+    with ``naming``: image files by suffix, hidden ones and this app's own outputs skipped);
+    files given one by one are taken as they are. Without ``recursive``, the folders with
+    photos in a visible subfolder are listed too."""
     from .batch import InputError, plan_batch
 
     found: dict[Path, Found] = {}
