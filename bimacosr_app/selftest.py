@@ -111,14 +111,12 @@ def _synthetic_input(side: int = INPUT_SIDE) -> np.ndarray:
     return np.round(np.clip(img, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def _load_input(path: Path):
+def _load_input(path: Path) -> np.ndarray:
     """The input image as (1,3,h,w) float32 in [0, 1], read like any user image."""
-    import torch
-
     from .image_io import read_image
 
     rgb = read_image(path).rgb  # (h, w, 3)
-    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
 
 
 def _compare(out: np.ndarray, golden: np.ndarray, tol: float, pool: int) -> tuple[dict, str]:
@@ -202,7 +200,7 @@ def run_self_test(checkpoint: str | Path | None = None, data_dir: str | Path | N
         t0 = time.perf_counter()
         try:
             engine = select_backend(name, ckpt)
-            out = engine.upscale(lr, 0, 0, seed=seed)[0].numpy()
+            out = engine.upscale(lr, 0, 0, seed=seed)[0]
         except Exception as exc:  # any failure of a backend is a failed self-test
             result = BackendResult(name, False, time.perf_counter() - t0,
                                    reason=f"{type(exc).__name__}: {exc}")
@@ -256,7 +254,7 @@ def make_golden(checkpoint: str | Path | None = None, data_dir: str | Path | Non
     model_path = Path(checkpoint) if checkpoint is not None else default_checkpoint_path()
     ckpt = load_packed(model_path)
     out = select_backend(backend, ckpt).upscale(_load_input(data / INPUT_FILE), 0, 0, seed=seed)
-    np.savez_compressed(data / OUTPUT_FILE, output=out[0].numpy().astype(np.float16))
+    np.savez_compressed(data / OUTPUT_FILE, output=out[0].astype(np.float16))
 
     import torch
 

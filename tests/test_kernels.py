@@ -875,6 +875,280 @@ def test_position_uniforms_threaded_and_empty(kernel):
 
 
 # ----------------------------------------------------------------------------------------------
+# Full-precision kernels: dense_conv, branch, window_attention, gelu
+#
+# Tolerance: float32 sums of products, in another order than the float64 NumPy references: the
+# error of an output is bounded by a few tens of float32 epsilons times the sum of the |terms|
+# that make it (its scale, computed beside the reference), so like the binary kernels within
+# RTOL = 1e-5 of that scale; measured <= 1e-6 (the reference kernel sums in double).
+
+
+def ref_dense(x, w, bias, stride, add):
+    """x (N,H,W,Cin), w (k,k,Cin,Cout) -> (y, scale) in float64, zero padding k // 2."""
+    k, pad = w.shape[0], w.shape[0] // 2
+    n, h, wd, cin = x.shape
+    ho, wo = (h - 1) // stride + 1, (wd - 1) // stride + 1
+    xp = np.zeros((n, h + 2 * pad, wd + 2 * pad, cin))
+    xp[:, pad:pad + h, pad:pad + wd] = x
+    y = np.zeros((n, ho, wo, w.shape[3]))
+    scale = np.zeros_like(y)
+    for ky in range(k):
+        for kx in range(k):
+            rows = slice(ky, ky + stride * (ho - 1) + 1, stride)
+            patch = xp[:, rows, kx:kx + stride * (wo - 1) + 1:stride]
+            y += patch @ w[ky, kx].astype(np.float64)
+            scale += np.abs(patch) @ np.abs(w[ky, kx].astype(np.float64))
+    if bias is not None:
+        y, scale = y + bias, scale + np.abs(bias)
+    if add is not None:
+        y, scale = y + add, scale + np.abs(add)
+    return y, scale + 1e-30
+
+
+def make_dense(rng, n, h, w, c1, c2, cout, k, stride, *, bias=True, add=True):
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    return {"x": f32(n, h, w, c1), "x2": f32(n, h, w, c2) if c2 else None,
+            "w": f32(k, k, c1 + c2, cout), "bias": f32(cout) if bias else None,
+            "add": f32(n, ho, wo, cout) if add else None, "stride": stride}
+
+
+def check_dense(p):
+    got = bk.dense_conv(p["x"], p["w"], p["bias"], p["stride"], p["x2"], p["add"])
+    x = p["x"] if p["x2"] is None else np.concatenate([p["x"], p["x2"]], axis=3)
+    assert_close(got, *ref_dense(x.astype(np.float64), p["w"], p["bias"], p["stride"],
+                                 p["add"]))
+    return got
+
+
+@pytest.mark.parametrize("cin", CHANNELS)
+@pytest.mark.parametrize("cout", CHANNELS)
+def test_dense_conv_channels(kernel, cin, cout):
+    check_dense(make_dense(np.random.default_rng(cin * 131 + cout), 1, 5, 6, cin, 0, cout, 3, 1))
+
+
+@pytest.mark.parametrize("hw", [(7, 5), (1, 1), (13, 9), (2, 3)])
+@pytest.mark.parametrize("k, stride", [(3, 1), (3, 2), (1, 1), (1, 2)])
+@pytest.mark.parametrize("c1, c2", [(51, 0), (64, 64), (63, 2), (1, 129)])
+def test_dense_conv_shapes(kernel, hw, k, stride, c1, c2):
+    """Both kernel sizes and strides, odd sizes, the concatenation of two inputs (any split)."""
+    rng = np.random.default_rng(hw[0] * 7 + k * 3 + stride + c1)
+    for n, epi in ((1, {}), (2, {"bias": False, "add": False})):
+        check_dense(make_dense(rng, n, *hw, c1, c2, 48, k, stride, **epi))
+
+
+@pytest.mark.parametrize("cout", [1, 48, 65])
+def test_dense_conv_out_in_place(kernel, cout):
+    p = make_dense(np.random.default_rng(cout), 1, 6, 7, 64, 0, cout, 3, 1)
+    want = check_dense(p)
+    add = p["add"]
+    got = bk.dense_conv(p["x"], p["w"], p["bias"], add=add, out=add)
+    assert got is add  # written where asked, the add read in place
+    np.testing.assert_array_equal(got, want)
+
+
+def test_dense_conv_matches_torch_conv2d():
+    torch = pytest.importorskip("torch")
+    conv = torch.nn.Conv2d(51, 64, 3, padding=1)
+    x = torch.randn(1, 51, 9, 11)
+    with torch.no_grad():
+        want = conv(x).permute(0, 2, 3, 1).numpy()
+    w = np.ascontiguousarray(conv.weight.detach().permute(2, 3, 1, 0).numpy())  # HWIO
+    got = bk.dense_conv(np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy()), w,
+                        conv.bias.detach().numpy())
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def make_branch(rng, n, h, w, c1, c2, cout, rank, stride, per_row=4, add=True):
+    """A random branch: factors of the given rank, a CSR matrix with 0 .. per_row entries per
+    output (repeated columns allowed, as an SMB position and a shortcut entry may coincide)."""
+    cin = c1 + c2
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    counts = rng.integers(0, per_row + 1, cout)
+    row = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    return {"x": f32(n, h, w, c1), "x2": f32(n, h, w, c2) if c2 else None,
+            "down": f32(rank, cin), "up": f32(cout, rank), "row": row,
+            "col": rng.integers(0, cin, row[-1]).astype(np.int32), "val": f32(row[-1]),
+            "add": f32(n, ho, wo, cout) if add else None, "stride": stride}
+
+
+def check_branch(p):
+    got = bk.branch(p["x"], p["down"], p["up"], p["row"], p["col"], p["val"], p["stride"],
+                    p["x2"], p["add"])
+    x = p["x"] if p["x2"] is None else np.concatenate([p["x"], p["x2"]], axis=3)
+    s = p["stride"]
+    x = x[:, ::s, ::s].astype(np.float64)
+    cout, cin = p["up"].shape[0], x.shape[3]
+    sparse = np.zeros((cout, cin))
+    for o in range(cout):
+        np.add.at(sparse[o], p["col"][p["row"][o]:p["row"][o + 1]],
+                  p["val"][p["row"][o]:p["row"][o + 1]])
+    up, down = p["up"].astype(np.float64), p["down"].astype(np.float64)
+    t = x @ down.T
+    want = t @ up.T + x @ sparse.T
+    scale = np.abs(x) @ (np.abs(down).T @ np.abs(up).T + np.abs(sparse).T) + 1e-30
+    if p["add"] is not None:
+        want, scale = want + p["add"], scale + np.abs(p["add"])
+    assert_close(got, want, scale)
+    return got
+
+
+@pytest.mark.parametrize("cin", CHANNELS)
+@pytest.mark.parametrize("cout", CHANNELS)
+def test_branch_channels(kernel, cin, cout):
+    check_branch(make_branch(np.random.default_rng(cin * 131 + cout), 1, 5, 7, cin, 0, cout,
+                             min(8, cin, cout), 1))
+
+
+@pytest.mark.parametrize("rank", [0, 1, 3, 8, 16])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("c1, c2", [(64, 0), (64, 64), (63, 65), (160, 160)])
+def test_branch_shapes(kernel, rank, stride, c1, c2):
+    """Ranks around the kernels' blocks of 8 (0: no low-rank part), strides, concatenations,
+    pixel counts that are not whole blocks of lanes."""
+    rng = np.random.default_rng(rank * 10 + stride + c1)
+    for n, h, w, add in ((1, 9, 7, True), (2, 3, 17, False)):
+        check_branch(make_branch(rng, n, h, w, c1, c2, 160 - c2 // 2, rank, stride, add=add))
+
+
+def test_branch_threads_and_in_place(kernel):
+    """The same bits on any thread count; ``out`` may be ``add`` itself."""
+    p = make_branch(np.random.default_rng(1), 1, 40, 37, 128, 0, 96, 8, 1)
+    before = bk.get_num_threads()
+    try:
+        bk.set_num_threads(1)
+        one = check_branch(p)
+        bk.set_num_threads(3)
+        np.testing.assert_array_equal(check_branch(p), one)
+    finally:
+        bk.set_num_threads(before)
+    add = p["add"].copy()
+    got = bk.branch(p["x"], p["down"], p["up"], p["row"], p["col"], p["val"], add=add, out=add)
+    assert got is add
+    np.testing.assert_array_equal(got, one)
+
+
+def test_branch_errors():
+    rng = np.random.default_rng(2)
+    p = make_branch(rng, 1, 4, 4, 16, 0, 8, 2, 1, per_row=2)
+    args = lambda **kw: {**{k: p[k] for k in ("x", "down", "up", "row", "col", "val")}, **kw}  # noqa: E731
+    bad_col = p["col"].copy()
+    bad_col[0] = 16
+    with pytest.raises(ValueError, match="col out of range"):
+        bk.branch(**args(col=bad_col))
+    with pytest.raises(ValueError, match="row"):
+        bk.branch(**args(row=p["row"][::-1].copy()))
+    with pytest.raises(ValueError, match="row"):
+        bk.branch(**args(row=p["row"][:-1].copy()))
+    with pytest.raises(ValueError, match="int32"):
+        bk.branch(**args(col=p["col"].astype(np.int64)))
+    with pytest.raises(ValueError, match="down"):
+        bk.branch(**args(down=np.zeros((2, 15), np.float32)))
+
+
+def ref_window_attention(qkv, bias, heads, ws, shift, scale):
+    """The definition of AttentionArgs in float64 with NumPy: roll by -shift, windows,
+    softmax(scale q k^T + bias + mask) v per head, windows back, roll by +shift."""
+    n, h, w, c3 = qkv.shape
+    c = c3 // 3
+    d, t = c // heads, ws * ws
+    x = np.roll(qkv.astype(np.float64), (-shift, -shift), axis=(1, 2))
+    x = x.reshape(n, h // ws, ws, w // ws, ws, 3, heads, d).transpose(0, 1, 3, 5, 6, 2, 4, 7)
+    x = x.reshape(n, h // ws, w // ws, 3, heads, t, d)
+    s = scale * np.einsum("...td,...ud->...tu", x[:, :, :, 0], x[:, :, :, 1]) + bias
+    if shift:
+        def region(r, size):
+            return np.where(r < size - ws, 0, np.where(r < size - shift, 1, 2))
+        ry = region(np.arange(h), h).reshape(h // ws, 1, ws, 1)
+        rx = region(np.arange(w), w).reshape(1, w // ws, 1, ws)
+        reg = (3 * ry + rx).reshape(h // ws, w // ws, t)  # per window and token
+        mask = reg[:, :, :, None] != reg[:, :, None, :]
+        s = np.where(mask[None, :, :, None], -np.inf, s)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    o = np.einsum("...tu,...ud->...td", p, x[:, :, :, 2])  # (n, wy, wx, heads, t, d)
+    o = o.reshape(n, h // ws, w // ws, heads, ws, ws, d).transpose(0, 1, 4, 2, 5, 3, 6)
+    return np.roll(o.reshape(n, h, w, c), (shift, shift), axis=(1, 2))
+
+
+ATTENTION_CASES = [  # n, h, w, C, heads, window, shift
+    (1, 16, 24, 128, 4, 8, 4), (2, 8, 8, 160, 5, 8, 0), (1, 8, 16, 160, 5, 8, 4),
+    (1, 9, 6, 39, 3, 3, 1), (1, 4, 4, 7, 1, 2, 1), (1, 32, 32, 64, 2, 8, 4), (1, 8, 8, 96, 3, 4, 3),
+]
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES, ids=str)
+def test_window_attention(kernel, case):
+    """Against the float64 definition: windows, shifts (with the mask across the rolled edges),
+    several heads, head sizes that are not whole vectors, a batch."""
+    n, h, w, c, heads, ws, shift = case
+    rng = np.random.default_rng(sum(case))
+    qkv = rng.standard_normal((n, h, w, 3 * c)).astype(np.float32)
+    bias = (0.5 * rng.standard_normal((heads, ws * ws, ws * ws))).astype(np.float32)
+    scale = (c // heads) ** -0.5
+    got = bk.window_attention(qkv, bias, heads, ws, shift, scale)
+    want = ref_window_attention(qkv, bias, heads, ws, shift, scale)
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)  # outputs are means of v (~1)
+
+
+def test_window_attention_matches_torch_swin():
+    """The attention of model/unet.py's SwinBlock (SDPA with its relative bias and shift mask)
+    on the same q, k, v."""
+    torch = pytest.importorskip("torch")
+    from bimacosr_app.model.unet import SwinBlock
+
+    torch.manual_seed(0)
+    block = SwinBlock(128, 32, 8, 4, 2.0).eval()
+    x = torch.randn(1, 32, 24, 128)  # (B, H, W, C) tokens of the map
+    with torch.no_grad():
+        qkv = block.attn.qkv(x)  # per token: the map's q, k, v
+        rolled = torch.roll(qkv, (-4, -4), dims=(1, 2))
+        windows = rolled.reshape(1, 4, 8, 3, 8, 384).permute(0, 1, 3, 2, 4, 5).reshape(-1, 64, 384)
+        q, k, v = windows.view(12, 64, 3, 4, 32).permute(2, 0, 3, 1, 4)
+        a = block.attn
+        bias = a.rel_bias[a.rel_index.flatten()].view(64, 64, -1).permute(2, 0, 1)
+        mask = block._shift_mask(32, 24, "cpu")
+        full = (bias[None] + mask[:, None]).reshape(12, 4, 64, 64)
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=full)
+        o = o.transpose(1, 2).reshape(1, 4, 3, 8, 8, 128).permute(0, 1, 3, 2, 4, 5)
+        want = torch.roll(o.reshape(1, 32, 24, 128), (4, 4), dims=(1, 2)).numpy()
+    got = bk.window_attention(qkv.numpy(), np.ascontiguousarray(bias.numpy()), 4, 8, 4,
+                              32 ** -0.5)
+    np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+def test_window_attention_errors():
+    qkv = np.zeros((1, 8, 8, 12), np.float32)
+    bias = np.zeros((2, 16, 16), np.float32)
+    with pytest.raises(ValueError, match="multiples of the window"):
+        bk.window_attention(np.zeros((1, 6, 8, 12), np.float32), bias, 2, 4, 0, 1.0)
+    with pytest.raises(ValueError, match="shift"):
+        bk.window_attention(qkv, bias, 2, 4, 4, 1.0)
+    with pytest.raises(ValueError, match="bias"):
+        bk.window_attention(qkv, np.zeros((2, 9, 9), np.float32), 2, 4, 0, 1.0)
+    with pytest.raises(ValueError, match="overlap"):
+        bk.window_attention(qkv, bias, 2, 4, 0, 1.0, out=qkv.reshape(-1)[:256].reshape(1, 8, 8, 4))
+
+
+def test_gelu(kernel):
+    """0.5 x (1 + erf(x / sqrt 2)) against float64 (math.erf); the vector kernels' erf is a
+    polynomial within 1.5e-7, so within 2.5e-7 of max(1, |x|); in place where asked."""
+    import math
+
+    x = np.concatenate([np.linspace(-12, 12, 4001), [0.0, -0.0, 1e-30, -1e-30, 40.0, -40.0],
+                        np.random.default_rng(0).standard_normal(20000) * 3]).astype(np.float32)
+    want = np.array([0.5 * v * (1.0 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
+    got = bk.gelu(x)
+    assert got.dtype == np.float32 and got.shape == x.shape
+    assert np.all(np.abs(got - want) <= 2.5e-7 * np.maximum(1.0, np.abs(x)))
+    y = x.copy()
+    assert bk.gelu(y, out=y) is y
+    np.testing.assert_array_equal(y, got)
+
+
+# ----------------------------------------------------------------------------------------------
 # interface
 
 

@@ -58,7 +58,8 @@ class LocalBackend:
 
     name, device, scale, required_multiple = "local", torch.device("cpu"), 4, M
 
-    def upscale(self, lr01, top=0, left=0, seed=0):
+    def upscale(self, lr01, top=0, left=0, seed=0):  # NumPy in (the backend contract)
+        lr01 = torch.from_numpy(lr01)
         _, _, h, w = lr01.shape
         noise = F.pixel_shuffle(position_noise(seed, top, left, h, w, 48), 4)
         up = F.interpolate(lr01, scale_factor=4, mode="bicubic", align_corners=False)
@@ -77,9 +78,10 @@ class FPBackend:
         self.schedule = ref.schedule
         self.required_multiple = M
 
-    def upscale(self, lr01, top=0, left=0, seed=0):
+    def upscale(self, lr01, top=0, left=0, seed=0):  # NumPy in (the backend contract)
         with torch.inference_mode():
-            return upscale_tile(self.model, self.schedule, lr01, seed=seed, top=top, left=left)
+            return upscale_tile(self.model, self.schedule, torch.from_numpy(lr01), seed=seed,
+                                top=top, left=left)
 
 
 class Recorder:

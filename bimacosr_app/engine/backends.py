@@ -1,33 +1,41 @@
 """Engine backends: one interface to upscale one LR tile with a packed checkpoint.
 
 Contract (every backend): ``upscale(lr01, top, left, seed)`` takes ``lr01`` (1,3,h,w) float32
-on the CPU in [0,1], the tile's absolute LR position (top, left) (both multiples of
-``required_multiple`` for tiles that must agree with the whole image) and a seed, and returns
-(1,3,4h,4w) float32 on the CPU in [0,1]. Noise depends only on (seed, absolute position)
-(model/noise.py), so equal inputs give equal outputs. Backends hold no Qt and no file state
-beyond their checkpoint.
+in [0,1] on the CPU, a NumPy array or a torch tensor, the tile's absolute LR position (top,
+left) (both multiples of ``required_multiple`` for tiles that must agree with the whole image)
+and a seed, and returns (1,3,4h,4w) float32 in [0,1] on the CPU, of the same kind as
+``lr01`` (subclasses implement ``_upscale`` on NumPy arrays). Noise depends only on (seed,
+absolute position) (model/noise.py), so equal inputs give equal outputs. ``device`` names
+where the backend runs (``str(device)``: "cpu", "cuda:0"). Backends hold no Qt and no file
+state beyond their checkpoint.
 
 Registry: a backend subclasses :class:`Backend`, sets ``name``, takes
-``(checkpoint: PackedCheckpoint, device: torch.device)`` in its constructor, overrides
-``is_available()`` (can it run here: CUDA present, kernels load) and ``default_device()`` if
-needed, and is decorated with :func:`register_backend`. Backends in other modules of this
-package register when their module (listed in ``_PLUGIN_MODULES``) is first imported by
-:func:`registered_backends` / :func:`available_backends` / :func:`select_backend`.
-``reference`` (pure torch, float32, any device) is always there and is the parity oracle for
-the others.
+``(checkpoint: PackedCheckpoint, device)`` in its constructor, overrides ``is_available()``
+(can it run here: CUDA present, kernels load) and ``default_device()`` if needed, and is
+decorated with :func:`register_backend`. Backends in other modules of this package (listed in
+``_PLUGINS``) register when their module is first imported, which happens when their name is
+first asked about (:func:`available_backends`, :func:`select_backend`); a module that cannot
+import here (``cuda`` without torch) is simply not offered.
+``reference`` (pure torch, float32, any device) is always registered and is the parity oracle
+for the others; ``cpu-packed`` (engine/cpu_packed.py) needs no torch.
+
+No torch at import: this module, the registry and ``cpu-packed`` run without it; the torch
+backends (``reference``, ``cuda``) import it when they are built or asked whether they can run.
+So selecting ``cpu-packed`` by name never imports torch, and ``auto`` imports it (where it is
+installed) only to ask CUDA.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from ..bundled import bundled_path
-from ..checkpoint import PackedCheckpoint, load_packed
-from ..model.latent import SCALE
-from ..model.pipeline import upscale_tile
+from ..checkpoint.load import PackedCheckpoint, load_packed
+from ..model.config import SCALE
 
 __all__ = [
     "Backend",
@@ -40,23 +48,23 @@ __all__ = [
 ]
 
 MODEL_RELPATH = Path("models") / "bimacosr-x4.safetensors"  #: below resources/ (bundled.py)
-# Modules of this package that define (and register) further backends, imported lazily.
-_PLUGIN_MODULES = ("bimacosr_app.engine.cpu_packed", "bimacosr_app.engine.cuda")
+# Backends of other modules of this package (they register when imported): name -> module,
+# imported on first use of that name only.
+_PLUGINS = {"cpu-packed": "bimacosr_app.engine.cpu_packed", "cuda": "bimacosr_app.engine.cuda"}
 # "auto" takes the first of these that is registered and available, else "reference".
 _AUTO_ORDER = ("cuda", "cpu-packed")
 
 _registry: dict[str, type[Backend]] = {}
-_plugins_loaded = False
 
 
 class Backend:
-    """Base class. Subclasses set ``name``, implement ``upscale`` and, when they need
+    """Base class. Subclasses set ``name``, implement ``_upscale`` and, when they need
     hardware or compiled code, ``is_available``."""
 
     name: str = ""
     scale: int = SCALE
 
-    def __init__(self, checkpoint: PackedCheckpoint, device: torch.device):
+    def __init__(self, checkpoint: PackedCheckpoint, device):
         self.checkpoint = checkpoint
         self.device = device
 
@@ -66,17 +74,27 @@ class Backend:
         return True
 
     @classmethod
-    def default_device(cls) -> torch.device:
-        return torch.device("cpu")
+    def default_device(cls):
+        return "cpu"
 
     @property
     def required_multiple(self) -> int:
         """LR pixels; tile origins must be multiples of it (windows and downsampling)."""
         return self.checkpoint.architecture.required_multiple
 
-    def upscale(self, lr01: torch.Tensor, top: int = 0, left: int = 0,
-                seed: int = 0) -> torch.Tensor:
-        """(1,3,h,w) float32 CPU in [0,1] at LR (top, left) -> (1,3,4h,4w) float32 CPU."""
+    def upscale(self, lr01, top: int = 0, left: int = 0, seed: int = 0):
+        """(1,3,h,w) float32 in [0,1] at LR (top, left) -> (1,3,4h,4w) float32 in [0,1]; a
+        NumPy array for a NumPy array, a torch tensor for a torch tensor (module docstring)."""
+        torch = sys.modules.get("torch")  # a tensor can only come from a loaded torch
+        as_tensor = torch is not None and isinstance(lr01, torch.Tensor)
+        lr = np.asarray(lr01.detach().cpu() if as_tensor else lr01)
+        if lr.ndim != 4 or lr.shape[0] != 1 or lr.shape[1] != 3:
+            raise ValueError(f"expected a (1,3,h,w) tile, got {tuple(lr.shape)}")
+        hr = self._upscale(np.ascontiguousarray(lr, dtype=np.float32), top, left, seed)
+        return torch.from_numpy(hr) if as_tensor else hr
+
+    def _upscale(self, lr01: np.ndarray, top: int, left: int, seed: int) -> np.ndarray:
+        """``upscale`` on a C-contiguous float32 NumPy array (1,3,h,w)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -92,52 +110,55 @@ def register_backend(cls: type[Backend]) -> type[Backend]:
     return cls
 
 
-def _check_tile(lr01: torch.Tensor) -> torch.Tensor:
-    if lr01.dim() != 4 or lr01.shape[0] != 1 or lr01.shape[1] != 3:
-        raise ValueError(f"expected a (1,3,h,w) tile, got {tuple(lr01.shape)}")
-    return lr01.to(torch.float32)
-
-
 @register_backend
 class ReferenceBackend(Backend):
     """Pure torch float32 on any device: ``upscale_tile`` on ``checkpoint.to_model()``."""
 
     name = "reference"
 
-    def __init__(self, checkpoint: PackedCheckpoint, device: torch.device):
-        super().__init__(checkpoint, device)
-        self.model = checkpoint.to_model(device)
+    def __init__(self, checkpoint: PackedCheckpoint, device):
+        import torch
+
+        super().__init__(checkpoint, torch.device(device))
+        self.model = checkpoint.to_model(self.device)
         self.schedule = checkpoint.schedule()
 
-    def upscale(self, lr01, top=0, left=0, seed=0):
-        lr01 = _check_tile(lr01).to(self.device)
+    def _upscale(self, lr01, top, left, seed):
+        import torch
+
+        from ..model.pipeline import upscale_tile
+
         with torch.inference_mode():
-            hr = upscale_tile(self.model, self.schedule, lr01, seed=seed, top=top, left=left)
-        return hr.cpu()
+            hr = upscale_tile(self.model, self.schedule, torch.from_numpy(lr01).to(self.device),
+                              seed=seed, top=top, left=left)
+        return hr.cpu().numpy()
 
 
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for module in _PLUGIN_MODULES:
+def _backend_class(name: str) -> type[Backend] | None:
+    """The class registered as ``name``, importing its plug-in module first; None for an
+    unknown name or a plug-in that cannot import here (it is then simply not offered)."""
+    if name not in _registry and name in _PLUGINS:
         try:
-            importlib.import_module(module)
-        except ImportError:  # a plug-in that cannot import here is simply not offered
-            continue
+            importlib.import_module(_PLUGINS[name])
+        except ImportError:
+            return None
+    return _registry.get(name)
+
+
+def _usable(name: str) -> bool:
+    cls = _backend_class(name)
+    return cls is not None and cls.is_available()
 
 
 def registered_backends() -> list[str]:
-    """Names of all registered backends, available here or not."""
-    _load_plugins()
-    return list(_registry)
+    """Names of all known backends, available here or not (plug-ins without importing them)."""
+    return list(dict.fromkeys([*_registry, *_PLUGINS]))
 
 
 def available_backends() -> list[str]:
-    """Names of the backends usable on this machine, in auto-selection preference order."""
-    _load_plugins()
-    usable = [n for n, cls in _registry.items() if cls.is_available()]
+    """Names of the backends usable on this machine, in auto-selection preference order
+    (imports every plug-in, torch for ``cuda`` where it is installed)."""
+    usable = [n for n in registered_backends() if _usable(n)]
     preferred = [n for n in _AUTO_ORDER if n in usable]
     return preferred + [n for n in usable if n not in preferred]
 
@@ -149,24 +170,24 @@ def default_checkpoint_path() -> Path:
 
 def select_backend(name: str = "auto",
                    checkpoint: PackedCheckpoint | str | Path | None = None,
-                   device: torch.device | str | None = None) -> Backend:
+                   device=None) -> Backend:
     """A ready backend. ``name``: "auto" (cuda if CUDA works and a cuda backend is registered,
     else cpu-packed if its kernels load, else reference) or a registered name.
     ``checkpoint``: a loaded checkpoint or a path (default: the bundled model).
-    ``device``: defaults to the backend's own (cuda:0 for cuda, cpu otherwise).
+    ``device`` (a name such as "cpu", "cuda:0", or a torch.device): defaults to the backend's
+    own (cuda:0 for cuda, cpu otherwise).
 
     Raises ValueError for an unknown name, RuntimeError for one unavailable here, and
     CheckpointError for a bad checkpoint file.
     """
-    _load_plugins()
     if name == "auto":
-        name = next((n for n in _AUTO_ORDER
-                     if n in _registry and _registry[n].is_available()), "reference")
-    if name not in _registry:
-        raise ValueError(f"unknown backend {name!r}; known: {', '.join(['auto', *_registry])}")
-    cls = _registry[name]
-    if not cls.is_available():
+        name = next((n for n in _AUTO_ORDER if _usable(n)), "reference")
+    known = registered_backends()
+    if name not in known:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(['auto', *known])}")
+    cls = _backend_class(name)
+    if cls is None or not cls.is_available():
         raise RuntimeError(f"backend {name!r} is not available on this machine")
     if not isinstance(checkpoint, PackedCheckpoint):
         checkpoint = load_packed(default_checkpoint_path() if checkpoint is None else checkpoint)
-    return cls(checkpoint, torch.device(device) if device is not None else cls.default_device())
+    return cls(checkpoint, device if device is not None else cls.default_device())

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..model.binary import BinaryConv2d, BinaryLinear, binarize_activation
 from ..model.pipeline import upscale_tile
-from .backends import Backend, _check_tile, register_backend
+from .backends import Backend, register_backend
 
 __all__ = ["CudaBackend", "DenseBinaryConv2d", "DenseBinaryLinear", "densify"]
 
@@ -101,16 +101,16 @@ class CudaBackend(Backend):
     def default_device(cls) -> torch.device:
         return torch.device("cuda", 0)
 
-    def __init__(self, checkpoint, device: torch.device):
-        super().__init__(checkpoint, device)
+    def __init__(self, checkpoint, device):
+        super().__init__(checkpoint, torch.device(device))
         model = densify(checkpoint.to_model(torch.device("cpu")))
         self.model = model.to(device=device, dtype=torch.float16,
                               memory_format=torch.channels_last).eval()
         self.schedule = checkpoint.schedule()
 
-    def upscale(self, lr01, top=0, left=0, seed=0):
-        lr01 = _check_tile(lr01).to(self.device, torch.float16)
-        lr01 = lr01.contiguous(memory_format=torch.channels_last)
+    def _upscale(self, lr01, top, left, seed):
+        lr = torch.from_numpy(lr01).to(self.device, torch.float16)
+        lr = lr.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            hr = upscale_tile(self.model, self.schedule, lr01, seed=seed, top=top, left=left)
-        return hr.float().cpu()
+            hr = upscale_tile(self.model, self.schedule, lr, seed=seed, top=top, left=left)
+        return hr.float().cpu().numpy()

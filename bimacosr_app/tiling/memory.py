@@ -23,8 +23,7 @@ import ctypes
 import functools
 import math
 import os
-
-import torch
+import sys
 
 __all__ = [
     "BYTES_PER_LR_PIXEL",
@@ -64,15 +63,17 @@ def available_ram_bytes() -> int | None:
         return None
 
 
-def default_budget_mb(device: torch.device | str) -> float:
-    """Memory a tile may use on ``device`` when the user sets no budget.
+def default_budget_mb(device) -> float:
+    """Memory a tile may use on ``device`` (a name, "cpu" or "cuda:0", or a torch.device) when
+    the user sets no budget.
 
-    CUDA: 70 % of the free VRAM (``torch.cuda.mem_get_info``). CPU: half the available RAM,
-    at most :data:`DEFAULT_CPU_BUDGET_MB`.
+    CUDA: 70 % of the free VRAM (``torch.cuda.mem_get_info``; only a CUDA device imports
+    torch). CPU: half the available RAM, at most :data:`DEFAULT_CPU_BUDGET_MB`.
     """
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
+    if str(device).startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
         return 0.7 * free / _MB
     available = available_ram_bytes()
     if available is None:
@@ -89,7 +90,9 @@ def tile_for_budget(budget_mb: float, context: int, multiple: int) -> int:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says that memory ran out (CUDA, CPU allocator or Python)."""
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+    torch = sys.modules.get("torch")  # torch's error can only come from a loaded torch
+    if isinstance(exc, MemoryError) or (torch is not None
+                                        and isinstance(exc, torch.OutOfMemoryError)):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 

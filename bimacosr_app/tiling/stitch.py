@@ -23,13 +23,13 @@ tiles at least as large as one that failed are split before being tried.
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import torch
 
 from .memory import default_budget_mb, is_out_of_memory, release_free_memory, tile_for_budget
 from .plan import Tile, plan_tiles, split_tile, tile_weights
@@ -113,6 +113,9 @@ def upscale_image(
         Cancelled: ``cancel`` was set; nothing is returned.
         MemoryError / torch.OutOfMemoryError: a tile of one multiple per side still did not
             fit.
+
+    The backend gets NumPy tiles (engine/backends.py's contract); what it returns is read with
+    ``np.asarray`` (a CPU torch tensor works too).
     """
     settings = settings or TileSettings()
     if lr.ndim != 3 or lr.shape[2] != 3 or lr.dtype != np.float32:
@@ -169,25 +172,24 @@ def upscale_image(
     return TiledImage(out, tile, context, feather, done, splits, cut_period)
 
 
-def _run(backend, lr: np.ndarray, t: Tile, seed: int) -> torch.Tensor | None:
+def _run(backend, lr: np.ndarray, t: Tile, seed: int) -> np.ndarray | None:
     """Upscale one box: (1, 3, s*h, s*w) float32, or ``None`` when memory ran out."""
     b = t.box
-    x = torch.from_numpy(np.ascontiguousarray(lr[b.top : b.bottom, b.left : b.right]))
-    x = x.permute(2, 0, 1).unsqueeze(0).contiguous()  # (1, 3, h, w)
+    x = np.ascontiguousarray(lr[b.top : b.bottom, b.left : b.right].transpose(2, 0, 1)[None])
     try:
-        return backend.upscale(x, top=b.top, left=b.left, seed=seed)
+        return np.asarray(backend.upscale(x, top=b.top, left=b.left, seed=seed))
     except (RuntimeError, MemoryError) as exc:
         if not is_out_of_memory(exc):
             raise
-    if torch.device(backend.device).type == "cuda":
-        torch.cuda.empty_cache()
+    if str(backend.device).startswith("cuda"):  # a CUDA backend has loaded torch
+        sys.modules["torch"].cuda.empty_cache()
     return None
 
 
-def _accumulate(out: np.ndarray, hr: torch.Tensor, t: Tile, feather: int, s: int) -> None:
+def _accumulate(out: np.ndarray, hr: np.ndarray, t: Tile, feather: int, s: int) -> None:
     """``out[region] += w * hr[region]`` for the tile's weighted region (output pixels)."""
     region, w = tile_weights(t, feather, s)
     y0, x0 = t.box.top * s, t.box.left * s
-    src = hr[0].permute(1, 2, 0).numpy()  # (s*h, s*w, 3) view
+    src = hr[0].transpose(1, 2, 0)  # (s*h, s*w, 3) view
     src = src[region.top - y0 : region.bottom - y0, region.left - x0 : region.right - x0]
     out[region.top : region.bottom, region.left : region.right] += src * w

@@ -80,6 +80,33 @@ void binary_gemm(const uint64_t* x, const float* alpha, const PreparedWeights& w
 void layer_norm(const float* x, int64_t P, int64_t C, const float* gamma, const float* beta,
                 float eps, bool silu, float* out);
 
+// Full-precision k x k conv (k = 1 or 3, 'same' zero padding, stride 1 or 2) of x[N, H, W, C1]
+// or of the channel concatenation with x2[N, H, W, Cin - C1] (null: C1 = Cin), weights
+// w[k, k, Cin, Cout] (HWIO), bias[Cout] (null: 0), then + add[N, Ho, Wo, Cout] (null: none)
+// -> out[N, Ho, Wo, Cout] (may be add itself). See DenseArgs.
+void dense_conv(const float* x, const float* x2, int64_t N, int64_t H, int64_t W, int64_t C1,
+                int64_t Cin, const float* w, int64_t k, int64_t Cout, const float* bias,
+                int64_t stride, const float* add, float* out);
+
+// The structured branch of BranchArgs: 1x1 at stride 1 or 2 of x[N, H, W, C1] (or of its
+// concatenation with x2[N, H, W, Cin - C1]) with the low-rank factors down[rank, Cin],
+// up[Cout, rank] (rank 0: none) and the CSR sparse matrix row[Cout + 1], col[nnz], val[nnz]
+// (col in [0, Cin), row non-decreasing from 0 to nnz), then + add -> out[N, Ho, Wo, Cout]
+// (may be add itself).
+void branch(const float* x, const float* x2, int64_t N, int64_t H, int64_t W, int64_t C1,
+            int64_t Cin, int64_t stride, const float* down, const float* up, int64_t rank,
+            const int32_t* row, const int32_t* col, const float* val, int64_t Cout,
+            const float* add, float* out);
+
+// Shifted-window self-attention of qkv[N, H, W, 3C] with bias[heads, ws^2, ws^2] ->
+// out[N, H, W, C] (see AttentionArgs). Needs ws >= 1, H and W multiples of ws, C a multiple of
+// heads and 0 <= shift < ws (else std::invalid_argument).
+void window_attention(const float* qkv, const float* bias, int64_t N, int64_t H, int64_t W,
+                      int64_t C, int64_t heads, int64_t ws, int64_t shift, float scale, float* out);
+
+// GELU (erf form) of x[n] -> out[n] (may alias x).
+void gelu(const float* x, int64_t n, float* out);
+
 // Position-noise uniforms u1, u2: float32[C, H, W] each (see NoiseArgs).
 void position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left, int64_t H,
                        int64_t W, int64_t C, float* u1, float* u2);

@@ -37,6 +37,7 @@ std::string shape_str(const AnyArray& a) {
 }
 
 bool c_contiguous(const AnyArray& a) {
+    if (a.size() == 0) return true;  // no element: any strides describe it
     int64_t expect = 1;
     for (size_t i = a.ndim(); i-- > 0;) {
         if (a.shape(i) != 1 && a.stride(i) != expect) return false;
@@ -301,6 +302,103 @@ nb::object layer_norm(const AnyArray& x, const AnyArray& gamma, const AnyArray& 
     return y.result();
 }
 
+nb::object dense_conv(const AnyArray& x, const AnyArray& weight, const std::optional<AnyArray>& bias,
+                      int64_t stride, const std::optional<AnyArray>& x2,
+                      const std::optional<AnyArray>& add, const std::optional<nb::object>& out) {
+    if (stride != 1 && stride != 2) fail("stride must be 1 or 2");
+    const auto* xp = static_cast<const float*>(check(x, "x", Kind::F32, {-1, -1, -1, -1}));
+    const int64_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C1 = x.shape(3);
+    const float* x2p = nullptr;
+    int64_t Cin = C1;
+    if (x2) {
+        x2p = static_cast<const float*>(check(*x2, "x2", Kind::F32, {N, H, W, -1}));
+        Cin += x2->shape(3);
+    }
+    const auto* wp = static_cast<const float*>(check(weight, "weight", Kind::F32, {-1, -1, Cin, -1}));
+    const int64_t k = weight.shape(0), Cout = weight.shape(3);
+    if ((k != 1 && k != 3) || static_cast<int64_t>(weight.shape(1)) != k)
+        fail("weight must be float32[k, k, Cin, Cout] with k = 1 or 3, got shape " + shape_str(weight));
+    if (Cout < 1 || Cin < 1) fail("dense_conv needs at least one input and one output channel");
+    const float* bp = bias ? static_cast<const float*>(check(*bias, "bias", Kind::F32, {Cout})) : nullptr;
+    const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0, Wo = W > 0 ? (W - 1) / stride + 1 : 0;
+    const float* ap = add ? static_cast<const float*>(check(*add, "add", Kind::F32, {N, Ho, Wo, Cout})) : nullptr;
+    const Output y(out, {size_t(N), size_t(Ho), size_t(Wo), size_t(Cout)}, ap, "add");
+    {
+        nb::gil_scoped_release release;
+        bk::dense_conv(xp, x2p, N, H, W, C1, Cin, wp, k, Cout, bp, stride, ap, y.ptr());
+    }
+    return y.result();
+}
+
+nb::object branch(const AnyArray& x, const AnyArray& down, const AnyArray& up, const AnyArray& row,
+                  const AnyArray& col, const AnyArray& val, int64_t stride,
+                  const std::optional<AnyArray>& x2, const std::optional<AnyArray>& add,
+                  const std::optional<nb::object>& out) {
+    if (stride != 1 && stride != 2) fail("stride must be 1 or 2");
+    const auto* xp = static_cast<const float*>(check(x, "x", Kind::F32, {-1, -1, -1, -1}));
+    const int64_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C1 = x.shape(3);
+    const float* x2p = nullptr;
+    int64_t Cin = C1;
+    if (x2) {
+        x2p = static_cast<const float*>(check(*x2, "x2", Kind::F32, {N, H, W, -1}));
+        Cin += x2->shape(3);
+    }
+    const auto* dp = static_cast<const float*>(check(down, "down", Kind::F32, {-1, Cin}));
+    const int64_t rank = down.shape(0);
+    const auto* upp = static_cast<const float*>(check(up, "up", Kind::F32, {-1, rank}));
+    const int64_t Cout = up.shape(0);
+    if (row.dtype() != nb::dtype<int32_t>() || col.dtype() != nb::dtype<int32_t>())
+        fail("row and col must be int32");
+    if (row.ndim() != 1 || static_cast<int64_t>(row.shape(0)) != Cout + 1 || !c_contiguous(row))
+        fail("row must be a C-contiguous int32[Cout + 1]");
+    if (col.ndim() != 1 || !c_contiguous(col)) fail("col must be a C-contiguous int32[nnz]");
+    const int64_t nnz = col.shape(0);
+    const auto* vp = static_cast<const float*>(check(val, "val", Kind::F32, {nnz}));
+    const auto* rp = static_cast<const int32_t*>(row.data());
+    if (rp[Cout] != nnz) fail("row[Cout] must be the number of entries of col and val");
+    const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0, Wo = W > 0 ? (W - 1) / stride + 1 : 0;
+    const float* ap = add ? static_cast<const float*>(check(*add, "add", Kind::F32, {N, Ho, Wo, Cout})) : nullptr;
+    const Output y(out, {size_t(N), size_t(Ho), size_t(Wo), size_t(Cout)}, ap, "add");
+    {
+        nb::gil_scoped_release release;
+        bk::branch(xp, x2p, N, H, W, C1, Cin, stride, dp, upp, rank, rp,
+                   static_cast<const int32_t*>(col.data()), vp, Cout, ap, y.ptr());
+    }
+    return y.result();
+}
+
+nb::object window_attention(const AnyArray& qkv, const AnyArray& bias, int64_t heads, int64_t window,
+                            int64_t shift, double scale, const std::optional<nb::object>& out) {
+    const auto* qp = static_cast<const float*>(check(qkv, "qkv", Kind::F32, {-1, -1, -1, -1}));
+    const int64_t N = qkv.shape(0), H = qkv.shape(1), W = qkv.shape(2), C3 = qkv.shape(3);
+    if (C3 % 3 != 0) fail("qkv must have 3 * C channels, got shape " + shape_str(qkv));
+    if (heads < 1 || window < 1) fail("heads and window must be >= 1");
+    const int64_t T = window * window;
+    const auto* bp = static_cast<const float*>(check(bias, "bias", Kind::F32, {heads, T, T}));
+    const Output y(out, {size_t(N), size_t(H), size_t(W), size_t(C3 / 3)}, nullptr, "qkv");
+    float* yp = y.ptr();
+    if (qp < yp + N * H * W * (C3 / 3) && yp < qp + N * H * W * C3) fail("out must not overlap qkv");
+    {
+        nb::gil_scoped_release release;
+        bk::window_attention(qp, bp, N, H, W, C3 / 3, heads, window, shift,
+                             static_cast<float>(scale), yp);
+    }
+    return y.result();
+}
+
+nb::object gelu(const AnyArray& x, const std::optional<nb::object>& out) {
+    std::vector<int64_t> any(x.ndim(), -1);
+    const auto* xp = static_cast<const float*>(check(x, "x", Kind::F32, any));
+    std::vector<size_t> shape(x.ndim());
+    for (size_t i = 0; i < x.ndim(); ++i) shape[i] = x.shape(i);
+    const Output y(out, shape, xp, "x");
+    {
+        nb::gil_scoped_release release;
+        bk::gelu(xp, static_cast<int64_t>(x.size()), y.ptr());
+    }
+    return y.result();
+}
+
 nb::tuple position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left,
                             int64_t height, int64_t width, int64_t channels) {
     if (height < 0 || width < 0 || channels < 0) fail("height, width and channels must be >= 0");
@@ -383,6 +481,33 @@ NB_MODULE(_bitkernels, m) {
           "layer_norm(x: float32[..., C], gamma, beta: float32[C], eps, silu=False, out=None) -> "
           "float32 like x\n\nLayerNorm over the last axis (biased variance), then x * sigmoid(x) "
           "if silu.\nout: write there and return it (may be x itself: in place).");
+    m.def("dense_conv", &dense_conv, "x"_a, "weight"_a, "bias"_a.none() = nb::none(),
+          "stride"_a = 1, "x2"_a.none() = nb::none(), "add"_a.none() = nb::none(),
+          "out"_a.none() = nb::none(),
+          "dense_conv(x: float32[N,H,W,C1], weight: float32[k,k,Cin,Cout], bias=None, stride=1, "
+          "x2=None, add=None, out=None) -> float32[N,Ho,Wo,Cout]\n\nFull-precision k x k conv "
+          "(k = 1 or 3, 'same' zero padding, stride 1 or 2, Ho = (H-1)//stride + 1) of x, or of "
+          "the channel concatenation [x, x2] (x2: float32[N,H,W,Cin-C1]) without materializing "
+          "it; then + add. A 1x1 conv is a GEMM of the pixels (tokens) with weight[0, 0].\n"
+          "out: write there and return it (may be add itself: in place).");
+    m.def("branch", &branch, "x"_a, "down"_a, "up"_a, "row"_a, "col"_a, "val"_a, "stride"_a = 1,
+          "x2"_a.none() = nb::none(), "add"_a.none() = nb::none(), "out"_a.none() = nb::none(),
+          "branch(x: float32[N,H,W,C1], down: float32[r,Cin], up: float32[Cout,r], row: "
+          "int32[Cout+1], col: int32[nnz], val: float32[nnz], stride=1, x2=None, add=None, "
+          "out=None) -> float32[N,Ho,Wo,Cout]\n\nA binarized layer's full-precision branch in "
+          "structured form, 1x1 at the stride on x (or the concatenation [x, x2]): "
+          "up @ (down @ x) + S x with S the CSR matrix (row, col, val); then + add. r may be 0.\n"
+          "out: write there and return it (may be add itself: in place).");
+    m.def("window_attention", &window_attention, "qkv"_a, "bias"_a, "heads"_a, "window"_a,
+          "shift"_a, "scale"_a, "out"_a.none() = nb::none(),
+          "window_attention(qkv: float32[N,H,W,3C], bias: float32[heads,T,T], heads, window, shift, "
+          "scale, out=None) -> float32[N,H,W,C]\n\nSwin attention in window x window tiles (T = "
+          "window^2 tokens) of the map rolled by -shift: softmax(scale * q k^T + bias + mask) v "
+          "per head (d = C / heads channels each), the mask separating what the roll brought "
+          "together; outputs at the tokens' own pixels.");
+    m.def("gelu", &gelu, "x"_a, "out"_a.none() = nb::none(),
+          "gelu(x: float32[...], out=None) -> float32 like x: 0.5 x (1 + erf(x / sqrt(2))).\n"
+          "out: write there and return it (may be x itself: in place).");
     m.def("position_uniforms", &position_uniforms, "seed0"_a, "seed1"_a, "top"_a, "left"_a,
           "height"_a, "width"_a, "channels"_a,
           "position_uniforms(seed0, seed1, top, left, height, width, channels) -> (u1, u2: "

@@ -111,6 +111,78 @@ struct NoiseArgs {
     float* u2;  // [C, H, W]
 };
 
+// Full-precision (float32) convolution of the NHWC input x, or of the channel concatenation
+// [x, x2] as in PackArgs (C1 channels from x, Cin - C1 from x2; any C1): a k x k conv, k = 1 or
+// 3, 'same' zero padding (k / 2), stride 1 or 2, Ho = (H - 1) / s + 1, Wo likewise:
+//   y[n, oy, ox, o] = bias[o] + sum_{ky, kx, i} in[n, s*oy + ky - k/2, s*ox + kx - k/2, i]
+//                                                * w[ky*k + kx, i, o]        (out of range: 0)
+// then optionally y += add[n, oy, ox, o]. The driver hands the kernels w and bias with the
+// output channels padded with zeros to Cpad (a multiple of the kernel's float lanes) and a row of
+// Cin zeros that out-of-range taps read. A 1x1 conv is a GEMM of the pixels (or tokens) with
+// w[0] (Cin x Cout).
+struct DenseArgs {
+    const float* x;      // [N, H, W, C1]
+    const float* x2;     // [N, H, W, Cin - C1] or null (then C1 = Cin)
+    const float* w;      // [k*k, Cin, Cpad]
+    const float* bias;   // [Cpad]
+    const float* add;    // [N, Ho, Wo, Cout] or null
+    const float* zeros;  // [Cin]
+    float* out;          // [N, Ho, Wo, Cout]
+    int64_t N, H, W, Cin, C1, Cout, Cpad, k, stride, Ho, Wo;
+};
+
+// The full-precision branch of a binarized layer in its structured form: a low-rank product
+// plus a sparse matrix, 1x1 on the NHWC input x (or the channel concatenation [x, x2], as in
+// DenseArgs), read at stride s (output pixel (oy, ox) reads input pixel (s*oy, s*ox)):
+//   y[n, oy, ox, o] = sum_r up[o, r] * (sum_i down[r, i] * in[i]) + sum_i S[o, i] * in[i]
+// then optionally y += add[n, oy, ox, o]. With LRMB's factors as up / down and SMB's entries
+// (plus those of the fixed shortcut) as S, this is the dense branch (SMB + LRMB + S) x with
+// rank * (Cin + Cout) + nnz(S) multiply-adds per pixel instead of Cin * Cout.
+// Layout the driver prepares (padding is zeros): the rank padded to rank8 (a multiple of 8)
+// and the output channels to groups of 8, Cout8 = 8 * groups; S in groups of 8 outputs: group
+// g owns the slots [slots[g], slots[g+1]) and slot k holds one entry for each of its outputs,
+// input channel col[8k + j] and value val[8k + j] for output 8g + j (value 0 where that output
+// has fewer entries than the group's most).
+struct BranchArgs {
+    const float* x;        // [N, H, W, C1]
+    const float* x2;       // [N, H, W, Cin - C1] or null
+    const float* down;     // [rank8, Cin]
+    const float* up;       // [Cout8, rank8]
+    const int32_t* slots;  // [Cout8 / 8 + 1]
+    const int32_t* col;    // [8 * slots[Cout8 / 8]], each in [0, Cin)
+    const float* val;      // [8 * slots[Cout8 / 8]]
+    const float* add;      // [N, Ho, Wo, Cout] or null
+    const float* zeros;    // [Cin]: the input of pixels past the end of a block
+    float* out;            // [N, Ho, Wo, Cout]
+    int64_t N, H, W, Cin, C1, Cout, Cout8, rank8, stride, Ho, Wo;
+};
+
+// Shifted-window multi-head self-attention (Swin) on a map whose tokens are the pixels of
+// qkv[N, H, W, 3C]: channels [0, C) are q, [C, 2C) k, [2C, 3C) v; head h uses channels
+// [h*d, (h+1)*d) of each, d = C / heads. Windows are ws x ws tiles of the map cyclically shifted
+// by -shift (torch.roll by -shift on both axes, then windows): token (i, j) of window (wy, wx)
+// is pixel ((wy*ws + i + shift) mod H, (wx*ws + j + shift) mod W), T = ws*ws tokens, H and W
+// multiples of ws. Per window and head, with token index t = i*ws + j:
+//   s[t, u] = scale * (q_t . k_u) + bias[h, t, u] + mask(t, u);  p = softmax_u(s);
+//   out[pixel of t, h*d + c] = sum_u p[t, u] * v_u[c]
+// mask(t, u) = -inf where shift > 0 and t, u lie in different regions of the shifted map (the
+// rows of the rolled frame r < H - ws, H - ws <= r < H - shift, r >= H - shift, and likewise
+// columns: 9 regions), else 0: what the shifted map brought together from opposite edges never
+// attends to each other. The output is written at the token's own pixel (rolled back).
+struct AttentionArgs {
+    const float* qkv;   // [N, H, W, 3C]
+    const float* bias;  // [heads, T, T]
+    float* out;         // [N, H, W, C]
+    int64_t N, H, W, C, heads, ws, shift;
+    float scale;
+};
+
+// y = x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))) elementwise (GELU, torch's default form).
+struct GeluArgs {
+    const float* x;  // [n]
+    float* out;      // [n] (may alias x)
+};
+
 // The kernels read weights prepared once per layer (bk::PreparedWeights, api.h): the vector
 // kernels' repacked by their own `repack` function (output channels in groups of `group`), the
 // reference's as they are. Some read activations re-encoded per call by their own `prep_x`
@@ -158,6 +230,17 @@ struct KernelImpl {
     void (*gemm)(const GemmArgs&, int64_t m0, int64_t m1);
     void (*layer_norm)(const NormArgs&, int64_t p0, int64_t p1);  // rows [p0, p1)
     void (*noise)(const NoiseArgs&, int64_t y0, int64_t y1);        // rows [y0, y1)
+    // Float32 kernels. dense: output pixels [p0, p1) of the N * Ho * Wo. attention: windows
+    // [w0, w1) of the N * (H / ws) * (W / ws) windows (all heads), with scratch of
+    // attention_scratch(T, d) floats for the calling task. gelu: elements [i0, i1).
+    int64_t float_lanes;  // Cpad of DenseArgs is a multiple of it
+    void (*dense)(const DenseArgs&, int64_t p0, int64_t p1);
+    int64_t (*attention_scratch)(int64_t T, int64_t d);
+    void (*attention)(const AttentionArgs&, int64_t w0, int64_t w1, float* scratch);
+    void (*gelu)(const GeluArgs&, int64_t i0, int64_t i1);
+    // branch: output pixels [p0, p1), with scratch of branch_scratch(Cin, rank8, Cout8) floats.
+    int64_t (*branch_scratch)(int64_t Cin, int64_t rank8, int64_t Cout8);
+    void (*branch)(const BranchArgs&, int64_t p0, int64_t p1, float* scratch);
 };
 
 // Defined in the per-ISA translation units (only those that were compiled in).

@@ -608,6 +608,107 @@ void layer_norm(const float* x, int64_t P, int64_t C, const float* gamma, const 
                     [&](int64_t begin, int64_t end) { k.layer_norm(a, begin, end); });
 }
 
+void dense_conv(const float* x, const float* x2, int64_t N, int64_t H, int64_t W, int64_t C1,
+                int64_t Cin, const float* w, int64_t k, int64_t Cout, const float* bias,
+                int64_t stride, const float* add, float* out) {
+    if ((k != 1 && k != 3) || (stride != 1 && stride != 2) || Cin < 1 || Cout < 1 ||
+        C1 < 0 || C1 > Cin || (!x2 && C1 != Cin))
+        throw std::invalid_argument("dense_conv: k 1 or 3, stride 1 or 2, 0 <= C1 <= Cin");
+    const KernelImpl& kr = *current();
+    const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0, Wo = W > 0 ? (W - 1) / stride + 1 : 0;
+    const int64_t P = N * Ho * Wo;
+    if (P == 0) return;
+    // The kernels' weight layout: output channels padded with zeros to whole vectors.
+    const int64_t Cpad = ceil_div(Cout, kr.float_lanes) * kr.float_lanes;
+    Aligned<float> wp(static_cast<size_t>(k * k * Cin * Cpad)), bp(static_cast<size_t>(Cpad));
+    Aligned<float> zeros(static_cast<size_t>(Cin));
+    for (int64_t r = 0; r < k * k * Cin; ++r)
+        std::copy(w + r * Cout, w + (r + 1) * Cout, wp.ptr + r * Cpad);
+    if (bias) std::copy(bias, bias + Cout, bp.ptr);
+    DenseArgs a{x, x2, wp.ptr, bp.ptr, add, zeros.ptr, out,
+                N, H, W, Cin, C1, Cout, Cpad, k, stride, Ho, Wo};
+    parallel_ranges(P, static_cast<double>(k * k * Cin * Cpad), 1 << 18,
+                    [&](int64_t begin, int64_t end) { kr.dense(a, begin, end); });
+}
+
+void branch(const float* x, const float* x2, int64_t N, int64_t H, int64_t W, int64_t C1,
+            int64_t Cin, int64_t stride, const float* down, const float* up, int64_t rank,
+            const int32_t* row, const int32_t* col, const float* val, int64_t Cout,
+            const float* add, float* out) {
+    if ((stride != 1 && stride != 2) || Cin < 1 || Cout < 1 || rank < 0 || C1 < 0 || C1 > Cin ||
+        (!x2 && C1 != Cin))
+        throw std::invalid_argument("branch: stride 1 or 2, Cin, Cout >= 1, 0 <= C1 <= Cin");
+    if (row[0] != 0) throw std::invalid_argument("branch: row[0] must be 0");
+    for (int64_t o = 0; o < Cout; ++o)
+        if (row[o + 1] < row[o]) throw std::invalid_argument("branch: row must not decrease");
+    for (int64_t e = 0; e < row[Cout]; ++e)
+        if (col[e] < 0 || col[e] >= Cin) throw std::invalid_argument("branch: col out of range");
+    const KernelImpl& k = *current();
+    const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0, Wo = W > 0 ? (W - 1) / stride + 1 : 0;
+    const int64_t P = N * Ho * Wo;
+    if (P == 0) return;
+    // BranchArgs' layout: the rank and the outputs padded to multiples of 8, the CSR matrix
+    // regrouped into slots of 8 outputs (zero values where an output has fewer entries).
+    const int64_t rank8 = ceil_div(rank, 8) * 8, Cout8 = ceil_div(Cout, 8) * 8, G = Cout8 / 8;
+    Aligned<float> dp(static_cast<size_t>(rank8 * Cin)), upad(static_cast<size_t>(Cout8 * rank8));
+    Aligned<float> zeros(static_cast<size_t>(Cin));
+    std::copy(down, down + rank * Cin, dp.ptr);
+    for (int64_t o = 0; o < Cout; ++o) std::copy(up + o * rank, up + (o + 1) * rank, upad.ptr + o * rank8);
+    std::vector<int32_t> slots(static_cast<size_t>(G + 1), 0);
+    for (int64_t g = 0; g < G; ++g) {
+        int32_t most = 0;
+        for (int64_t o = 8 * g; o < std::min(Cout, 8 * g + 8); ++o) most = std::max(most, row[o + 1] - row[o]);
+        slots[g + 1] = slots[g] + most;
+    }
+    std::vector<int32_t> scol(static_cast<size_t>(8 * slots[G]), 0);
+    std::vector<float> sval(static_cast<size_t>(8 * slots[G]), 0.0f);
+    for (int64_t o = 0; o < Cout; ++o)
+        for (int32_t e = row[o]; e < row[o + 1]; ++e) {
+            const size_t at = static_cast<size_t>(8 * (slots[o / 8] + e - row[o]) + o % 8);
+            scol[at] = col[e];
+            sval[at] = val[e];
+        }
+    BranchArgs a{x, x2, dp.ptr, upad.ptr, slots.data(), scol.data(), sval.data(), add, zeros.ptr,
+                 out, N, H, W, Cin, C1, Cout, Cout8, rank8, stride, Ho, Wo};
+    const double cost = static_cast<double>(rank8 * (Cin + Cout8) + 8 * slots[G] + 2 * (Cin + Cout));
+    const int64_t ntasks = task_count(P, cost, 1 << 17);
+    const int64_t per = ceil_div(ceil_div(P, ntasks), 16) * 16;  // whole blocks of pixels
+    const int64_t nt = ceil_div(P, per);
+    const int64_t scratch = ceil_div(k.branch_scratch(Cin, rank8, Cout8), 16) * 16;
+    Aligned<float> buf(static_cast<size_t>(nt * scratch));
+    parallel_for(nt, [&](int64_t i) {
+        k.branch(a, i * per, std::min(P, (i + 1) * per), buf.ptr + i * scratch);
+    });
+}
+
+void window_attention(const float* qkv, const float* bias, int64_t N, int64_t H, int64_t W,
+                      int64_t C, int64_t heads, int64_t ws, int64_t shift, float scale,
+                      float* out) {
+    if (ws < 1 || heads < 1 || C < heads || C % heads != 0 || H % ws != 0 || W % ws != 0 ||
+        shift < 0 || shift >= ws)
+        throw std::invalid_argument(
+            "window_attention: needs H, W multiples of the window, C a multiple of heads and "
+            "0 <= shift < window");
+    const KernelImpl& k = *current();
+    const int64_t T = ws * ws, d = C / heads, windows = N * (H / ws) * (W / ws);
+    if (windows == 0) return;
+    AttentionArgs a{qkv, bias, out, N, H, W, C, heads, ws, shift, scale};
+    // Ranges of windows, each with its own scratch (whole cache lines).
+    const int64_t ntasks = task_count(windows, static_cast<double>(2 * heads * T * T * d), 1 << 17);
+    const int64_t per = ceil_div(windows, ntasks), nt = ceil_div(windows, per);
+    const int64_t scratch = ceil_div(k.attention_scratch(T, d), 16) * 16;
+    Aligned<float> buf(static_cast<size_t>(nt * scratch));
+    parallel_for(nt, [&](int64_t i) {
+        k.attention(a, i * per, std::min(windows, (i + 1) * per), buf.ptr + i * scratch);
+    });
+}
+
+void gelu(const float* x, int64_t n, float* out) {
+    const KernelImpl& k = *current();
+    GeluArgs a{x, out};
+    parallel_ranges(n, 8.0, 1 << 15, [&](int64_t begin, int64_t end) { k.gelu(a, begin, end); });
+}
+
 void position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left, int64_t H,
                        int64_t W, int64_t C, float* u1, float* u2) {
     const KernelImpl& k = *current();

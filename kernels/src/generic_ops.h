@@ -1,5 +1,5 @@
 // Plain-C++ implementations of the non-binary operations (LayerNorm[+SiLU], position-noise
-// uniforms), written so that the compiler vectorizes them: fixed-width lane arrays for the
+// uniforms, the attention softmax, GELU), written so that the compiler vectorizes them: fixed-width lane arrays for the
 // reductions (no -ffast-math needed) and branch-free inner loops.
 //
 // Included only by the vector kernels' translation units (through vector_loops.h), so every copy
@@ -79,6 +79,48 @@ void layer_norm_generic(const NormArgs& a, int64_t p0, int64_t p1) {
         const float rstd = 1.0f / sqrtf(ss / static_cast<float>(C) + a.eps);
         for (int64_t c = 0; c < C; ++c) out[c] = (x[c] - mean) * rstd * a.gamma[c] + a.beta[c];
         if (a.silu) silu_row(out, C);
+    }
+}
+
+// Window attention's row t (AttentionArgs), in place: s[u] = scale * s[u] + bias[u], then the
+// softmax over u < T of the entries that are kept (every one unless `masked`; then those whose
+// token lies in t's region rt); entries not kept get exactly 0.
+inline void softmax_row(float* s, const float* bias, const int64_t* reg, int64_t rt, int64_t T,
+                        float scale, bool masked) {
+    float mx = -3.0e38f;
+    for (int64_t u = 0; u < T; ++u) {
+        const float v = scale * s[u] + bias[u];
+        s[u] = !masked || reg[u] == rt ? v : -3.0e38f;
+        mx = s[u] > mx ? s[u] : mx;
+    }
+    float sum = 0.0f;
+    for (int64_t u = 0; u < T; ++u) {
+        const float e = s[u] > -3.0e38f ? exp_poly(s[u] - mx) : 0.0f;
+        s[u] = e;
+        sum += e;
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t u = 0; u < T; ++u) s[u] *= inv;
+}
+
+// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7), branch-free.
+inline float erf_poly(float x) {
+    const float ax = x < 0.0f ? -x : x;
+    const float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float p = 1.061405429f;
+    p = p * t - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    const float y = 1.0f - p * t * exp_poly(-ax * ax);
+    return x < 0.0f ? -y : y;
+}
+
+// GeluArgs over elements [i0, i1).
+void gelu_generic(const GeluArgs& a, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+        const float x = a.x[i];
+        a.out[i] = 0.5f * x * (1.0f + erf_poly(x * 0.707106781186547524f));
     }
 }
 

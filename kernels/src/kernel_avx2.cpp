@@ -51,6 +51,43 @@ struct Avx2 {
     using Counts = __m256i;  // 8 x int32, channel order
     using Acc = __m256;
 
+    // Float32 vectors; fma_block accumulates 4 rows x 3 vectors in 12 of the 16 registers (3
+    // hold the loaded vectors, 1 the broadcast).
+    static constexpr int64_t kLanes = 8;
+    static constexpr int kDenseRows = 4, kDenseVecs = 3;
+    using F = __m256;
+    static F fzero() { return _mm256_setzero_ps(); }
+    static F fbcast(float v) { return _mm256_set1_ps(v); }
+    static F fload(const float* p) { return _mm256_loadu_ps(p); }
+    static void fstore(float* p, F v) { _mm256_storeu_ps(p, v); }
+    static F fadd(F a, F b) { return _mm256_add_ps(a, b); }
+    static F ffma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+    static __m256i part_mask(int64_t n) {  // lanes [0, n)
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+    static F fload_part(const float* p, int64_t n) { return _mm256_maskload_ps(p, part_mask(n)); }
+    static void fstore_part(float* p, F v, int64_t n) { _mm256_maskstore_ps(p, part_mask(n), v); }
+
+    // 8 x 8 transpose: 4 x 4 blocks within each 128-bit lane (unpack, shuffle), then the lanes.
+    static void transpose(F* v) {
+        F t[8], u[8];
+        for (int k = 0; k < 4; ++k) {
+            t[2 * k] = _mm256_unpacklo_ps(v[2 * k], v[2 * k + 1]);
+            t[2 * k + 1] = _mm256_unpackhi_ps(v[2 * k], v[2 * k + 1]);
+        }
+        for (int k = 0; k < 2; ++k) {  // u[4k + m], lane q: column 4q + m of rows 4k .. 4k + 3
+            u[4 * k] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+            u[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
+            u[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+            u[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+        }
+        for (int m = 0; m < 4; ++m) {
+            v[m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x20);
+            v[4 + m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x31);
+        }
+    }
+
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
     const __m256i zero = _mm256_setzero_si256();

@@ -54,6 +54,45 @@ struct Avx512 {
     using Counts = __m512i;  // 16 x int32, channel order
     using Acc = __m512;
 
+    // Float32 vectors; fma_block accumulates 6 rows x 4 vectors in 24 of the 32 registers.
+    static constexpr int64_t kLanes = 16;
+    static constexpr int kDenseRows = 6, kDenseVecs = 4;
+    using F = __m512;
+    static F fzero() { return _mm512_setzero_ps(); }
+    static F fbcast(float v) { return _mm512_set1_ps(v); }
+    static F fload(const float* p) { return _mm512_loadu_ps(p); }
+    static void fstore(float* p, F v) { _mm512_storeu_ps(p, v); }
+    static F fadd(F a, F b) { return _mm512_add_ps(a, b); }
+    static F ffma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+    static F fload_part(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(first_lanes(n), p); }
+    static void fstore_part(float* p, F v, int64_t n) { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
+
+    // 16 x 16 transpose: 4 x 4 blocks within each 128-bit lane (unpack, shuffle), then the
+    // lanes (two rounds of shuffle_f32x4).
+    static void transpose(F* v) {
+        F t[16], u[16];
+        for (int k = 0; k < 8; ++k) {
+            t[2 * k] = _mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]);
+            t[2 * k + 1] = _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]);
+        }
+        for (int k = 0; k < 4; ++k) {  // u[4k + m], lane q: column 4q + m of rows 4k .. 4k + 3
+            u[4 * k] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+            u[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
+            u[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+            u[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+        }
+        for (int m = 0; m < 4; ++m) {  // column 4q + m = lane q of u[m], u[4+m], u[8+m], u[12+m]
+            const F even_a = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88);
+            const F even_b = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+            const F odd_a = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD);
+            const F odd_b = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
+            v[m] = _mm512_shuffle_f32x4(even_a, even_b, 0x88);
+            v[8 + m] = _mm512_shuffle_f32x4(even_a, even_b, 0xDD);
+            v[4 + m] = _mm512_shuffle_f32x4(odd_a, odd_b, 0x88);
+            v[12 + m] = _mm512_shuffle_f32x4(odd_a, odd_b, 0xDD);
+        }
+    }
+
     static void repack_word(const uint64_t* words, uint64_t* dst) {
         for (int64_t i = 0; i < 8; ++i) {
             dst[i] = words[2 * i];

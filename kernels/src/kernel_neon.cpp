@@ -42,6 +42,37 @@ struct Neon {
         float32x4_t lo, hi;
     };
 
+    // Float32 vectors; fma_block accumulates 6 rows x 4 vectors in 24 of the 32 registers.
+    static constexpr int64_t kLanes = 4;
+    static constexpr int kDenseRows = 6, kDenseVecs = 4;
+    using F = float32x4_t;
+    static F fzero() { return vdupq_n_f32(0.0f); }
+    static F fbcast(float v) { return vdupq_n_f32(v); }
+    static F fload(const float* p) { return vld1q_f32(p); }
+    static void fstore(float* p, F v) { vst1q_f32(p, v); }
+    static F fadd(F a, F b) { return vaddq_f32(a, b); }
+    static F ffma(F a, F b, F c) { return vfmaq_f32(c, a, b); }
+    static F fload_part(const float* p, int64_t n) {
+        float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int64_t i = 0; i < n && i < 4; ++i) tmp[i] = p[i];
+        return vld1q_f32(tmp);
+    }
+    static void fstore_part(float* p, F v, int64_t n) {
+        float tmp[4];
+        vst1q_f32(tmp, v);
+        for (int64_t i = 0; i < n && i < 4; ++i) p[i] = tmp[i];
+    }
+
+    // 4 x 4 transpose: trn of the row pairs, then the halves recombined.
+    static void transpose(F* v) {
+        const float32x4x2_t a = vtrnq_f32(v[0], v[1]);  // (v0[0] v1[0] v0[2] v1[2]), (..[1] ..[3])
+        const float32x4x2_t b = vtrnq_f32(v[2], v[3]);
+        v[0] = vcombine_f32(vget_low_f32(a.val[0]), vget_low_f32(b.val[0]));
+        v[1] = vcombine_f32(vget_low_f32(a.val[1]), vget_low_f32(b.val[1]));
+        v[2] = vcombine_f32(vget_high_f32(a.val[0]), vget_high_f32(b.val[0]));
+        v[3] = vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1]));
+    }
+
     static void repack_word(const uint64_t* words, uint64_t* dst) {
         for (int64_t j = 0; j < kGroup; ++j) dst[j] = words[j];
     }

@@ -2,6 +2,7 @@
 // Compiled with the project's baseline flags only. These define the semantics that every
 // optimized kernel is tested against (see bitkernels.h for the layout and the formulas).
 #include <cmath>
+#include <vector>
 
 #include "bitkernels.h"
 
@@ -135,10 +136,120 @@ void noise_ref(const NoiseArgs& a, int64_t y0, int64_t y1) {
                 }
 }
 
+// The float32 convolution of DenseArgs, one output element at a time, summed in double.
+void dense_ref(const DenseArgs& a, int64_t p0, int64_t p1) {
+    const int64_t half = a.k / 2, C2 = a.Cin - a.C1;
+    for (int64_t opix = p0; opix < p1; ++opix) {
+        const int64_t n = opix / (a.Ho * a.Wo), oy = opix / a.Wo % a.Ho, ox = opix % a.Wo;
+        for (int64_t o = 0; o < a.Cout; ++o) {
+            double acc = a.bias[o];
+            for (int64_t ky = 0; ky < a.k; ++ky) {
+                const int64_t iy = oy * a.stride + ky - half;
+                if (iy < 0 || iy >= a.H) continue;
+                for (int64_t kx = 0; kx < a.k; ++kx) {
+                    const int64_t ix = ox * a.stride + kx - half;
+                    if (ix < 0 || ix >= a.W) continue;
+                    const int64_t pix = (n * a.H + iy) * a.W + ix;
+                    const float* w = a.w + (ky * a.k + kx) * a.Cin * a.Cpad + o;
+                    for (int64_t i = 0; i < a.Cin; ++i) {
+                        const float v = i < a.C1 ? a.x[pix * a.C1 + i] : a.x2[pix * C2 + i - a.C1];
+                        acc += static_cast<double>(v) * w[i * a.Cpad];
+                    }
+                }
+            }
+            if (a.add) acc += a.add[opix * a.Cout + o];
+            a.out[opix * a.Cout + o] = static_cast<float>(acc);
+        }
+    }
+}
+
+// The row or column of the rolled frame coordinate r lies in region 0, 1 or 2 (AttentionArgs).
+int64_t region(int64_t r, int64_t n, int64_t ws, int64_t shift) {
+    if (shift == 0 || r < n - ws) return 0;
+    return r < n - shift ? 1 : 2;
+}
+
+// Window attention of AttentionArgs in double: scores, mask, softmax and the weighted sum.
+void attention_ref(const AttentionArgs& a, int64_t w0, int64_t w1, float*) {
+    const int64_t ws = a.ws, T = ws * ws, d = a.C / a.heads, C3 = 3 * a.C;
+    const int64_t nwy = a.H / ws, nwx = a.W / ws;
+    std::vector<int64_t> pix(T), reg(T);
+    std::vector<double> s(T);
+    for (int64_t win = w0; win < w1; ++win) {
+        const int64_t n = win / (nwy * nwx), wy = win / nwx % nwy, wx = win % nwx;
+        for (int64_t t = 0; t < T; ++t) {
+            const int64_t ry = wy * ws + t / ws, rx = wx * ws + t % ws;
+            pix[t] = (n * a.H + (ry + a.shift) % a.H) * a.W + (rx + a.shift) % a.W;
+            reg[t] = 3 * region(ry, a.H, ws, a.shift) + region(rx, a.W, ws, a.shift);
+        }
+        for (int64_t h = 0; h < a.heads; ++h)
+            for (int64_t t = 0; t < T; ++t) {
+                const float* q = a.qkv + pix[t] * C3 + h * d;
+                double mx = -HUGE_VAL;
+                for (int64_t u = 0; u < T; ++u) {
+                    if (reg[u] != reg[t]) continue;  // masked: -inf, weight 0
+                    const float* k = a.qkv + pix[u] * C3 + a.C + h * d;
+                    double dot = 0.0;
+                    for (int64_t c = 0; c < d; ++c) dot += static_cast<double>(q[c]) * k[c];
+                    s[u] = a.scale * dot + a.bias[(h * T + t) * T + u];
+                    mx = s[u] > mx ? s[u] : mx;
+                }
+                double sum = 0.0;
+                for (int64_t u = 0; u < T; ++u)
+                    if (reg[u] == reg[t]) sum += s[u] = std::exp(s[u] - mx);
+                float* out = a.out + pix[t] * a.C + h * d;
+                for (int64_t c = 0; c < d; ++c) {
+                    double acc = 0.0;
+                    for (int64_t u = 0; u < T; ++u)
+                        if (reg[u] == reg[t]) acc += s[u] * a.qkv[pix[u] * C3 + 2 * a.C + h * d + c];
+                    out[c] = static_cast<float>(acc / sum);
+                }
+            }
+    }
+}
+
+void gelu_ref(const GeluArgs& a, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+        const double x = a.x[i];
+        a.out[i] = static_cast<float>(0.5 * x * (1.0 + std::erf(x * 0.70710678118654752440)));
+    }
+}
+
+int64_t attention_scratch_ref(int64_t, int64_t) { return 0; }
+
+// The branch of BranchArgs, one output element at a time, summed in double.
+void branch_ref(const BranchArgs& a, int64_t p0, int64_t p1, float*) {
+    const int64_t C2 = a.Cin - a.C1;
+    std::vector<double> in(static_cast<size_t>(a.Cin)), t(static_cast<size_t>(a.rank8));
+    for (int64_t opix = p0; opix < p1; ++opix) {
+        const int64_t n = opix / (a.Ho * a.Wo), oy = opix / a.Wo % a.Ho, ox = opix % a.Wo;
+        const int64_t pix = (n * a.H + oy * a.stride) * a.W + ox * a.stride;
+        for (int64_t i = 0; i < a.Cin; ++i)
+            in[i] = i < a.C1 ? a.x[pix * a.C1 + i] : a.x2[pix * C2 + i - a.C1];
+        for (int64_t r = 0; r < a.rank8; ++r) {
+            t[r] = 0.0;
+            for (int64_t i = 0; i < a.Cin; ++i) t[r] += a.down[r * a.Cin + i] * in[i];
+        }
+        for (int64_t o = 0; o < a.Cout; ++o) {
+            double acc = 0.0;
+            for (int64_t r = 0; r < a.rank8; ++r) acc += a.up[o * a.rank8 + r] * t[r];
+            const int64_t g = o / 8, j = o % 8;
+            for (int64_t k = a.slots[g]; k < a.slots[g + 1]; ++k)
+                acc += a.val[8 * k + j] * in[a.col[8 * k + j]];
+            if (a.add) acc += a.add[opix * a.Cout + o];
+            a.out[opix * a.Cout + o] = static_cast<float>(acc);
+        }
+    }
+}
+
+int64_t branch_scratch_ref(int64_t, int64_t, int64_t) { return 0; }
+
 }  // namespace
 
 const KernelImpl kImplReference = {
     "reference", /*group=*/1, /*xprep=*/0, /*prep_x=*/nullptr, /*repacked_size=*/nullptr,
-    /*repack=*/nullptr, pack_ref, conv3x3_ref, gemm_ref, layer_norm_ref, noise_ref};
+    /*repack=*/nullptr, pack_ref, conv3x3_ref, gemm_ref, layer_norm_ref, noise_ref,
+    /*float_lanes=*/1, dense_ref, attention_scratch_ref, attention_ref, gelu_ref,
+    branch_scratch_ref, branch_ref};
 
 }  // namespace bk

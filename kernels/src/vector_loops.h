@@ -30,6 +30,12 @@
 //                                  the bits of PackWord `word` (bit j = d_j < 0 with d = x, or
 //                                  x - shift in float32 when kShift), adding |d| to the row's
 //                                  sum; total(sum) is that sum over the row's words
+// and, for the float32 kernels (static functions on the vector type F of kLanes floats):
+//   kLanes, F, fzero(), fbcast(v), fload(p), fstore(p, v), fadd(a, b), ffma(a, b, c) = a*b + c,
+//   fload_part(p, n) (lanes >= n read as 0), fstore_part(p, v, n) (lanes < n written)
+//   kDenseRows x kDenseVecs   the register block of fma_block: rows (pixels, tokens) times
+//                             vectors of output channels, sized to the register file
+//   transpose(v)              v[0..kLanes) in place: lane j of v[i] <-> lane i of v[j]
 #pragma once
 #define BK_VECTOR_LOOPS_H 1
 #if defined(BK_API_H)
@@ -231,6 +237,306 @@ void gemm(const GemmArgs& a, int64_t m0, int64_t m1) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Float32 kernels
+
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// The register-blocked micro-kernel of every float32 product here:
+//   acc[r][v] += sum_{k < K} a[r][k] * b[k * ldb + v * kLanes + lane]
+// a[r]: R rows of K floats each (pixels' channels, a token's q, ...), b: K rows of at least
+// V * kLanes floats, ldb apart. Each step loads V vectors of b and broadcasts one float per row.
+template <class Isa, int R, int V>
+inline void fma_block(const float* const* a, int64_t K, const float* b, int64_t ldb,
+                      typename Isa::F (&acc)[R][V]) {
+    for (int64_t k = 0; k < K; ++k) {
+        const float* bk = b + k * ldb;
+        typename Isa::F bv[V];
+        for (int v = 0; v < V; ++v) bv[v] = Isa::fload(bk + v * Isa::kLanes);
+        for (int r = 0; r < R; ++r) {
+            const typename Isa::F xr = Isa::fbcast(a[r][k]);
+            for (int v = 0; v < V; ++v) acc[r][v] = Isa::ffma(xr, bv[v], acc[r][v]);
+        }
+    }
+}
+
+// out[o] = acc[v] (+ add[o]) for the channels o = o0 + v * kLanes + lane < n (the rest of the
+// block is padding and is not written).
+template <class Isa, int V>
+inline void store_row(const typename Isa::F (&acc)[V], int64_t o0, int64_t n, const float* add,
+                      float* out) {
+    for (int v = 0; v < V; ++v) {
+        const int64_t o = o0 + v * Isa::kLanes;
+        if (o >= n) return;
+        typename Isa::F y = acc[v];
+        if (n - o >= Isa::kLanes) {
+            if (add) y = Isa::fadd(y, Isa::fload(add + o));
+            Isa::fstore(out + o, y);
+        } else {
+            if (add) y = Isa::fadd(y, Isa::fload_part(add + o, n - o));
+            Isa::fstore_part(out + o, y, n - o);
+        }
+    }
+}
+
+// DenseArgs: R output pixels (flat indices p0 .. p0 + nr - 1 < N * Ho * Wo) times V vectors of
+// output channels from o0 on. Taps outside the input (and the rows past nr) read a.zeros.
+template <class Isa, int V>
+void dense_tile(const DenseArgs& a, int64_t p0, int64_t nr, int64_t o0) {
+    constexpr int R = Isa::kDenseRows;
+    using F = typename Isa::F;
+    F acc[R][V];
+    for (int v = 0; v < V; ++v) {
+        const F b = Isa::fload(a.bias + o0 + v * Isa::kLanes);
+        for (int r = 0; r < R; ++r) acc[r][v] = b;
+    }
+    int64_t n[R], iy0[R], ix0[R];  // image and top left input tap of each output pixel
+    for (int r = 0; r < R; ++r) {
+        const int64_t p = r < nr ? p0 + r : p0;
+        const int64_t ox = p % a.Wo, oy = p / a.Wo % a.Ho;
+        n[r] = p / (a.Wo * a.Ho);
+        iy0[r] = oy * a.stride - a.k / 2;
+        ix0[r] = ox * a.stride - a.k / 2;
+    }
+    const int64_t C2 = a.Cin - a.C1;
+    for (int64_t ky = 0; ky < a.k; ++ky)
+        for (int64_t kx = 0; kx < a.k; ++kx) {
+            const float* r1[R];
+            const float* r2[R];
+            for (int r = 0; r < R; ++r) {
+                const int64_t iy = iy0[r] + ky, ix = ix0[r] + kx;
+                const bool in = r < nr && iy >= 0 && iy < a.H && ix >= 0 && ix < a.W;
+                const int64_t pix = (n[r] * a.H + iy) * a.W + ix;
+                r1[r] = in ? a.x + pix * a.C1 : a.zeros;
+                r2[r] = in && C2 > 0 ? a.x2 + pix * C2 : a.zeros;
+            }
+            const float* w = a.w + (ky * a.k + kx) * a.Cin * a.Cpad + o0;
+            fma_block<Isa, R, V>(r1, a.C1, w, a.Cpad, acc);
+            if (C2 > 0) fma_block<Isa, R, V>(r2, C2, w + a.C1 * a.Cpad, a.Cpad, acc);
+        }
+    for (int r = 0; r < nr; ++r) {
+        const int64_t opix = p0 + r;
+        store_row<Isa, V>(acc[r], o0, a.Cout, a.add ? a.add + opix * a.Cout : nullptr,
+                          a.out + opix * a.Cout);
+    }
+}
+
+// DenseArgs over the output pixels [p0, p1) (flat), kDenseRows at a time.
+template <class Isa>
+void dense(const DenseArgs& a, int64_t p0, int64_t p1) {
+    constexpr int64_t R = Isa::kDenseRows, V = Isa::kDenseVecs;
+    static_assert(V >= 1 && V <= 4, "dense tiles of 1 to 4 vectors");
+    const int64_t nvec = a.Cpad / Isa::kLanes;
+    for (int64_t p = p0; p < p1; p += R) {
+        const int64_t nr = min64(R, p1 - p);
+        for (int64_t v0 = 0; v0 < nvec; v0 += V) {
+            const int64_t o0 = v0 * Isa::kLanes;
+            switch (min64(V, nvec - v0)) {  // the last block may hold fewer vectors
+                case 1: dense_tile<Isa, 1>(a, p, nr, o0); break;
+                case 2: dense_tile<Isa, 2>(a, p, nr, o0); break;
+                case 3: dense_tile<Isa, 3>(a, p, nr, o0); break;
+                default: dense_tile<Isa, 4>(a, p, nr, o0); break;
+            }
+        }
+    }
+}
+
+// C[t, :] = sum_k A[t][k] * B[k, :] for the T rows of A (pointers a[t], K floats each; T may
+// not be a multiple of kDenseRows: the rows past it read `zeros`, at least K floats), B with
+// nvec vectors per row (ldb floats apart). Row t of the result goes to out(t) (a callable
+// giving the row's destination; nvec * kLanes floats are written unless `width` < that, then
+// `width`).
+template <class Isa, class Out>
+void product_rows(const float* const* a, int64_t T, int64_t K, const float* b, int64_t ldb,
+                  int64_t nvec, const float* zeros, int64_t width, Out out) {
+    constexpr int R = Isa::kDenseRows, V = Isa::kDenseVecs;
+    using F = typename Isa::F;
+    for (int64_t t0 = 0; t0 < T; t0 += R) {
+        const float* rows[R];
+        for (int r = 0; r < R; ++r) rows[r] = t0 + r < T ? a[t0 + r] : zeros;
+        for (int64_t v0 = 0; v0 < nvec; v0 += V) {
+            F acc[R][V];
+            for (int r = 0; r < R; ++r)
+                for (int v = 0; v < V; ++v) acc[r][v] = Isa::fzero();
+            // V vectors always: B's rows hold whole blocks of V (the caller pads them)
+            fma_block<Isa, R, V>(rows, K, b + v0 * Isa::kLanes, ldb, acc);
+            for (int r = 0; r < R && t0 + r < T; ++r)
+                store_row<Isa, V>(acc[r], v0 * Isa::kLanes, width, nullptr, out(t0 + r));
+        }
+    }
+}
+
+// Channels [c, c + n) (n <= kLanes) of the kLanes pixels rows[p] (pointers to channel 0 of
+// their segment) into the channel-major block dst[j][lane p] (j < n, rows kLanes apart).
+template <class Isa>
+inline void load_transposed(const float* const* rows, int64_t c, int64_t n, float* dst) {
+    typename Isa::F v[Isa::kLanes];
+    for (int64_t p = 0; p < Isa::kLanes; ++p)
+        v[p] = n == Isa::kLanes ? Isa::fload(rows[p] + c) : Isa::fload_part(rows[p] + c, n);
+    Isa::transpose(v);
+    for (int64_t j = 0; j < n; ++j) Isa::fstore(dst + j * Isa::kLanes, v[j]);
+}
+
+// The inverse for output channels [c, c + n) of the first np pixels: src[j][lane p] (j < n)
+// to out_rows[p][c + j], plus add_rows[p][c + j] where add_rows is given.
+template <class Isa>
+inline void store_transposed(const float* src, int64_t c, int64_t n, int64_t np,
+                             float* const* out_rows, const float* const* add_rows) {
+    typename Isa::F v[Isa::kLanes];
+    for (int64_t j = 0; j < Isa::kLanes; ++j)
+        v[j] = j < n ? Isa::fload(src + j * Isa::kLanes) : Isa::fzero();
+    Isa::transpose(v);
+    for (int64_t p = 0; p < np; ++p) {
+        typename Isa::F y = v[p];
+        if (n == Isa::kLanes) {
+            if (add_rows) y = Isa::fadd(y, Isa::fload(add_rows[p] + c));
+            Isa::fstore(out_rows[p] + c, y);
+        } else {
+            if (add_rows) y = Isa::fadd(y, Isa::fload_part(add_rows[p] + c, n));
+            Isa::fstore_part(out_rows[p] + c, y, n);
+        }
+    }
+}
+
+// Scratch of one branch task, in floats: the block's inputs [Cin][kLanes], its low-rank
+// projections [rank8][kLanes] and its outputs [Cout8][kLanes], channel-major.
+template <class Isa>
+int64_t branch_scratch(int64_t Cin, int64_t rank8, int64_t Cout8) {
+    return (Cin + rank8 + Cout8) * Isa::kLanes;
+}
+
+// BranchArgs over output pixels [p0, p1), kLanes pixels at a time, vectorized over the pixels:
+// the block's inputs are transposed to channel-major (in registers, kLanes x kLanes at a
+// time), the products run as broadcast multiply-adds on whole vectors of pixels (8
+// independent accumulators: 8 ranks, then 8 outputs), and the outputs are transposed back.
+template <class Isa>
+void branch(const BranchArgs& a, int64_t p0, int64_t p1, float* scratch) {
+    constexpr int64_t L = Isa::kLanes;
+    using F = typename Isa::F;
+    float* xt = scratch;            // [Cin][L]
+    float* t = xt + a.Cin * L;      // [rank8][L]
+    float* ot = t + a.rank8 * L;    // [Cout8][L]
+    const int64_t C2 = a.Cin - a.C1;
+    const float* r1[L];
+    const float* r2[L];
+    float* orow[L];
+    const float* arow[L];
+    // (n, oy, ox) of pixel p0, then stepped: no division per pixel
+    int64_t ox = p0 % a.Wo, oy = p0 / a.Wo % a.Ho, n = p0 / (a.Wo * a.Ho);
+    for (int64_t pb = p0; pb < p1; pb += L) {
+        const int64_t np = min64(L, p1 - pb);
+        for (int64_t p = 0; p < L; ++p) {
+            if (p < np) {
+                const int64_t pix = (n * a.H + oy * a.stride) * a.W + ox * a.stride;
+                r1[p] = a.x + pix * a.C1;
+                r2[p] = C2 > 0 ? a.x2 + pix * C2 : a.zeros;
+                orow[p] = a.out + (pb + p) * a.Cout;
+                arow[p] = a.add ? a.add + (pb + p) * a.Cout : nullptr;
+                if (++ox == a.Wo) {
+                    ox = 0;
+                    if (++oy == a.Ho) oy = 0, ++n;
+                }
+            } else {
+                r1[p] = r2[p] = a.zeros;
+            }
+        }
+        for (int64_t c = 0; c < a.C1; c += L) load_transposed<Isa>(r1, c, min64(L, a.C1 - c), xt + c * L);
+        for (int64_t c = 0; c < C2; c += L)
+            load_transposed<Isa>(r2, c, min64(L, C2 - c), xt + (a.C1 + c) * L);
+        for (int64_t r0 = 0; r0 < a.rank8; r0 += 8) {  // t[r] = sum_i down[r, i] * in[i]
+            F acc[8];
+            for (int r = 0; r < 8; ++r) acc[r] = Isa::fzero();
+            const float* d = a.down + r0 * a.Cin;
+            for (int64_t i = 0; i < a.Cin; ++i) {
+                const F xv = Isa::fload(xt + i * L);
+                for (int r = 0; r < 8; ++r) acc[r] = Isa::ffma(Isa::fbcast(d[r * a.Cin + i]), xv, acc[r]);
+            }
+            for (int r = 0; r < 8; ++r) Isa::fstore(t + (r0 + r) * L, acc[r]);
+        }
+        for (int64_t g = 0; g < a.Cout8 / 8; ++g) {  // outputs 8g .. 8g + 7
+            F acc[8];
+            for (int j = 0; j < 8; ++j) acc[j] = Isa::fzero();
+            const float* u = a.up + 8 * g * a.rank8;
+            for (int64_t r = 0; r < a.rank8; ++r) {
+                const F tv = Isa::fload(t + r * L);
+                for (int j = 0; j < 8; ++j) acc[j] = Isa::ffma(Isa::fbcast(u[j * a.rank8 + r]), tv, acc[j]);
+            }
+            for (int64_t k = a.slots[g]; k < a.slots[g + 1]; ++k) {
+                const int32_t* col = a.col + 8 * k;
+                const float* val = a.val + 8 * k;
+                for (int j = 0; j < 8; ++j)
+                    acc[j] = Isa::ffma(Isa::fbcast(val[j]), Isa::fload(xt + col[j] * L), acc[j]);
+            }
+            for (int j = 0; j < 8; ++j) Isa::fstore(ot + (8 * g + j) * L, acc[j]);
+        }
+        for (int64_t c = 0; c < a.Cout; c += L)
+            store_transposed<Isa>(ot + c * L, c, min64(L, a.Cout - c), np, orow,
+                                  a.add ? arow : nullptr);
+    }
+}
+
+// Scratch of one attention task, in floats: per token its pixel, region and the rows that
+// product_rows reads (4 * T 8-byte slots), K^T [d][Tp], the scores / probabilities [T][Tp],
+// V [T][dp] and a row of zeros; Tp and dp are T and d rounded up to whole blocks of
+// kDenseVecs vectors.
+template <class Isa>
+int64_t attention_scratch(int64_t T, int64_t d) {
+    const int64_t blk = Isa::kDenseVecs * Isa::kLanes;
+    const int64_t Tp = round_up(T, blk), dp = round_up(d, blk);
+    return 8 * T + d * Tp + T * Tp + T * dp + (Tp > dp ? Tp : dp);
+}
+
+// AttentionArgs over windows [w0, w1), every head. Per (window, head): K^T and V gathered into
+// scratch, S = Q K^T by product_rows (Q read in place from the map), the scaled, biased and
+// masked softmax of each row (masked entries get weight exactly 0), O = P V by product_rows,
+// written to the tokens' pixels. `scratch`: attention_scratch(T, d) floats, 64-byte aligned.
+template <class Isa>
+void attention(const AttentionArgs& a, int64_t w0, int64_t w1, float* scratch) {
+    const int64_t ws = a.ws, T = ws * ws, d = a.C / a.heads, C3 = 3 * a.C;
+    const int64_t blk = Isa::kDenseVecs * Isa::kLanes;
+    const int64_t Tp = round_up(T, blk), dp = round_up(d, blk);
+    const int64_t nwy = a.H / ws, nwx = a.W / ws;
+    int64_t* pix = reinterpret_cast<int64_t*>(scratch);  // [T] pixel of each token
+    int64_t* reg = pix + T;                              // [T] region of each token (0..8)
+    const float** qrows = reinterpret_cast<const float**>(reg + T);  // [T] the tokens' q
+    const float** prows = qrows + T;                     // [T] rows of p
+    float* kt = scratch + 8 * T;                         // [d][Tp]
+    float* p = kt + d * Tp;                              // [T][Tp]
+    float* vb = p + T * Tp;                              // [T][dp]
+    float* zeros = vb + T * dp;                          // [max(Tp, dp)]
+    const int64_t floats = d * Tp + T * Tp + T * dp + (Tp > dp ? Tp : dp);
+    for (int64_t i = 0; i < floats; ++i) kt[i] = 0.0f;  // padding columns stay 0
+    for (int64_t t = 0; t < T; ++t) prows[t] = p + t * Tp;
+    for (int64_t win = w0; win < w1; ++win) {
+        const int64_t n = win / (nwy * nwx), wy = win / nwx % nwy, wx = win % nwx;
+        for (int64_t t = 0; t < T; ++t) {
+            const int64_t ry = wy * ws + t / ws, rx = wx * ws + t % ws;
+            pix[t] = (n * a.H + (ry + a.shift) % a.H) * a.W + (rx + a.shift) % a.W;
+            const int64_t gy = a.shift == 0 || ry < a.H - ws ? 0 : (ry < a.H - a.shift ? 1 : 2);
+            const int64_t gx = a.shift == 0 || rx < a.W - ws ? 0 : (rx < a.W - a.shift ? 1 : 2);
+            reg[t] = 3 * gy + gx;
+        }
+        for (int64_t h = 0; h < a.heads; ++h) {
+            for (int64_t t = 0; t < T; ++t) {
+                const float* q = a.qkv + pix[t] * C3 + h * d;
+                qrows[t] = q;
+                for (int64_t c = 0; c < d; ++c) {
+                    kt[c * Tp + t] = q[a.C + c];
+                    vb[t * dp + c] = q[2 * a.C + c];
+                }
+            }
+            product_rows<Isa>(qrows, T, d, kt, Tp, Tp / Isa::kLanes, zeros, Tp,
+                              [&](int64_t t) { return p + t * Tp; });
+            for (int64_t t = 0; t < T; ++t)
+                softmax_row(p + t * Tp, a.bias + (h * T + t) * T, reg, reg[t], T, a.scale,
+                            a.shift > 0);
+            float* out = a.out + h * d;
+            product_rows<Isa>(prows, T, T, vb, dp, dp / Isa::kLanes, zeros, d,
+                              [&](int64_t t) { return out + pix[t] * a.C; });
+        }
+    }
+}
+
 // The kernel table of an instruction set (a constant: no run-time initialization).
 template <class Isa>
 constexpr KernelImpl vector_kernel(const char* name) {
@@ -244,7 +550,14 @@ constexpr KernelImpl vector_kernel(const char* name) {
             conv<Isa>,
             gemm<Isa>,
             layer_norm_generic,
-            noise_generic};
+            noise_generic,
+            Isa::kLanes,
+            dense<Isa>,
+            attention_scratch<Isa>,
+            attention<Isa>,
+            gelu_generic,
+            branch_scratch<Isa>,
+            branch<Isa>};
 }
 
 }  // namespace

@@ -132,6 +132,75 @@ void gemm_cases(const std::string& kernel, Rng& rng) {
         }
 }
 
+// The float32 kernels (dense conv, structured branch, window attention, GELU) against the
+// reference, which sums in double: within 1e-5 of the output's scale.
+bool close(const std::vector<float>& a, const std::vector<float>& b, float scale) {
+    for (size_t i = 0; i < a.size(); ++i)
+        if (!(std::fabs(a[i] - b[i]) <= 1e-5f * scale)) return false;
+    return true;
+}
+
+void float_cases(const std::string& kernel, Rng& rng) {
+    auto fill = [&](std::vector<float>& v) { for (auto& e : v) e = rng.normal(); };
+    for (int cin : {1, 63, 64, 65, 129})
+        for (int cout : {1, 48, 64, 65, 129})
+            for (int k : {1, 3}) {
+                const int N = 1, H = 5 + cin % 3, W = 6 + cout % 4, stride = 1 + (cin + k) % 2;
+                const int C1 = cin > 64 ? 64 : cin;  // a concatenation where it can be one
+                const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+                std::vector<float> x(N * H * W * C1), x2(N * H * W * (cin - C1)), w(k * k * cin * cout),
+                    bias(cout), add(N * Ho * Wo * cout), y0(add.size()), y1(add.size());
+                fill(x), fill(x2), fill(w), fill(bias), fill(add);
+                std::vector<float> down(8 * cin), up(cout * 8), val;
+                fill(down), fill(up);
+                std::vector<int32_t> row{0}, col;
+                for (int o = 0; o < cout; ++o) {
+                    for (int e = 0; e < o % 4; ++e) {
+                        col.push_back(static_cast<int32_t>((o * 7 + e * 13) % cin));
+                        val.push_back(rng.normal());
+                    }
+                    row.push_back(static_cast<int32_t>(col.size()));
+                }
+                const float* x2p = cin > C1 ? x2.data() : nullptr;
+                const std::string what = " cin=" + std::to_string(cin) + " cout=" + std::to_string(cout);
+                for (int run = 0; run < 2; ++run) {
+                    bk::set_kernel(run == 0 ? "reference" : kernel);
+                    bk::dense_conv(x.data(), x2p, N, H, W, C1, cin, w.data(), k, cout, bias.data(),
+                                   stride, add.data(), run == 0 ? y0.data() : y1.data());
+                }
+                check(close(y0, y1, 10.0f * (k * k * cin + 2)), kernel + " dense k=" + std::to_string(k) + what);
+                for (int run = 0; run < 2; ++run) {
+                    bk::set_kernel(run == 0 ? "reference" : kernel);
+                    bk::branch(x.data(), x2p, N, H, W, C1, cin, stride, down.data(), up.data(), 8,
+                               row.data(), col.data(), val.data(), cout, add.data(),
+                               run == 0 ? y0.data() : y1.data());
+                }
+                check(close(y0, y1, 10.0f * (8 * cin + 10)), kernel + " branch" + what);
+            }
+    for (int heads : {1, 3, 4})
+        for (int ws : {2, 4, 8}) {
+            const int N = 2, H = 2 * ws, W = 3 * ws, C = heads * (ws == 4 ? 13 : 32), T = ws * ws;
+            std::vector<float> qkv(N * H * W * 3 * C), bias(heads * T * T), y0(N * H * W * C), y1(y0.size());
+            fill(qkv), fill(bias);
+            for (int shift : {0, ws / 2}) {
+                for (int run = 0; run < 2; ++run) {
+                    bk::set_kernel(run == 0 ? "reference" : kernel);
+                    bk::window_attention(qkv.data(), bias.data(), N, H, W, C, heads, ws, shift,
+                                         0.2f, run == 0 ? y0.data() : y1.data());
+                }
+                check(close(y0, y1, 5.0f), kernel + " attention heads=" + std::to_string(heads) +
+                                               " window=" + std::to_string(ws) + " shift=" + std::to_string(shift));
+            }
+        }
+    std::vector<float> x(1001), y0(x.size()), y1(x.size());
+    for (size_t i = 0; i < x.size(); ++i) x[i] = -10.0f + 0.02f * static_cast<float>(i);
+    for (int run = 0; run < 2; ++run) {
+        bk::set_kernel(run == 0 ? "reference" : kernel);
+        bk::gelu(x.data(), static_cast<int64_t>(x.size()), run == 0 ? y0.data() : y1.data());
+    }
+    check(close(y0, y1, 10.0f), kernel + " gelu");  // erf polynomial: 1.5e-7 absolute
+}
+
 // Weights prepared for one kernel are rejected while another is active, and so are bad ones.
 void prepared_weight_cases(const std::string& kernel) {
     const uint64_t w[2 * 9] = {};
@@ -181,6 +250,7 @@ int main() {
             pack_cases(k, rng);
             conv_cases(k, rng);
             gemm_cases(k, rng);
+            float_cases(k, rng);
             prepared_weight_cases(k);
             std::printf("kernel %-9s threads %d: %s\n", k.c_str(), threads, failures ? "FAILURES" : "ok");
         }
