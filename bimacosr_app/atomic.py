@@ -2,19 +2,21 @@
 complete under its final name, or not there at all.
 
 Data goes to a hidden temporary file in the target folder (same file system, so the final
-rename is atomic), ``.<name>.<8 hex digits>.part``, created with the usual permissions (0o666
-minus umask, unlike ``tempfile.mkstemp``'s 0o600). It is flushed and fsync'ed, then
-``os.replace``'d onto the final name, and the folder is fsync'ed (POSIX, best effort). On any
-failure, ``KeyboardInterrupt`` included, the temporary file is removed and the exception
-propagates unchanged; an existing file under the final name is left untouched. Callers that
-owe their users a message (``image_io``) translate the exception.
+rename is atomic), ``.bimacosr-<8 hex of the name's hash>-<8 random hex>.part``: 32 bytes
+whatever the final name's length, so every name the file system allows (up to 255 bytes) can
+be written, and :func:`temp_name_pattern` still finds the leftovers of one target. It is
+created with the usual permissions (0o666 minus umask, unlike ``tempfile.mkstemp``'s 0o600),
+flushed and fsync'ed, then ``os.replace``'d onto the final name, and the folder is fsync'ed
+(POSIX, best effort). On any failure, ``KeyboardInterrupt`` included, the temporary file is
+removed and the exception propagates unchanged; an existing file under the final name is left
+untouched. Callers that owe their users a message (``image_io``) translate the exception.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -50,13 +52,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def temp_name_pattern(path: Path) -> str:
     """A regular expression matching the temporary names of writes to ``path`` (to find the
     ones a killed process left behind)."""
-    return rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.part"
+    return rf"\.bimacosr-{_name_digest(path)}-[0-9a-f]{{8}}\.part"
+
+
+def _name_digest(path: Path) -> str:
+    """8 hex digits standing for ``path``'s file name in its temporary names."""
+    return hashlib.sha256(path.name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def _open_temp(path: Path) -> tuple[BinaryIO, Path]:
     """Create and open a new, uniquely named temporary file next to ``path``."""
     while True:
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        temp = path.with_name(f".bimacosr-{_name_digest(path)}-{secrets.token_hex(4)}.part")
         try:
             return open(temp, "xb"), temp  # closed by atomic_write
         except FileExistsError:

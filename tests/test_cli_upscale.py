@@ -8,10 +8,8 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 from val_photos import val_photos
@@ -19,6 +17,7 @@ from val_photos import val_photos
 from bimacosr_app.cli import main
 from bimacosr_app.image_io import probe_image
 from bimacosr_app.jobs import JOURNAL_NAME
+from bimacosr_app.jobs.journal import LOCK_NAME, Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 # LR size of the test photos: wider than one 64-pixel tile, so that --tile-budget 1 (64-pixel
@@ -35,7 +34,7 @@ def photo(i: int = 0) -> Image.Image:
 
 def cli(*args: str | Path, **kwargs) -> subprocess.Popen | subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "bimacosr_app", "upscale", *map(str, args)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **kwargs.pop("env", {})}
     if kwargs.pop("background", False):
         return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -47,13 +46,24 @@ def outputs(folder: Path) -> list[str]:
                   if p.is_file() and p.name != JOURNAL_NAME)
 
 
-def wait_for_output(proc: subprocess.Popen, folder: Path, timeout: float = 240) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and proc.poll() is None:
-        if any(not n.startswith(".") for n in outputs(folder)):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no output appeared (exit {proc.poll()})")
+def results(stdout: str) -> list[dict]:
+    """The ``--json`` result events."""
+    events = [json.loads(line) for line in stdout.splitlines()]
+    return [e for e in events if e["event"] == "result"]
+
+
+def next_event(proc: subprocess.Popen, kind: str) -> dict:
+    """Read ``--json`` events of a running batch until one of ``kind``."""
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["event"] == kind:
+            return event
+    raise AssertionError(f"no {kind} event (exit {proc.wait()}): {proc.stderr.read()}")
+
+
+def states(folder: Path) -> list[str]:
+    """The journal's states, in input order."""
+    return [e["state"] for e in Journal(folder / JOURNAL_NAME).load().values()]
 
 
 def test_recursive_json_mirrors_tree_and_exit_codes(tmp_path):
@@ -67,8 +77,9 @@ def test_recursive_json_mirrors_tree_and_exit_codes(tmp_path):
     run = cli(src, "-o", out, "--recursive", "--json", "--format", "png", "--backend",
               "reference", "--scale", "2")
     assert run.returncode == 1, run.stderr
-    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    lines = results(run.stdout)
     assert [Path(r["input"]).name for r in lines] == ["a.png", "b.jpg", "bad.png"]
+    assert [(r["index"], r["count"]) for r in lines] == [(1, 3), (2, 3), (3, 3)]
     assert [r["status"] for r in lines] == ["done", "done", "failed"]
     for r in lines[:2]:
         assert (r["width_in"], r["height_in"], r["width_out"], r["height_out"]) == (W, H, 2 * W,
@@ -82,7 +93,7 @@ def test_recursive_json_mirrors_tree_and_exit_codes(tmp_path):
     run = cli(src, "-o", out, "--recursive", "--json", "--format", "png", "--backend",
               "reference", "--scale", "2")
     assert run.returncode == 0, run.stderr
-    assert [json.loads(line)["status"] for line in run.stdout.splitlines()] == ["skipped"] * 2
+    assert [r["status"] for r in results(run.stdout)] == ["skipped"] * 2
     assert outputs(out) == ["a_x2.png", "sub/b_x2.png"]
 
 
@@ -102,10 +113,69 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert main(["upscale", str(tmp_path / "empty")]) == 2
     assert "no images found" in capsys.readouterr().err
     for bad in (["--scale", "5"], ["--format", "gif"], ["--quality", "0"], ["--on-exists", "x"],
-                ["--tile-budget", "-1"], []):
+                ["--tile-budget", "-1"], ["--tile-budget", "nan"], ["--tile-budget", "inf"],
+                ["--tile-budget", "0"], []):
         with pytest.raises(SystemExit) as exc:
             main(["upscale", *bad, *([str(tmp_path)] if bad else [])])
         assert exc.value.code == 2
+
+
+def test_an_output_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, capsys):
+    photo(0).save(tmp_path / "a.png")
+    photo(1).save(tmp_path / "b.png")
+    (tmp_path / "notes").write_text("a file")
+    cases = [
+        (["-o", tmp_path / "notes"], f"the output '{tmp_path / 'notes'}' is not a folder (it is "
+                                     "a file)"),
+        (["-o", tmp_path / "notes" / "sub"], f"the output '{tmp_path / 'notes' / 'sub'}' is not "
+                                             f"a folder ('{tmp_path / 'notes'}' is a file)"),
+        (["-o", tmp_path / "X.png"], f"the output '{tmp_path / 'X.png'}' names one file, but "
+                                     "there are 2 images to upscale: give a folder for them"),
+    ]
+    for args, message in cases:
+        assert main(["upscale", str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+                     *map(str, args)]) == 2
+        assert capsys.readouterr().err == f"bimacosr upscale: error: {message}\n"  # no model
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "notes"]
+    # one image may be given its output file
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "X.png"),
+                 "--backend", "reference"]) == 0
+    assert probe_image(tmp_path / "X.png").width == 4 * W
+    assert sorted(p.name for p in tmp_path.iterdir()) == [JOURNAL_NAME, "X.png", "a.png",
+                                                          "b.png", "notes"]
+
+
+def test_cuda_without_a_gpu_says_what_is_missing(tmp_path):
+    photo(0).save(tmp_path / "a.png")
+    for flag in (["--device", "cuda"], ["--backend", "cuda"]):
+        run = cli(tmp_path / "a.png", *flag, env={"CUDA_VISIBLE_DEVICES": ""})
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.startswith(f"bimacosr upscale: error: {' '.join(flag)} needs ")
+        assert "or leave it out to run on the CPU" in run.stderr and "Traceback" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_json_reports_progress_within_each_image(tmp_path):
+    photo(0).save(tmp_path / "a.png")
+    photo(1).save(tmp_path / "b.png")
+    run = cli(tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "out", "--json",
+              "--backend", "reference", "--tile-budget", "1")  # two tiles each
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    keys = {"event", "index", "count", "input", "fraction", "tiles_done", "tiles_total",
+            "eta_s", "batch_fraction", "batch_eta_s"}
+    progress = [e for e in events if e["event"] == "progress"]
+    assert all(set(e) == keys for e in progress)
+    assert [(e["index"], e["tiles_done"], e["tiles_total"]) for e in progress] == [
+        (1, 1, 2), (1, 2, 2), (1, 2, 2), (2, 1, 2), (2, 2, 2), (2, 2, 2)]  # tiles, then the end
+    first_tile = progress[0]["fraction"]  # of the image's area
+    assert 0 < first_tile < 1 and progress[1]["fraction"] == progress[2]["fraction"] == 1
+    assert progress[0]["eta_s"] > 0 and progress[0]["batch_eta_s"] is None
+    assert progress[0]["batch_fraction"] == pytest.approx(first_tile / 2, abs=1e-3)
+    assert progress[3]["batch_fraction"] == pytest.approx(0.5 + first_tile / 2, abs=1e-3)
+    assert progress[3]["batch_eta_s"] > 0  # the first image timed the speed
+    assert [e["event"] for e in events].index("result") == 3  # after the first image's events
+    assert [e["status"] for e in results(run.stdout)] == ["done", "done"]
 
 
 def _folder_of(n: int, folder: Path) -> None:
@@ -116,46 +186,70 @@ def _folder_of(n: int, folder: Path) -> None:
 
 def test_killed_batch_resumes_and_completes_each_file_once(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
-    _folder_of(6, src)
+    _folder_of(3, src)
     args = (src, "-o", out, "--backend", "reference", "--tile-budget", "1")  # 2 tiles each
-    proc = cli(*args, background=True)
-    wait_for_output(proc, out)
-    proc.send_signal(signal.SIGKILL)
+    proc = cli(*args, "--json", background=True)
+    next_event(proc, "result")  # the first image is written
+    proc.kill()
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    first = outputs(out)
-    assert 1 <= len([n for n in first if not n.startswith(".")]) < 6
+    first = [n for n in outputs(out) if not n.startswith(".")]
+    assert 1 <= len(first) < 3
+    assert (out / LOCK_NAME).exists()  # left by the killed run: stale, taken over below
 
     run = cli(*args, "--json")
     assert run.returncode == 0, run.stderr
-    expected = [f"p{i}_x4.png" for i in range(6)]
-    assert outputs(out) == expected  # each once, no "(1)" copies, no .part leftovers
-    journal = json.loads((out / JOURNAL_NAME).read_text())
-    assert sorted(Path(e["output"]).name for e in journal["items"]) == expected
-    assert {e["state"] for e in journal["items"]} == {"done"}
-    statuses = [json.loads(line)["status"] for line in run.stdout.splitlines()]
-    assert statuses.count("done") == 6 - statuses.count("skipped") and len(statuses) == 6
+    expected = [f"p{i}_x4.png" for i in range(3)]
+    assert outputs(out) == expected  # each once, no "(1)" copies, no .part leftovers, no lock
+    journal = Journal(out / JOURNAL_NAME).load()
+    assert sorted(Path(e["output"]).name for e in journal.values()) == expected
+    assert states(out) == ["done"] * 3
+    statuses = [r["status"] for r in results(run.stdout)]
+    assert statuses.count("done") == 3 - statuses.count("skipped") and len(statuses) == 3
     for name in expected:
         assert probe_image(out / name).width == 4 * W
 
 
-def test_ctrl_c_exits_130_without_partial_files(tmp_path):
+@pytest.mark.parametrize("sig,code,said", [(signal.SIGINT, 130, "Interrupted"),
+                                            (signal.SIGTERM, 143, "Terminated (SIGTERM)")])
+def test_ctrl_c_and_sigterm_stop_without_partial_files(tmp_path, sig, code, said):
     src, out = tmp_path / "in", tmp_path / "out"
-    _folder_of(4, src)
-    proc = cli(src, "-o", out, "--backend", "reference", "--tile-budget", "1", background=True)
-    wait_for_output(proc, out)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert "Run the same command again to resume" in stderr
-    assert not [n for n in outputs(out) if n.endswith(".part")]
-    states = [e["state"] for e in json.loads((out / JOURNAL_NAME).read_text())["items"]]
-    # Ctrl+C can land between an output's atomic rename and the journal's update: then one
-    # complete output is still "pending" in the journal (a resume marks it done, jobs/batch.py;
-    # test_killed_batch_resumes_and_completes_each_file_once)
-    assert "pending" in states
-    assert states.count("done") <= len(outputs(out)) <= states.count("done") + 1
-    assert np.all([probe_image(out / n).width == 4 * W for n in outputs(out)])
+    _folder_of(2, src)
+    proc = cli(src, "-o", out, "--backend", "reference", "--tile-budget", "1", "--json",
+               background=True)
+    next_event(proc, "progress")  # the first tile is done
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert f"{said}: no partial file was written. Run the same command again to resume" in stderr
+    assert "Traceback" not in stderr
+    # no temporary file, no lock; Ctrl+C can land between an output's atomic rename and the
+    # journal's update: then one complete output is still "pending" in the journal (a resume
+    # marks it done, jobs/batch.py; test_killed_batch_resumes_and_completes_each_file_once)
+    assert [n for n in outputs(out) if not n.endswith(".png")] == []
+    assert "pending" in states(out)
+    assert states(out).count("done") <= len(outputs(out)) <= states(out).count("done") + 1
+    assert all(probe_image(out / n).width == 4 * W for n in outputs(out))
+
+
+def test_a_second_run_on_one_output_folder_is_refused(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _folder_of(2, src)
+    first = cli(src, "-o", out, "--backend", "reference", "--tile-budget", "1", "--json",
+                background=True)
+    next_event(first, "progress")  # it holds the folder
+    first.send_signal(signal.SIGSTOP)  # and keeps it while the second one tries
+    try:
+        second = cli(src, "-o", out, "--backend", "reference")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 1, second.stderr
+    assert (f"bimacosr upscale: error: '{out}' is in use by another bimacosr run (process "
+            f"{first.pid} on ") in second.stderr
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert outputs(out) == ["p0_x4.png", "p1_x4.png"]  # each once, no "(1)" copies
+    assert [r["status"] for r in results(stdout)] == ["done", "done"]
 
 
 class _Terminal:

@@ -300,6 +300,39 @@ def test_bmp_read(tmp_path: Path) -> None:
     np.testing.assert_array_equal(to_u8(img.rgb), rgb8)
 
 
+@pytest.mark.parametrize(("suffix", "bit_depth", "mode"), [
+    (".png", 8, "L"), (".png", 16, "I;16"), (".tiff", 8, "L"), (".tiff", 16, "I;16"),
+    (".jpg", 8, "L"), (".webp", 8, "RGB"),
+])
+def test_grey_pixels_are_written_as_grey(tmp_path: Path, suffix: str, bit_depth: int,
+                                         mode: str, srgb_icc: bytes) -> None:
+    """(H, W) pixels give one grey channel (WebP has none: three equal ones); an RGB profile
+    does not go with them."""
+    grey = smooth_rgb()[..., 1]
+    path = write_image(tmp_path / f"g{suffix}", grey, bit_depth=bit_depth, icc_profile=srgb_icc,
+                       quality=100)
+    with Image.open(path) as im:
+        assert im.mode == mode and im.size == (64, 48)
+        assert "icc_profile" not in im.info or suffix == ".webp"
+    img = read_image(path)
+    assert img.grey == (mode != "RGB") and img.bit_depth == bit_depth
+    step = 1 / (255 if bit_depth == 8 else 65535)
+    tolerance = step / 2 + 1e-6 if suffix in (".png", ".tiff") else 2 / 255
+    for channel in range(3):
+        assert np.abs(img.rgb[..., channel] - grey).max() <= tolerance
+    assert np.array_equal(img.rgb[..., 0], img.rgb[..., 2])
+
+
+def test_grey_with_alpha(tmp_path: Path) -> None:
+    grey, alpha = smooth_rgb()[..., 0], smooth_alpha()
+    with Image.open(write_image(tmp_path / "ga.tiff", grey, alpha=alpha)) as im:
+        assert im.mode == "LA"
+    png = read_image(write_image(tmp_path / "ga.png", grey, alpha=alpha))  # as RGBA
+    assert np.array_equal(png.rgb[..., 0], png.rgb[..., 1]) and png.alpha is not None
+    with Image.open(write_image(tmp_path / "ga.jpg", grey, alpha=alpha)) as im:
+        assert im.mode == "L"  # composited onto white
+
+
 def test_greyscale_la_and_bilevel(tmp_path: Path) -> None:
     grey = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
     Image.fromarray(grey).save(tmp_path / "grey.png")
@@ -307,7 +340,7 @@ def test_greyscale_la_and_bilevel(tmp_path: Path) -> None:
     Image.fromarray(grey > 100).save(tmp_path / "bilevel.png")  # mode 1
 
     img = read_image(tmp_path / "grey.png")
-    assert img.alpha is None
+    assert img.alpha is None and img.grey
     for channel in range(3):
         np.testing.assert_array_equal(to_u8(img.rgb[..., channel]), grey)
     img = read_image(tmp_path / "la.png")
@@ -555,6 +588,57 @@ def test_truncated_jpeg_is_reported(tmp_path: Path, fraction: float) -> None:
     with pytest.raises(CorruptImageError, match="truncated") as exc_info:
         read_image(tmp_path / "cut.jpg")
     assert "cut.jpg" in str(exc_info.value)
+
+
+def _photo_jpeg(**options) -> bytes:
+    """A real photo, 160 x 120, as JPEG bytes."""
+    with Image.open(val_photo("kde_BytheWater.webp")) as im:
+        small = im.convert("RGB").resize((160, 120), Image.Resampling.BOX)
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", **options)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("options", [{"quality": 90}, {"quality": 75, "optimize": True}],
+                         ids=["standard-tables", "optimized-tables"])
+def test_jpeg_missing_only_its_end_marker_is_read_with_a_warning(tmp_path: Path,
+                                                                  options: dict) -> None:
+    data = _photo_jpeg(**options)
+    assert data.endswith(b"\xff\xd9")
+    (tmp_path / "full.jpg").write_bytes(data)
+    (tmp_path / "no-end.jpg").write_bytes(data[:-2])
+    img = read_image(tmp_path / "no-end.jpg")
+    np.testing.assert_array_equal(img.rgb, read_image(tmp_path / "full.jpg").rgb)
+    assert img.warnings == ["'no-end.jpg' lacks the JPEG end marker; all of its image data "
+                            "was there and was used"]
+    assert read_image(tmp_path / "full.jpg").warnings == []
+    # cut anywhere in its data, it is refused, however close to the end
+    cut_by = [len(data) // 2, 400, 100, 40]
+    for n in cut_by:
+        (tmp_path / "cut.jpg").write_bytes(data[:-n])
+        with pytest.raises(CorruptImageError, match="truncated or damaged"):
+            read_image(tmp_path / "cut.jpg")
+
+
+@pytest.mark.parametrize("options", [{"progressive": True}, {"restart_marker_blocks": 2}])
+def test_progressive_or_restart_jpeg_without_end_marker_is_refused(tmp_path: Path,
+                                                                   options: dict) -> None:
+    """Their cuts between scans or intervals cannot be told from a missing marker."""
+    (tmp_path / "no-end.jpg").write_bytes(_photo_jpeg(quality=90, **options)[:-2])
+    with pytest.raises(CorruptImageError, match="truncated or damaged"):
+        read_image(tmp_path / "no-end.jpg")
+
+
+def test_jpeg_cut_inside_its_header(tmp_path: Path) -> None:
+    data = _photo_jpeg(quality=90)
+    (tmp_path / "head.jpg").write_bytes(data[:120])  # inside the quantization tables
+    for read in (probe_image, read_image):
+        with pytest.raises(CorruptImageError) as exc_info:
+            read(tmp_path / "head.jpg")
+        message = str(exc_info.value)
+        assert message.startswith(f"Cannot read '{tmp_path / 'head.jpg'}': the file starts like "
+                                  "a JPEG file but ends inside its header (120 bytes): it is "
+                                  "truncated or damaged")
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])

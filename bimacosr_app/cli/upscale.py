@@ -1,26 +1,45 @@
 """``bimacosr upscale INPUT... [options]``: upscale files and folders, resumably.
 
-Progress goes to stderr (``\\r``-updated on a terminal, one line per file otherwise), then a
-summary. ``--json`` prints one JSON object per file on stdout: input, output, status, error,
-seconds, width_in, height_in, width_out, height_out, backend.
+Progress goes to stderr: on a terminal one ``\\r``-updated line (image ``[i/n]``, its
+percentage, tiles done/total and ETA, then the batch's percentage and ETA), otherwise one
+line per file; then a summary. Warnings about a file that was still done (a JPEG without its
+end marker, an existing file kept instead of overwritten) follow its line.
 
-Exit status: 0 when every file was done or skipped, 1 when some failed, 2 for usage errors
-(bad options, an input that does not exist, no images found, a backend not available here),
-130 after Ctrl+C (nothing partial is written; the same command resumes the batch).
+``--json`` prints one JSON object per line on stdout, each with an ``"event"``:
+
+* ``"progress"``, after every tile: ``index`` (1-based) and ``count`` of the image in the
+  batch, ``input``, ``fraction`` of the image done (0..1), ``tiles_done``, ``tiles_total``,
+  ``eta_s`` (seconds left for the image, ``null`` until a tile has timed it),
+  ``batch_fraction`` (0..1, weighed by input pixels) and ``batch_eta_s`` (``null`` until an
+  image has timed the speed);
+* ``"result"``, once per file: ``index``, ``count``, ``input``, ``output``, ``status``
+  (``done``, ``skipped``, ``failed``, ``cancelled``), ``error``, ``seconds``, ``width_in``,
+  ``height_in``, ``width_out``, ``height_out``, ``backend`` and ``warnings`` (a list of texts).
+
+Exit status: 0 when every file was done or skipped, 1 when some failed or the output folder
+is in use by another run, 2 for usage errors (bad options, an input that does not exist, no
+images found, an output that is a file where a folder is needed or one file for several
+images, a backend or device not available here), 130 after Ctrl+C and 143 after SIGTERM
+(nothing partial is written; the same command resumes the batch).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from ..jobs import (
     BATCH_OPTIONS,
     JOB_OPTIONS,
+    FolderInUseError,
     InputError,
     Option,
     Progress,
@@ -43,10 +62,12 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", type=Path,
                    help="image files and folders")
     p.add_argument("-o", "--output", dest="outdir", metavar="OUTDIR", type=Path,
-                   help="output folder (folder trees are mirrored below it)")
+                   help="output folder (folder trees are mirrored below it); a name ending "
+                   "like an image (out.png) names the output file of a single image")
     for opt in JOB_OPTIONS + BATCH_OPTIONS:
         _add_option(p, opt)
-    p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines on stdout: progress events and one result per file")
     p.set_defaults(run=run)
 
 
@@ -70,31 +91,59 @@ def _add_option(parser: argparse.ArgumentParser, opt: Option) -> None:
                         help=f"{opt.help} ({default})")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl+C would be, so that it unwinds the same way."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`_Terminated` (in the main thread, where Python
+    runs signal handlers; elsewhere nothing changes)."""
+
+    def terminate(_signum, _frame) -> None:
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
     err = sys.stderr
     display = _Display(err, sys.stdout if args.json else None)
     batch = None
     try:
-        try:
-            batch = plan_batch(args.inputs, args.outdir,
-                               **{o.name: getattr(args, o.name)
-                                  for o in JOB_OPTIONS + BATCH_OPTIONS})
-        except (InputError, ValueError) as exc:
-            print(f"bimacosr upscale: error: {exc}", file=err)
-            return 2
-        backend = _load_backend(args)
-        if isinstance(backend, int):
-            return backend
-        print(f"Upscaling {len(batch.requests)} image(s) x{args.scale} on {backend.name} "
-              f"({backend.device})", file=err)
-        results = batch.run(backend, progress=display.progress, on_result=display.result,
-                            total_progress=display.total)
-    except KeyboardInterrupt:
+        with _sigterm_as_interrupt():
+            try:
+                batch = plan_batch(args.inputs, args.outdir,
+                                   **{o.name: getattr(args, o.name)
+                                      for o in JOB_OPTIONS + BATCH_OPTIONS})
+            except (InputError, ValueError) as exc:
+                print(f"bimacosr upscale: error: {exc}", file=err)
+                return 2
+            backend = _load_backend(args)
+            if isinstance(backend, int):
+                return backend
+            print(f"Upscaling {len(batch.requests)} image(s) x{args.scale} on {backend.name} "
+                  f"({backend.device})", file=err)
+            results = batch.run(backend, progress=display.progress, on_result=display.result,
+                                total_progress=display.total)
+    except FolderInUseError as exc:
+        print(f"bimacosr upscale: error: {exc}", file=err)
+        return 1
+    except KeyboardInterrupt as exc:
         display.clear()
         where = f" (journal: {batch.journal_path})" if batch is not None else ""
-        print(f"Interrupted: no partial file was written. Run the same command again to "
+        what = "Terminated (SIGTERM)" if isinstance(exc, _Terminated) else "Interrupted"
+        print(f"{what}: no partial file was written. Run the same command again to "
               f"resume{where}.", file=err)
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
     display.summary(results, batch.journal_error)
     return 0 if all(r.ok for r in results) else 1
 
@@ -104,6 +153,10 @@ def _load_backend(args: argparse.Namespace):
     from ..checkpoint import CheckpointError
     from ..engine import select_backend
 
+    missing = _missing_cuda(args)
+    if missing:
+        print(f"bimacosr upscale: error: {missing}", file=sys.stderr)
+        return 2
     try:
         return select_backend(args.backend, device=None if args.device == "auto" else args.device)
     except CheckpointError as exc:  # a ValueError too: test it first
@@ -112,6 +165,35 @@ def _load_backend(args: argparse.Namespace):
     except (ValueError, RuntimeError) as exc:  # unknown or unavailable backend or device
         print(f"bimacosr upscale: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _missing_cuda(args: argparse.Namespace) -> str:
+    """What is missing for ``--device cuda`` / ``--backend cuda`` here and how to get it; ""
+    when CUDA works or is not asked for."""
+    if "cuda" not in (args.device, args.backend):
+        return ""
+    flag = "--device cuda" if args.device == "cuda" else "--backend cuda"
+    import torch
+
+    if torch.cuda.is_available():
+        return ""
+    cpu = "or leave it out to run on the CPU"
+    if torch.version.cuda is None:
+        return (f"{flag} needs PyTorch built with CUDA, and this PyTorch ({torch.__version__}) "
+                "is built for the CPU only: install a CUDA build "
+                f"(https://pytorch.org/get-started/locally/), {cpu}")
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and not hidden.strip().lstrip("-").strip(","):
+        return (f"{flag} needs a GPU, and CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU "
+                f"from this process: unset it or name a GPU, {cpu}")
+    try:
+        torch.cuda.init()
+        detail = ""
+    except Exception as exc:  # its words name what is missing (driver, device)
+        detail = f" ({str(exc).strip()})"
+    return (f"{flag} needs an NVIDIA GPU and its driver, and PyTorch {torch.__version__} "
+            f"(built for CUDA {torch.version.cuda}) finds no usable GPU{detail}: install or "
+            f"update the NVIDIA driver (https://www.nvidia.com/Download/index.aspx), {cpu}")
 
 
 class _Display:
@@ -128,6 +210,12 @@ class _Display:
         self._batch_fraction, self._batch_eta = max(fraction, 0.0), eta
 
     def progress(self, index: int, total: int, request: UpscaleRequest, p: Progress) -> None:
+        if self.json_out is not None:
+            self._json(event="progress", index=index + 1, count=total,
+                       input=str(request.input), fraction=round(p.fraction, 4),
+                       tiles_done=p.tiles_done, tiles_total=p.tiles_total,
+                       eta_s=_rounded(p.eta_s), batch_fraction=round(self._batch_fraction, 4),
+                       batch_eta_s=_rounded(self._batch_eta))
         if not self.tty:
             return
         eta = "" if p.eta_s is None else f", ETA {_clock(p.eta_s)}"
@@ -156,8 +244,13 @@ class _Display:
         else:
             line = f"{head} {r.status.upper()}: {r.error or r.input}"
         print(line, file=self.err, flush=True)
+        for warning in r.warnings:
+            print(f"  warning: {warning}", file=self.err, flush=True)
         if self.json_out is not None:
-            print(json.dumps(r.to_dict()), file=self.json_out, flush=True)
+            self._json(event="result", index=index + 1, count=total, **r.to_dict())
+
+    def _json(self, **event) -> None:
+        print(json.dumps(event), file=self.json_out, flush=True)
 
     def summary(self, results: list[UpscaleResult], journal_error: str | None) -> None:
         self.clear()
@@ -170,6 +263,10 @@ class _Display:
         if journal_error:
             print(f"warning: the batch journal could not be written, so this batch cannot be "
                   f"resumed: {journal_error}", file=self.err)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
 
 
 def _clock(seconds: float) -> str:

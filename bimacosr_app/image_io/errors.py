@@ -83,6 +83,7 @@ _ERRNO_REASONS = {
     errno.ENAMETOOLONG: "the file name is too long",
     errno.EFBIG: "the file is too large for the file system",
     errno.EIO: "an input/output error occurred (failing disk or removed drive?)",
+    errno.ELOOP: "it is a symbolic link that loops (it leads back to itself)",
 }
 
 

@@ -104,7 +104,10 @@ def resize_alpha(alpha: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def composite_on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Flatten ``rgb`` (float, ``(H, W, 3)``) over a white background using ``alpha``."""
-    a = to_float32(alpha)[..., None]
-    return to_float32(rgb) * a + (np.float32(1) - a)
+def composite_on_white(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Flatten ``pixels`` (``(H, W, 3)`` colour or ``(H, W)`` grey) over a white background
+    using ``alpha``."""
+    a = to_float32(alpha)
+    if pixels.ndim == 3:
+        a = a[..., None]
+    return to_float32(pixels) * a + (np.float32(1) - a)

@@ -6,7 +6,11 @@ The pixel limit is checked from the header before any pixel is decoded; Pillow's
 decompression-bomb error is reported as :class:`ImageTooLargeError` too.
 
 Truncated files are reported as :class:`CorruptImageError`, not padded with grey. This relies
-on Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` being left at its default ``False``.
+on Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` being left at its default ``False``. The one
+exception is a JPEG that lacks only its end marker (some cameras and programs write them; other
+viewers show them whole): it is accepted, with a warning in ``LoadedImage.warnings``, when
+its data decodes completely (Pillow decodes some by itself; for the others
+:func:`_decode_jpeg_without_end_marker` says how that is known).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -80,6 +84,9 @@ class LoadedImage:
     icc_profile: bytes | None  #: RGB ICC profile of ``rgb`` (sRGB when none)
     exif: bytes | None  #: EXIF with orientation reset to 1, ready to write
     path: Path
+    grey: bool = False  #: a greyscale source: the three channels of ``rgb`` are equal
+    #: what was unusual but accepted about the file, in words for the user
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def width(self) -> int:
@@ -131,7 +138,8 @@ def read_image(
     """Decode an image to upright float32 RGB in ``[0, 1]``, alpha split off.
 
     Greyscale, palette (with transparency), LA, CMYK (ICC-converted to sRGB when the file has
-    a CMYK profile), 16-bit greyscale and 16-bit RGB(A) are all converted to RGB. Only the
+    a CMYK profile), 16-bit greyscale and 16-bit RGB(A) are all converted to RGB; greyscale
+    sources (1-bit, 8- and 16-bit grey, with or without alpha) are marked ``grey``. Only the
     first frame of multi-frame files is read. The file is opened read-only and never modified.
 
     Args:
@@ -143,21 +151,29 @@ def read_image(
             also for truncated or damaged pixel data.
     """
     path = Path(path)
+    warnings_: list[str] = []
     with _open_image(path, max_pixels) as (im, fp):
         bit_depth = _bit_depth(im)
         icc = im.info.get("icc_profile")
+        grey = im.mode in _GREY_MODES
         if bit_depth == 16 and im.mode in ("RGB", "RGBA", "LA"):
             rgb, alpha = _decode_with_opencv(path, fp, im)  # pixels as stored
             orientation = orientation_of(_exif_of(im))
         else:
+            pixels = im
             try:
                 im.load()
             except _DECODE_ERRORS as exc:
-                raise CorruptImageError(
-                    path, f"the {im.format} data is truncated or damaged ({exc})"
-                ) from exc
+                pixels = _decode_jpeg_without_end_marker(fp) if im.format == "JPEG" else None
+                if pixels is None:
+                    raise CorruptImageError(
+                        path, f"the {im.format} data is truncated or damaged ({exc})"
+                    ) from exc
+            if im.format == "JPEG" and not _ends_with_end_marker(fp):
+                warnings_.append(f"'{path.name}' lacks the JPEG end marker; all of its image "
+                                 "data was there and was used")
             try:
-                rgb, alpha, icc = _pillow_to_arrays(im, icc)
+                rgb, alpha, icc = _pillow_to_arrays(pixels, icc)
             except ValueError as exc:  # no conversion to RGB from this mode
                 raise UnsupportedFormatError(
                     path, f"{im.mode} images are not supported ({exc})"
@@ -178,7 +194,74 @@ def read_image(
         icc_profile=rgb_icc_profile(icc),
         exif=exif_bytes,
         path=path,
+        grey=grey,
+        warnings=warnings_,
     )
+
+
+#: Pillow modes of greyscale images (bilevel, 8-bit, 16-bit, with alpha).
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I;16", "I;16L", "I;16B", "I;16N", "I"})
+#: Bytes put after a JPEG's data to tell complete data from cut data (no 0xFF: no marker, but
+#: for the stuffed 0xFF 0x00, which reads as eight 1-bits).
+_JPEG_FOLLOWERS = (bytes(64), b"\xff\x00" * 64, bytes((i * 151 + 7) % 255 for i in range(256)),
+                   bytes((i * 97 + 31) % 255 for i in range(256)))
+_JPEG_END = b"\xff\xd9"
+
+
+def _decode_jpeg_without_end_marker(fp: BinaryIO) -> Image.Image | None:
+    """The pixels of a sequential JPEG whose only defect is a missing end marker, else
+    ``None``.
+
+    libjpeg ends a scan that runs out of data by decoding zero bits, so cut data decodes
+    "successfully" once an end marker is appended. Complete data is told from cut data by
+    what follows it: complete data decodes to the same pixels whatever bytes come between it
+    and the end marker (libjpeg skips them), while cut data reads them as its missing blocks.
+    The data is decoded followed directly by the marker and followed by four different runs
+    of bytes; all five must agree. (A file cut within the last bytes of its last row of blocks
+    can pass when those bytes barely change it.) Progressive files and files with restart
+    markers are refused: a cut between their scans or intervals is skipped over like extra
+    bytes, so the test cannot see it.
+    """
+    fp.seek(0)
+    data = fp.read()
+    if data.endswith((_JPEG_END, b"\xff")) or not _sequential_without_restarts(data):
+        return None
+    try:
+        decoded = [Image.open(io.BytesIO(data + follower + _JPEG_END), formats=["JPEG"])
+                   for follower in (b"", *_JPEG_FOLLOWERS)]
+        pixels = [image.tobytes() for image in decoded]
+    except _DECODE_ERRORS:
+        return None
+    return decoded[0] if pixels.count(pixels[0]) == len(pixels) else None
+
+
+def _ends_with_end_marker(fp: BinaryIO) -> bool:
+    """Whether the JPEG open in ``fp`` has an end marker in its last 64 KiB (other data may
+    follow the marker: a second image, a maker's trailer)."""
+    size = fp.seek(0, os.SEEK_END)
+    fp.seek(max(0, size - (1 << 16)))
+    return _JPEG_END in fp.read()
+
+
+def _sequential_without_restarts(data: bytes) -> bool:
+    """Whether the JPEG's header segments, up to its first scan, declare a baseline or
+    extended sequential frame and no restart interval."""
+    sequential, offset = False, 2
+    while offset + 4 <= len(data) and data[offset] == 0xFF:
+        marker = data[offset + 1]
+        (length,) = struct.unpack_from(">H", data, offset + 2)
+        if marker == 0xDA:  # start of scan
+            return sequential
+        restarts = marker == 0xDD and data[offset + 4:offset + 6] != b"\0\0"  # an interval
+        if marker in _OTHER_FRAMES or restarts:
+            return False
+        sequential = sequential or marker in (0xC0, 0xC1)
+        offset += 2 + length
+    return False
+
+
+#: Start-of-frame markers of progressive, lossless, hierarchical and arithmetic-coded JPEGs.
+_OTHER_FRAMES = frozenset({0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
 @contextmanager
@@ -210,7 +293,13 @@ def _open_image(path: Path, max_pixels: int | None) -> Iterator[tuple[Image.Imag
             fp.seek(0)
             raise _unidentified(path, fp.read(64)) from exc
         except OSError as exc:
-            raise ImageReadError(path, describe_os_error(exc)) from exc
+            if exc.errno is not None:  # the system's error, not the decoder's
+                raise ImageReadError(path, describe_os_error(exc)) from exc
+            fp.seek(0)
+            kind = sniff_format(fp.read(64))
+            raise CorruptImageError(
+                path, f"the file starts like a {kind or 'image'} file but ends inside its "
+                f"header ({st.st_size} bytes): it is truncated or damaged ({exc})") from exc
         with im:
             width, height = im.size
             if max_pixels is not None and width * height > max_pixels:

@@ -14,8 +14,11 @@ TIFF     8, 16   own baseline writer (Pillow cannot write 16-bit RGB): Adobe Def
                  Pillow's ImageFileDirectory_v2
 =======  ======  =========================================================================
 
-JPEG and WebP ignore ``bit_depth=16`` (they are 8-bit formats). See
-:mod:`~bimacosr_app.image_io.metadata` for where EXIF, ICC and provenance go.
+JPEG and WebP ignore ``bit_depth=16`` (they are 8-bit formats). Grey pixels (an ``(H, W)``
+array) are stored as one channel by PNG, JPEG and TIFF; with alpha (PNG) or as WebP (which has
+no grey mode) as three equal colour channels. An ICC profile is embedded only where its colour
+space fits the channels written (RGB or GRAY). See :mod:`~bimacosr_app.image_io.metadata` for
+where EXIF, ICC and provenance go.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ _TIFF_STRIP_BYTES = 1 << 20
 
 def write_image(
     path: str | os.PathLike[str],
-    rgb: np.ndarray,
+    pixels: np.ndarray,
     *,
     alpha: np.ndarray | None = None,
     fmt: str | None = None,
@@ -63,14 +66,16 @@ def write_image(
     Args:
         path: output file; its folder must exist. An existing file is replaced only once the
             new one is complete.
-        rgb: ``(H, W, 3)`` float (clipped to ``[0, 1]``), ``uint8`` or ``uint16`` array.
+        pixels: ``(H, W, 3)`` colour or ``(H, W)`` grey; float (clipped to ``[0, 1]``),
+            ``uint8`` or ``uint16``.
         alpha: optional ``(H, W)`` plane, same conventions. Stored by PNG, WebP and TIFF;
             JPEG output is composited onto white instead.
         fmt: ``"PNG"``, ``"JPEG"``, ``"WEBP"`` or ``"TIFF"`` (also ``"jpg"``, …); by default
             taken from the suffix of ``path``.
         quality: 1..100, for JPEG and lossy WebP.
         bit_depth: 8 or 16, for PNG and TIFF (JPEG and WebP are always 8-bit).
-        icc_profile: ICC profile to embed (``LoadedImage.icc_profile``).
+        icc_profile: ICC profile to embed (``LoadedImage.icc_profile``); left out when its
+            colour space is not that of the pixels.
         exif: EXIF to embed (``LoadedImage.exif``); orientation is set to 1 and the pixel
             dimensions to the output size.
         provenance: JSON-serialisable dict recorded in the file (see :func:`read_provenance`).
@@ -87,12 +92,12 @@ def write_image(
     """
     path = Path(path)
     name = _output_format(path, fmt)
-    _check_arrays(rgb, alpha)
+    _check_arrays(pixels, alpha)
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
-    height, width = rgb.shape[:2]
+    height, width = pixels.shape[:2]
     limit = MAX_OUTPUT_SIDE[name]
     if max(width, height) > limit:
         raise ImageWriteError(
@@ -102,30 +107,33 @@ def write_image(
         )
     if strip_metadata:
         icc_profile = exif = provenance = None
+    if pixels.ndim == 2 and (name == "WEBP" or (alpha is not None and name == "PNG")):
+        pixels = np.repeat(pixels[..., None], 3, axis=2)  # no grey (+ alpha) mode here
+    icc_profile = _fitting_profile(icc_profile, grey=pixels.ndim == 2)
 
     if name == "JPEG":
         if alpha is not None:
-            rgb, alpha = composite_on_white(rgb, alpha), None
-        pixels = quantize(rgb, 8)
+            pixels, alpha = composite_on_white(pixels, alpha), None
+        samples = quantize(pixels, 8)
     else:
         depth = bit_depth if name in ("PNG", "TIFF") else 8
-        pixels = quantize(rgb, depth)
+        samples = quantize(pixels, depth)
         if alpha is not None:
-            pixels = np.dstack([pixels, quantize(alpha, depth)])
+            samples = np.dstack([samples, quantize(alpha, depth)])
 
     def encode(fp: BinaryIO) -> None:
         exif_obj = build_exif(exif, width, height, provenance)
         if name == "PNG":
-            _write_png(fp, pixels, icc_profile, exif_obj, provenance)
+            _write_png(fp, samples, icc_profile, exif_obj, provenance)
         elif name == "TIFF":
-            _write_tiff(fp, pixels, icc_profile, exif_obj)
+            _write_tiff(fp, samples, icc_profile, exif_obj)
         else:
             options = _pillow_options(name, quality, lossless)
             if icc_profile:
                 options["icc_profile"] = icc_profile
             if exif_obj is not None:
                 options["exif"] = exif_obj.tobytes()
-            Image.fromarray(pixels).save(fp, format=name, **options)
+            Image.fromarray(samples).save(fp, format=name, **options)
 
     return atomic_write(path, encode)
 
@@ -150,19 +158,26 @@ def _output_format(path: Path, fmt: str | None) -> str:
     return name
 
 
-def _check_arrays(rgb: np.ndarray, alpha: np.ndarray | None) -> None:
-    for label, arr, ndim in (("rgb", rgb, 3), ("alpha", alpha, 2)):
+def _fitting_profile(icc: bytes | None, grey: bool) -> bytes | None:
+    """``icc`` when its colour space is that of the pixels (GRAY for grey, else RGB)."""
+    space = b"GRAY" if grey else b"RGB "
+    return icc if icc and len(icc) >= 128 and icc[16:20] == space else None
+
+
+def _check_arrays(pixels: np.ndarray, alpha: np.ndarray | None) -> None:
+    for label, arr, shapes in (("pixels", pixels, "(H, W, 3) or (H, W)"),
+                               ("alpha", alpha, "(H, W)")):
         if arr is None:
             continue
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"{label} must be a numpy array, got {type(arr).__name__}")
         if arr.dtype not in (np.uint8, np.uint16) and not np.issubdtype(arr.dtype, np.floating):
             raise TypeError(f"{label} must be float, uint8 or uint16, got {arr.dtype}")
-        if arr.ndim != ndim or (ndim == 3 and arr.shape[2] != 3) or 0 in arr.shape:
-            expected = "(H, W, 3)" if ndim == 3 else "(H, W)"
-            raise ValueError(f"{label} must have shape {expected}, got {arr.shape}")
-    if alpha is not None and alpha.shape != rgb.shape[:2]:
-        raise ValueError(f"alpha shape {alpha.shape} does not match rgb {rgb.shape[:2]}")
+        colour = arr is pixels and arr.ndim == 3 and arr.shape[2] == 3
+        if not (colour or arr.ndim == 2) or 0 in arr.shape:
+            raise ValueError(f"{label} must have shape {shapes}, got {arr.shape}")
+    if alpha is not None and alpha.shape != pixels.shape[:2]:
+        raise ValueError(f"alpha shape {alpha.shape} does not match pixels {pixels.shape[:2]}")
 
 
 def _png_chunk(chunk_type: bytes, data: bytes) -> bytes:
@@ -177,11 +192,12 @@ def _write_png(
     exif: Image.Exif | None,
     provenance: dict[str, Any] | None,
 ) -> None:
-    """Encode with OpenCV (8/16-bit RGB/RGBA) and add metadata chunks right after IHDR."""
-    code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
-    ok, encoded = cv2.imencode(
-        ".png", cv2.cvtColor(pixels, code), [cv2.IMWRITE_PNG_COMPRESSION, _PNG_LEVEL]
-    )
+    """Encode with OpenCV (8/16-bit grey, RGB or RGBA) and add metadata chunks right after
+    IHDR."""
+    if pixels.ndim == 3:
+        code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        pixels = cv2.cvtColor(pixels, code)
+    ok, encoded = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, _PNG_LEVEL])
     if not ok:
         raise ValueError("OpenCV failed to encode the PNG")
     data = memoryview(encoded)
@@ -205,12 +221,15 @@ def _write_png(
 def _write_tiff(
     fp: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: Image.Exif | None
 ) -> None:
-    """Write a baseline little-endian RGB(A) TIFF, 8 or 16 bits per sample, Adobe Deflate.
+    """Write a baseline little-endian grey or RGB TIFF (with alpha when ``pixels`` has 2 or 4
+    channels), 8 or 16 bits per sample, Adobe Deflate.
 
     Layout, as Pillow's own TIFF writer does it: header, IFD0 (with the Exif/GPS sub-IFDs and
     tag data), then the compressed strips; StripOffsets are given relative to the end of the
     IFD data and made absolute by ``ImageFileDirectory_v2.tobytes``.
     """
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
     height, width, channels = pixels.shape
     pixels = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
     # Horizontal differencing (TIFF Predictor 2) per sample; unsigned wrap-around is intended.
@@ -239,13 +258,13 @@ def _write_tiff(
     ifd[257] = height  # ImageLength
     ifd[258] = (bits,) * channels  # BitsPerSample
     ifd[259] = 8  # Compression: Adobe Deflate
-    ifd[262] = 2  # PhotometricInterpretation: RGB
+    ifd[262] = 2 if channels >= 3 else 1  # PhotometricInterpretation: RGB or BlackIsZero
     ifd[277] = channels  # SamplesPerPixel
     ifd[278] = rows_per_strip  # RowsPerStrip
     ifd[284] = 1  # PlanarConfiguration: contiguous
     ifd[317] = 2  # Predictor: horizontal differencing
     ifd[339] = (1,) * channels  # SampleFormat: unsigned integer
-    if channels == 4:
+    if channels in (2, 4):
         ifd[338] = 2  # ExtraSamples: unassociated alpha
     if icc:
         ifd[34675] = icc  # ICC profile

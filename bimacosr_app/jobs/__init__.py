@@ -18,7 +18,8 @@ from importlib import import_module
 
 # name -> submodule that defines it (names of other packages: their module)
 _EXPORTS = {
-    **dict.fromkeys(("JOURNAL_NAME", "Batch", "InputError", "plan_batch"), ".batch"),
+    **dict.fromkeys(("JOURNAL_NAME", "Batch", "FolderInUseError", "InputError", "plan_batch"),
+                    ".batch"),
     **dict.fromkeys(("BATCH_OPTIONS", "JOB_OPTIONS", "OPTIONS", "WINDOW_OPTIONS", "Option",
                      "naming_problem", "option"), ".options"),
     **dict.fromkeys(("BatchSummary", "Executor", "Found", "JobOutcome", "JobQueue", "QueueItem",

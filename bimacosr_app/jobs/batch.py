@@ -2,65 +2,88 @@
 command line). A batch runs its items as the window's queue model does
 (:class:`~.queue.JobQueue` and :class:`~.queue.QueueRunner`), on the calling thread.
 
-The journal, ``.bimacosr-journal.json`` in the output folder (with outputs next to the
-inputs: in the first input folder, or the folder of the first input file), records every
-item: input, output file, state (``pending``/``done``/``failed``/``skipped``) and error. It is
-rewritten atomically on every state change, so after Ctrl+C, a crash or a power loss it is
-the state before or after the last change, never a mix. Each entry also records the settings
-that decide its output (output folder, scale, format, quality, metadata, naming, seed,
-``on_exists``); a later run resumes the entries whose settings are the same:
+**Where things are.** The journal and the lock (:mod:`.journal`) live in the output folder
+(with outputs next to the inputs: in the first input folder, or the folder of the first input
+file; with an output *file*, its folder). While a batch runs it holds the folder's lock, so a
+second run on the same folder stops at once with a message (:class:`FolderInUseError`); a lock
+left by a killed run is taken over. The journal records every item: input, settings, state
+(``pending``/``done``/``failed``/``skipped``), output file, error, and the input and output
+as they were (:class:`~.journal.FileState`: size, times, SHA-256 of the input). It is
+rewritten once when the batch starts and then appended to, so after Ctrl+C, a crash or a
+power loss it holds every change up to the last one or two.
 
-* output files are planned before any work, with the ``on_exists`` policy already applied
-  ("rename": a name that is free; "skip": the item is skipped), so for those policies a
-  planned output that exists on resume can only be the interrupted run's own complete
-  (atomically written) file: the item is marked done, not redone, and never written twice;
-* items done earlier are reported as skipped ("already done") while their output exists;
-  failed and skipped items are tried again;
-* our own stale temporary files (``.<output name>.<8 hex>.part``, left by a killed write)
-  are deleted.
+**Planning.** Every output file is planned before any work (:func:`~.request.plan_output`):
+never the name of an input of the batch, never one name for two inputs, and with "overwrite"
+only a file this app wrote (its provenance record, or this journal's record of it, unchanged
+since) or the output file named itself; another existing file is kept and the output gets a
+free name, with a warning in the result.
+
+**Resuming.** An entry with the same settings (output folder, scale, format, quality,
+metadata, naming, seed, ``on_exists``) is resumed:
+
+* done: reported as skipped ("already done") while its output exists and its input is
+  unchanged (the same size and times, or else the same SHA-256); a changed input is redone,
+  over its earlier output if that is still as it was written (else that is kept and the new
+  output gets a name by the policy); a removed output is made again;
+* pending with its output there: planned names were free (or the file to be replaced is no
+  longer as it was) and the lock keeps other runs out, so the file is the interrupted run's
+  own complete (atomically written) output: done, not redone, when the input is as it was
+  when planned;
+* failed and skipped items are tried again; our own stale temporary files
+  (``.bimacosr-<8 hex>-<8 hex>.part``, left by a killed write) are deleted.
 
 An entry with other settings is planned afresh; entries of inputs not in the run are kept.
-One batch per output folder at a time. One bad file never stops the batch: its item is
-``failed`` with the message, and the next item runs.
+One bad file never stops the batch: its item is ``failed`` with the message, and the next
+item runs.
 
-Folder inputs are scanned for images (``image_io.is_image_path``; hidden files skipped),
-recursively on request, mirroring the folder tree under the output folder. Files that look
-like our own outputs (the naming template applied to another image in the same folder, with
-an optional `` (n)`` suffix) are left out, so re-running on a folder never upscales outputs.
+**Scanning.** Folder inputs are scanned for images (``image_io.is_image_path``; hidden files
+skipped), recursively on request, mirroring the folder tree under the output folder. Outputs
+of earlier runs are left out, so a batch never upscales its own results: a file is one when
+it carries this app's provenance record (every output does, unless written with
+``strip_metadata``) or when a journal found in the scanned folders lists it as an output.
+Files given one by one are taken as they are. An entry that cannot be read (a symbolic link
+that loops or points nowhere) becomes an item that fails with the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import re
-import string
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..atomic import temp_name_pattern
-from ..image_io import ImageIOError, ImageWriteError, atomic_write_bytes, is_image_path, probe_image
+from ..image_io import ImageIOError, ImageWriteError, is_image_path, probe_image
 from ..image_io.formats import format_from_suffix
+from .journal import JOURNAL_NAME, FileState, FolderInUseError, FolderLock, Journal
 from .queue import JobOutcome, JobQueue, QueueItem, QueueRunner, Status
-from .request import Progress, UpscaleRequest, UpscaleResult, free_name, output_format, output_path
+from .request import (
+    Progress,
+    UpscaleRequest,
+    UpscaleResult,
+    output_format,
+    output_path,
+    plan_output,
+    real_path,
+    written_by_this_app,
+)
 from .run import run_request
 
-__all__ = ["JOURNAL_NAME", "Batch", "InputError", "plan_batch"]
+__all__ = ["JOURNAL_NAME", "Batch", "FolderInUseError", "InputError", "plan_batch"]
 
-JOURNAL_NAME = ".bimacosr-journal.json"
-_JOURNAL_FORMAT = "bimacosr-journal"
-_JOURNAL_VERSION = 1
 #: Request fields that decide what an item produces; its entry is resumed only when equal.
 _KEY_FIELDS = ("scale", "format", "quality", "strip_metadata", "on_exists", "naming", "seed")
 
 
 class InputError(ValueError):
-    """The batch inputs are unusable: a path that does not exist, or no images found."""
+    """The batch inputs are unusable: a path that does not exist, no images found, or an
+    output that cannot be what it is asked to be (a file where a folder is needed, one output
+    file for several images)."""
 
 
 @dataclass
@@ -69,12 +92,38 @@ class _Item:
     settings: dict[str, Any]  #: what decides the output (see _settings)
     state: str = "pending"
     error: str | None = None
+    source: FileState | None = None  #: the input when planned, or what the output was made of
+    written: FileState | None = None  #: the output as written
+    replacing: FileState | None = None  #: the existing output file this item replaces
+    note: str = ""  #: a warning from planning, for the result
+
+    def entry(self) -> dict[str, Any]:
+        """The item's journal entry."""
+        output = self.request.output
+        return {
+            "input": str(self.request.input.absolute()),
+            "settings": self.settings,
+            "state": self.state,
+            "output": None if output is None else str(output.absolute()),
+            "error": self.error,
+            **{name: None if state is None else state.to_json() for name, state in (
+                ("source", self.source), ("written", self.written),
+                ("replacing", self.replacing))},
+        }
 
 
 def _settings(request: UpscaleRequest) -> dict[str, Any]:
     """The journal key of a request as given to the batch (output: its folder, or None)."""
     folder = None if request.output is None else str(request.output.absolute())
     return {"output_folder": folder, **{name: getattr(request, name) for name in _KEY_FIELDS}}
+
+
+def _state(path: Path, content: bool = False) -> FileState | None:
+    """``FileState.of(path)``, ``None`` when it cannot be read."""
+    try:
+        return FileState.of(path, content)
+    except OSError:
+        return None
 
 
 def plan_batch(
@@ -88,18 +137,26 @@ def plan_batch(
 
     Args:
         inputs: image files (taken as given, whatever their suffix) and folders (scanned).
-        output_dir: where outputs go, folder trees mirrored below it; ``None``: next to each
-            input.
+        output_dir: where outputs go, folder trees mirrored below it; a name with an image
+            suffix that is not a folder names the output file of a single image; ``None``:
+            next to each input.
         recursive: scan folders recursively.
         **options: :class:`UpscaleRequest` fields other than ``input`` and ``output``.
 
     Raises:
-        InputError: an input does not exist, or no image was found.
+        InputError: an input does not exist, no image was found, ``output_dir`` is (below) a
+            file, or it names one file for several images.
         ValueError: invalid options.
     """
     out = Path(output_dir) if output_dir is not None else None
     template = UpscaleRequest(Path("."), **options)  # validates the options once
-    found = _scan([Path(p) for p in inputs], recursive, out, template.naming)
+    found = _scan([Path(p) for p in inputs], recursive, out)
+    if out is not None and replace(template, output=out).output_is_file:
+        _check_output_file(out, len(found))
+        return Batch([replace(template, input=file, output=out) for file, _ in found],
+                     out.parent / JOURNAL_NAME)
+    if out is not None:
+        _check_output_folder(out)
     requests = [
         replace(template, input=file, output=None if out is None else out / rel_folder)
         for file, rel_folder in found
@@ -109,11 +166,26 @@ def plan_batch(
     return Batch(requests, journal_dir / JOURNAL_NAME)
 
 
+def _check_output_file(out: Path, images: int) -> None:
+    if images > 1:
+        raise InputError(f"the output '{out}' names one file, but there are {images} images "
+                         "to upscale: give a folder for them")
+    _check_output_folder(out.parent)
+
+
+def _check_output_folder(out: Path) -> None:
+    """InputError when ``out``, or the nearest of its folders that exists, is not a folder."""
+    existing = next((p for p in (out, *out.parents) if os.path.lexists(p)), None)
+    if existing is not None and not existing.is_dir():
+        which = "it" if existing == out else f"'{existing}'"
+        raise InputError(f"the output '{out}' is not a folder ({which} is a file)")
+
+
 class Batch:
     """Requests run one after another, recorded in a journal (see the module docstring).
 
-    ``requests`` carry their output *folder* (or ``None``: next to the input); the file
-    names are planned by :meth:`run`.
+    ``requests`` carry their output *folder* (or ``None``: next to the input; or the output
+    file of a single image); the file names are planned by :meth:`run`.
     """
 
     def __init__(self, requests: Sequence[UpscaleRequest], journal_path: str | os.PathLike[str]):
@@ -121,8 +193,8 @@ class Batch:
         self.journal_path = Path(journal_path)
         #: Why the journal could not be written (the batch then runs without resume), or None.
         self.journal_error: str | None = None
+        self._journal = Journal(self.journal_path)
         self._items: list[_Item] = []
-        self._foreign: list[dict[str, Any]] = []  # journal entries of inputs not in this run
 
     def run(
         self,
@@ -143,8 +215,38 @@ class Batch:
         pixels; the ETA from the speed of the images done so far, ``None`` before the first).
         ``KeyboardInterrupt`` propagates with the journal consistent (the current item stays
         pending).
+
+        Raises:
+            FolderInUseError: another run holds the output folder's lock; nothing was done.
         """
-        self._prepare()
+        with self._lock():
+            self._prepare()
+            try:
+                return self._run_queue(backend, progress, on_result, total_progress, cancel)
+            finally:
+                self._journal.close()
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """The output folder's lock; without it (and then without a journal) where the folder
+        cannot be created or locked."""
+        try:
+            self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FolderLock(self.journal_path.parent)
+            lock.__enter__()
+        except FolderInUseError:
+            raise
+        except OSError as exc:
+            self.journal_error = f"the folder cannot be locked ({exc})"
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.__exit__(None, None, None)
+
+    def _run_queue(self, backend, progress, on_result, total_progress,
+                   cancel) -> list[UpscaleResult]:
         queue = JobQueue()
         queue.extend([QueueItem(input=item.request.input, scale=item.request.scale,
                                 in_size=_header_size(item.request.input))
@@ -183,52 +285,86 @@ class Batch:
     # -- planning and resuming ---------------------------------------------------------------
 
     def _prepare(self) -> None:
-        old = self._load_journal()
+        old = self._journal.load()
+        written = {entry["output"]: FileState.from_json(entry.get("written"))
+                   for entry in old.values() if isinstance(entry.get("output"), str)}
+
+        def written_here(path: Path) -> bool:
+            state = written.get(str(path.absolute()))
+            return state is not None and state.matches(path)
+
+        inputs = {real_path(request.input) for request in self.requests}
         taken: set[Path] = set()
         self._items = []
         for request in self.requests:
             entry = old.pop(str(request.input.absolute()), None)
-            same = entry is not None and entry.get("settings") == _settings(request)
-            item = self._resume(request, entry) if same else None
+            settings = _settings(request)
+            item = None
+            if entry is not None and entry.get("settings") == settings:
+                item = self._resume(request, settings, entry)
             if item is None:
-                item = self._plan(request, taken)
+                item = self._plan(request, settings, inputs, taken, written_here)
             if item.request.output is not None:
                 taken.add(item.request.output)
                 _remove_stale_parts(item.request.output)
             self._items.append(item)
-        self._foreign = list(old.values())
         _remove_stale_parts(self.journal_path)
-        self._save()
+        if self.journal_error is None:
+            try:
+                self._journal.rewrite([item.entry() for item in self._items]
+                                      + list(old.values()))
+            except OSError as exc:
+                self.journal_error = str(exc)
 
-    def _resume(self, request: UpscaleRequest, entry: dict[str, Any]) -> _Item | None:
+    def _resume(self, request: UpscaleRequest, settings: dict[str, Any],
+                entry: dict[str, Any]) -> _Item | None:
         """The item from its journal entry, or ``None`` to plan it afresh."""
-        planned = Path(entry["output"]) if entry.get("output") else None
-        state = entry.get("state")
-        if planned is None or state not in ("pending", "done"):
+        output, state = entry.get("output"), entry.get("state")
+        if not isinstance(output, str) or state not in ("pending", "done"):
             return None  # failed or skipped: try again
-        item = _Item(replace(request, output=planned), _settings(request), state)
-        if state == "pending" and planned.exists() and request.on_exists != "overwrite":
-            item.state = "done"  # written by the interrupted run, just before it stopped
-        if item.state == "done" and not planned.exists():
-            item.state = "pending"  # the user removed it: make it again
+        planned = Path(output)
+        item = _Item(replace(request, output=planned), settings,
+                     source=FileState.from_json(entry.get("source")),
+                     written=FileState.from_json(entry.get("written")),
+                     replacing=FileState.from_json(entry.get("replacing")))
+        if not os.path.lexists(planned):  # not written yet, or removed by the user: make it
+            item.source, item.written, item.replacing = _state(request.input), None, None
+            return item
+        if state == "pending" and item.replacing is not None \
+                and item.replacing.matches(planned):
+            return item  # the file it replaces is still there, untouched
+        # the output there is this batch's own: written by an earlier run (done), or by the
+        # interrupted one just before it stopped (pending)
+        if item.source is not None and item.source.matches(request.input):
+            item.state, item.replacing = "done", None
+            if state == "pending":
+                item.source = _state(request.input, content=True)
+                item.written = _state(planned)
+            return item
+        if state == "done" and (item.written is None or not item.written.matches(planned)):
+            return None  # its input changed, and the user changed that output: keep it
+        item.source, item.written = _state(request.input), None
+        item.replacing = _state(planned)  # the input changed: make it again, over its output
         return item
 
-    def _plan(self, request: UpscaleRequest, taken: set[Path]) -> _Item:
+    def _plan(self, request: UpscaleRequest, settings: dict[str, Any], inputs: set[Path],
+              taken: set[Path], written_here: Callable[[Path], bool]) -> _Item:
         """Plan the output file of a new item, applying ``on_exists`` now."""
         try:
             input_format: str | None = probe_image(request.input).format
         except ImageIOError:
             input_format = format_from_suffix(request.input)  # it will fail with its message
         target = output_path(request, output_format(request, input_format))
-        if target in taken:  # two inputs, one name: never let them overwrite each other
-            target = free_name(target, taken)
-        elif target.exists():
-            if request.on_exists == "skip":
-                return _Item(replace(request, output=target), _settings(request), "skipped",
-                             "the output file already exists")
-            if request.on_exists == "rename":
-                target = free_name(target, taken)
-        return _Item(replace(request, output=target), _settings(request))
+        try:
+            plan = plan_output(request, target, inputs=inputs, taken=taken,
+                               written_here=written_here)
+        except ImageWriteError as exc:
+            return _Item(replace(request, output=target), settings, "failed", str(exc))
+        if plan.file is None:
+            return _Item(replace(request, output=target), settings, "skipped", plan.note)
+        return _Item(replace(request, output=plan.file), settings,
+                     source=_state(request.input),
+                     replacing=_state(plan.file) if plan.replaces else None, note=plan.note)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -238,61 +374,39 @@ class Batch:
         if item.state == "done":
             return UpscaleResult(request.input, request.output, "skipped",
                                  "already done in an earlier run")
-        if item.state == "skipped":
-            return UpscaleResult(request.input, request.output, "skipped", item.error)
+        if item.state in ("skipped", "failed"):  # decided when planning
+            return UpscaleResult(request.input, request.output, item.state, item.error)
 
-        result = run_request(request, backend, progress, cancel)
+        # the planned file, and only it (or a free name, should another file take its name)
+        on_exists = "overwrite" if item.replacing is not None else \
+            "skip" if request.on_exists == "skip" else "rename"
+        source = _state(request.input, content=True)
+        result = run_request(replace(request, on_exists=on_exists), backend, progress, cancel)
+        if item.note:
+            result.warnings.insert(0, item.note)
         if result.status == "cancelled":
             return result
         item.state = result.status  # done, skipped or failed
         item.error = result.error
         if result.output is not None:
             item.request = replace(request, output=result.output)
-        self._save()
+        if result.status == "done":
+            item.source, item.replacing = source, None
+            item.written = _state(result.output)
+        self._record(item)
         return result
 
-    # -- the journal file --------------------------------------------------------------------
-
-    def _load_journal(self) -> dict[str, dict[str, Any]]:
-        """The journal's entries by input path; ``{}`` when there is none or it is not ours."""
+    def _record(self, item: _Item) -> None:
+        if self.journal_error is not None:
+            return
         try:
-            data = json.loads(self.journal_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if (
-            not isinstance(data, dict)
-            or data.get("format") != _JOURNAL_FORMAT
-            or not isinstance(data.get("items"), list)
-        ):
-            return {}
-        return {e["input"]: e for e in data["items"] if isinstance(e, dict) and "input" in e}
-
-    def _save(self) -> None:
-        entries = [
-            {
-                "input": str(item.request.input.absolute()),
-                "output": None if item.request.output is None
-                else str(item.request.output.absolute()),
-                "state": item.state,
-                "error": item.error,
-                "settings": item.settings,
-            }
-            for item in self._items
-        ]
-        data = {
-            "format": _JOURNAL_FORMAT,
-            "version": _JOURNAL_VERSION,
-            "items": entries + self._foreign,
-        }
-        try:
-            self.journal_path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.journal_path, json.dumps(data, indent=1).encode("utf-8"))
-        except (ImageWriteError, OSError) as exc:
+            self._journal.append(item.entry())
+        except OSError as exc:
             self.journal_error = str(exc)
 
 
 def _remove_stale_parts(path: Path) -> None:
-    """Delete ``.<name>.<8 hex>.part`` files left next to ``path`` by a killed atomic write."""
+    """Delete the temporary files left next to ``path`` by a killed atomic write of it."""
     pattern = re.compile(temp_name_pattern(path))
     try:
         names = os.listdir(path.parent)
@@ -365,26 +479,23 @@ def _header_size(path: Path) -> tuple[int, int] | None:
 # -- scanning ----------------------------------------------------------------------------------
 
 
-def _scan(
-    paths: Sequence[Path], recursive: bool, output_dir: Path | None, naming: str
-) -> list[tuple[Path, Path]]:
+def _scan(paths: Sequence[Path], recursive: bool,
+          output_dir: Path | None) -> list[tuple[Path, Path]]:
     """(file, folder relative to the output folder) for every input, de-duplicated."""
     if not paths:
         raise InputError("no input given")
     found: list[tuple[Path, Path]] = []
     seen: set[Path] = set()
-    skip = output_dir.resolve() if output_dir is not None else None
+    skip = real_path(output_dir) if output_dir is not None else None
     for path in paths:
-        if not path.exists():
+        if not os.path.lexists(path):
             raise InputError(f"'{path}' does not exist")
         if path.is_dir():
-            files = _walk(path, recursive, skip)
-            files = _without_our_outputs(files, naming)
-            pairs = [(f, f.parent.relative_to(path)) for f in files]
+            pairs = [(f, f.parent.relative_to(path)) for f in _walk(path, recursive, skip)]
         else:
-            pairs = [(path, Path("."))]
+            pairs = [(path, Path("."))]  # a link that loops or points nowhere fails as an item
         for file, rel in pairs:
-            key = file.resolve()
+            key = real_path(file)
             if key not in seen:
                 seen.add(key)
                 found.append((file, rel))
@@ -397,39 +508,18 @@ def _scan(
 
 
 def _walk(folder: Path, recursive: bool, skip: Path | None) -> list[Path]:
-    files = []
+    """The images in ``folder`` (and below, when ``recursive``) that are not outputs of this
+    app (see the module docstring)."""
+    files: list[Path] = []
+    outputs: set[str] = set()  # listed by the journals found
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(
             d for d in dirs
-            if recursive and not d.startswith(".") and (Path(root, d).resolve() != skip)
+            if recursive and not d.startswith(".") and real_path(Path(root, d)) != skip
         )
         files.extend(Path(root, n) for n in sorted(names) if is_image_path(n))
-    return files
-
-
-def _output_pattern(naming: str) -> re.Pattern[str]:
-    """Regex matching names the template makes; group ``stem`` is the source's stem."""
-    parts = []
-    for literal, field, _, _ in string.Formatter().parse(naming):
-        parts.append(re.escape(literal))
-        if field == "stem":
-            parts.append("(?P<stem>.+)" if "(?P<stem>" not in "".join(parts) else "(?P=stem)")
-        elif field == "scale":
-            parts.append("[234]")
-        elif field == "ext":
-            parts.append("(?:png|jpg|webp|tiff)")
-    return re.compile("".join(parts))
-
-
-def _without_our_outputs(files: list[Path], naming: str) -> list[Path]:
-    """Drop files named like the output of another image in the same folder."""
-    pattern = _output_pattern(naming)
-    stems = {(f.parent, f.stem) for f in files}
-    kept = []
-    for f in files:
-        name = re.sub(r" \(\d+\)(\.[^.]*)$", r"\1", f.name)  # free_name's " (n)"
-        match = pattern.fullmatch(name)
-        if match and "stem" in match.groupdict() and (f.parent, match["stem"]) in stems:
-            continue
-        kept.append(f)
-    return kept
+        if JOURNAL_NAME in names:
+            outputs.update(entry["output"] for entry in Journal(Path(root, JOURNAL_NAME))
+                           .load().values() if isinstance(entry.get("output"), str))
+    return [f for f in files
+            if str(f.absolute()) not in outputs and not written_by_this_app(f)]

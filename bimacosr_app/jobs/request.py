@@ -1,31 +1,54 @@
 """What to upscale and how (:class:`UpscaleRequest`), what came of it (:class:`UpscaleResult`),
-and where the output goes (naming template, ``on_exists`` policy)."""
+and where the output goes (naming template, ``on_exists`` policy: :func:`plan_output`).
+
+Nothing is ever written over an input, nor over a file this app did not write unless it is
+the very file the request names as its output: "overwrite" replaces only such files and
+otherwise keeps the existing file and writes the first ``name (n).ext`` that is free or is
+itself this app's output, saying so in a note. A file is known to be written by this app when
+it carries the app's provenance record (:func:`written_by_this_app`; outputs written with
+``strip_metadata`` carry none) or when the caller knows it (a batch's journal).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..image_io import WRITABLE_FORMATS, extension_for, format_for_output
+from .. import APP_NAME
+from ..image_io import (
+    WRITABLE_FORMATS,
+    ImageIOError,
+    ImageWriteError,
+    extension_for,
+    format_for_output,
+    read_provenance,
+)
 from ..image_io.formats import canonical_format
 from .options import JOB_OPTIONS, option
 
 __all__ = [
     "DEFAULT_NAMING",
     "ON_EXISTS",
+    "OutputPlan",
     "Progress",
     "UpscaleRequest",
     "UpscaleResult",
     "free_name",
     "output_format",
     "output_path",
+    "plan_output",
+    "real_path",
+    "written_by_this_app",
 ]
 
 #: Default output file name: ``photo.jpg`` -> ``photo_x4.jpg``.
 DEFAULT_NAMING: str = option("naming").default
-#: What to do when the output file exists: keep it and skip the input, replace it, or write
-#: ``name (1).ext`` (the first free number).
+#: What to do when the output file exists: keep it and skip the input, replace it (only a file
+#: of this app's or the one named as the output), or write ``name (1).ext`` (the first free
+#: number).
 ON_EXISTS: tuple[str, ...] = tuple(option("on_exists").choices)
 _FORMAT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
 
@@ -105,6 +128,9 @@ class UpscaleResult:
     output_size: tuple[int, int] | None = None  #: (width, height)
     backend: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  #: tile settings used, …
+    #: what the user should know about a result that is still "done": a damaged input that
+    #: decoded completely, an existing file kept instead of overwritten
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -126,6 +152,7 @@ class UpscaleResult:
             "width_out": wout,
             "height_out": hout,
             "backend": self.backend,
+            "warnings": list(self.warnings),
         }
 
 
@@ -147,10 +174,93 @@ def output_path(request: UpscaleRequest, fmt: str) -> Path:
     return folder / name
 
 
-def free_name(path: Path, taken: set[Path] | frozenset[Path] = frozenset()) -> Path:
-    """``path`` if neither on disk nor in ``taken``, else ``stem (1).ext``, ``stem (2).ext``, …"""
-    candidate, n = path, 0
-    while candidate.exists() or candidate in taken:
+def free_name(path: Path, taken: Collection[Path] = frozenset()) -> Path:
+    """``path`` if neither on disk (not even as a broken link) nor in ``taken``, else
+    ``stem (1).ext``, ``stem (2).ext``, …"""
+    return next(c for c in _numbered(path) if not os.path.lexists(c) and c not in taken)
+
+
+def _numbered(path: Path) -> Iterator[Path]:
+    """``path``, then ``stem (1).ext``, ``stem (2).ext``, …"""
+    yield path
+    n = 0
+    while True:
         n += 1
-        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
-    return candidate
+        yield path.with_name(f"{path.stem} ({n}){path.suffix}")
+
+
+def real_path(path: Path) -> Path:
+    """``path`` with links resolved, to compare files; absolute as given when a link loops."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop
+        return path.absolute()
+
+
+def written_by_this_app(path: Path) -> bool:
+    """Whether ``path`` carries this app's provenance record (see ``run_request``)."""
+    try:
+        provenance = read_provenance(path)
+    except ImageIOError:
+        return False
+    return isinstance(provenance, dict) and provenance.get("app") == APP_NAME
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where one output goes: ``file`` (``None``: the input is skipped), whether it replaces a
+    file that exists, and a note for the user (why it is skipped, or which file was kept)."""
+
+    file: Path | None
+    replaces: bool = False
+    note: str = ""
+
+
+def plan_output(
+    request: UpscaleRequest,
+    target: Path,
+    *,
+    inputs: Collection[Path] = frozenset(),
+    taken: Collection[Path] = frozenset(),
+    written_here: Callable[[Path], bool] = lambda path: False,
+) -> OutputPlan:
+    """Apply ``request.on_exists`` to ``target`` (from :func:`output_path`).
+
+    Args:
+        inputs: :func:`real_path` of every input of the batch (the request's own counts
+            always): never written over.
+        taken: outputs already planned for other inputs: never shared.
+        written_here: whether the caller knows an existing file as one of this app's outputs
+            (besides :func:`written_by_this_app`).
+
+    Raises:
+        ImageWriteError: "overwrite" of an input named as the output file itself.
+    """
+    if target in taken:
+        return OutputPlan(free_name(target, taken))
+    if not os.path.lexists(target):
+        return OutputPlan(target)
+    if request.on_exists == "skip":
+        return OutputPlan(None, note="the output file already exists")
+    if request.on_exists == "rename":
+        return OutputPlan(free_name(target, taken))
+    protected = {*inputs, real_path(request.input)}
+    named = request.output_is_file and target == request.output
+    if named and real_path(target) in protected:
+        raise ImageWriteError(target, "it is an input image, which is never overwritten")
+    if named:
+        return OutputPlan(target, replaces=True)
+
+    def ours(path: Path) -> bool:
+        return real_path(path) not in protected and (written_here(path)
+                                                     or written_by_this_app(path))
+
+    file = next(c for c in _numbered(target)
+                if c not in taken and (not os.path.lexists(c) or ours(c)))
+    if file == target:
+        return OutputPlan(file, replaces=True)
+    kept = "an input image" if real_path(target) in protected else "a file this app did not write"
+    return OutputPlan(file, replaces=os.path.lexists(file),
+                      note=f"kept '{target.name}', {kept}, and wrote '{file.name}' instead "
+                           "(only this app's own outputs, or the file named as the output, "
+                           "are overwritten)")

@@ -3,9 +3,12 @@ and the engine.
 
 read (header checks first) -> tiles -> backend -> stitch -> x2/x3 downscale -> alpha ->
 quantize -> atomic write with provenance. The input file is only ever opened for reading, and
-the output appears complete or not at all (``image_io.write_image``). Peak memory beyond the
-model and one tile: the float32 x4 output (12 bytes per output pixel) plus its quantized copy
-(3 or 6 bytes per pixel) while writing.
+the output appears complete or not at all (``image_io.write_image``); where it goes follows
+:func:`~.request.plan_output` (never over an input, nor over a file this app did not write
+unless it is the one named). A grey input (8 or 16 bit) runs through the model as three equal
+channels and comes out grey: the luma (BT.601) of the result, written as one channel. Peak
+memory beyond the model and one tile: the float32 x4 output (12 bytes per output pixel) plus
+its quantized copy (3 or 6 bytes per pixel) while writing.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .. import __version__
+from .. import APP_NAME, __version__
 from ..image_io import (
     MAX_OUTPUT_SIDE,
     ImageIOError,
@@ -32,7 +35,14 @@ from ..image_io import (
 )
 from ..image_io.errors import describe_os_error
 from ..tiling import Cancelled, TileSettings, available_ram_bytes, upscale_image
-from .request import Progress, UpscaleRequest, UpscaleResult, free_name, output_format, output_path
+from .request import (
+    Progress,
+    UpscaleRequest,
+    UpscaleResult,
+    output_format,
+    output_path,
+    plan_output,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,8 @@ ProgressCallback = Callable[[Progress], None]
 _MODEL_SCALE = 4
 #: Bytes per output pixel that must fit in RAM: float32 RGB plus the quantized copy.
 _BYTES_PER_OUTPUT_PIXEL = 12 + 6
+#: BT.601 luma weights: a grey input's output is this mix of the model's three channels.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def run_request(
@@ -92,15 +104,17 @@ def _run(request: UpscaleRequest, backend, progress, cancel, result: UpscaleResu
     info = probe_image(request.input)  # size limits and format, from the header only
     result.input_size = (info.width, info.height)
     fmt = output_format(request, info.format)
-    target = _apply_policy(request, output_path(request, fmt))
+    planned = output_path(request, fmt)
+    target = _apply_policy(request, planned, result)
     if target is None:
-        _skip(result, output_path(request, fmt))
+        _skip(result, planned)
         return
     width, height = info.width * request.scale, info.height * request.scale
     result.output_size = (width, height)
     _check_output_size(request, target, fmt, width, height)
 
     image = read_image(request.input)
+    result.warnings.extend(image.warnings)
     if backend is None:
         from ..engine import select_backend  # loads the model: only when not given one
 
@@ -125,14 +139,16 @@ def _run(request: UpscaleRequest, backend, progress, cancel, result: UpscaleResu
     result.details["tiling"] = tiling
     pixels = tiled.pixels  # (4H, 4W, 3) float32
     del tiled
+    if image.grey:
+        pixels = pixels @ _LUMA  # (4H, 4W)
     if pixels.shape[:2] != (height, width):  # x2, x3: antialiased downscale of the x4 result
         pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
     alpha = None if image.alpha is None else resize_alpha(image.alpha, width, height)
     bit_depth = 16 if image.bit_depth == 16 and fmt in ("PNG", "TIFF") else 8
-    pixels = _quantize_in_place(pixels, bit_depth)  # (H', W', 3) uint8/uint16
+    pixels = _quantize_in_place(pixels, bit_depth)  # (H', W'[, 3]) uint8/uint16
     if cancel is not None and cancel.is_set():
         raise Cancelled
-    final = _apply_policy(request, target)  # the name may have been taken meanwhile
+    final = _apply_policy(request, target, result)  # the name may have been taken meanwhile
     if final is None:
         _skip(result, target)
         return
@@ -159,19 +175,17 @@ def _skip(result: UpscaleResult, existing: Path) -> None:
     result.error = "the output file already exists"
 
 
-def _apply_policy(request: UpscaleRequest, target: Path) -> Path | None:
-    """The file to write under ``request.on_exists``, or ``None`` to skip.
+def _apply_policy(request: UpscaleRequest, target: Path, result: UpscaleResult) -> Path | None:
+    """The file to write (:func:`~.request.plan_output`), or ``None`` to skip; a note goes to
+    the result's warnings.
 
     Raises:
-        ImageWriteError: the target is the input itself (originals are never modified).
+        ImageWriteError: "overwrite" of the input itself, named as the output.
     """
-    if target.exists() and target.resolve() == request.input.resolve():
-        if request.on_exists == "overwrite":
-            raise ImageWriteError(target, "it is the input image, which is never overwritten")
-        return None if request.on_exists == "skip" else free_name(target)
-    if not target.exists() or request.on_exists == "overwrite":
-        return target
-    return None if request.on_exists == "skip" else free_name(target)
+    plan = plan_output(request, target)
+    if plan.file is not None and plan.note:
+        result.warnings.append(plan.note)
+    return plan.file
 
 
 def _check_output_size(request: UpscaleRequest, target: Path, fmt: str, width: int,
@@ -214,7 +228,7 @@ def _provenance(request: UpscaleRequest, backend, tiling: dict[str, Any], width:
     """The record stored in the output file (see ``image_io.read_provenance``)."""
     checkpoint = getattr(backend, "checkpoint", None)
     return {
-        "app": "BiMaCoSR Upscaler",
+        "app": APP_NAME,
         "version": __version__,
         "model_sha256": getattr(checkpoint, "content_sha256", None),
         "backend": backend.name,
