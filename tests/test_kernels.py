@@ -1149,6 +1149,98 @@ def test_gelu(kernel):
 
 
 # ----------------------------------------------------------------------------------------------
+# The one-step model's input and output image: against torch's definitions (model/latent.py,
+# model/pipeline.py, model/unet.py's replicate padding) and a float64 NumPy bicubic.
+
+
+def ref_bicubic_x4(lr: np.ndarray) -> np.ndarray:
+    """(N,h,w,C) -> (N,4h,4w,C) in float64: torch's bicubic (align_corners=False, A = -0.75,
+    taps clamped to the image), separable."""
+    def weights(size: int) -> np.ndarray:  # (4 size, size): output row from input rows
+        a, m = -0.75, np.zeros((4 * size, size))
+        for o in range(4 * size):
+            src = (o + 0.5) / 4 - 0.5
+            f = int(np.floor(src))
+            for j in range(-1, 3):
+                d = abs(src - (f + j))
+                v = ((a + 2) * d - (a + 3)) * d * d + 1 if d <= 1 else \
+                    ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+                m[o, min(max(f + j, 0), size - 1)] += v
+        return m
+    wy, wx = weights(lr.shape[1]), weights(lr.shape[2])
+    return np.einsum("yi,xj,nijc->nyxc", wy, wx, lr.astype(np.float64))
+
+
+@pytest.mark.parametrize("h, w, hp, wp", [(1, 1, 1, 1), (2, 3, 64, 64), (37, 53, 64, 64),
+                                          (48, 40, 64, 64), (9, 70, 16, 128)])
+@pytest.mark.parametrize("noise", [False, True], ids=["", "noise"])
+def test_one_step_input(kernel, h, w, hp, wp, noise):
+    """z = PU4(bicubic x4 of lr), x = concat((z + k eps) s, lr), both replicate-padded."""
+    rng = np.random.default_rng(h * w)
+    lr = rng.uniform(-1, 1, (2, h, w, 3)).astype(np.float32)
+    eps = rng.standard_normal((48, h, w)).astype(np.float32) if noise else None
+    x, z = bk.one_step_input(lr, eps, 1.98, 0.45, hp, wp)
+    assert x.shape == (2, hp, wp, 51) and z.shape == (2, hp, wp, 48)
+    up = ref_bicubic_x4(lr)  # (2, 4h, 4w, 3)
+    want_z = up.reshape(2, h, 4, w, 4, 3).transpose(0, 1, 3, 5, 2, 4).reshape(2, h, w, 48)
+    rows, cols = np.minimum(np.arange(hp), h - 1), np.minimum(np.arange(wp), w - 1)
+    want_z = want_z[:, rows][:, :, cols]
+    np.testing.assert_allclose(z, want_z, rtol=0, atol=2e-6)
+    x_t = want_z + (1.98 * eps.transpose(1, 2, 0)[rows][:, cols] if noise else 0)
+    np.testing.assert_allclose(x[..., :48], x_t * 0.45, rtol=0, atol=2e-6)
+    np.testing.assert_array_equal(x[..., 48:], lr[:, rows][:, :, cols])
+
+
+def test_one_step_input_matches_torch():
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    from bimacosr_app.model.latent import bicubic_upscale, to_latent
+
+    lr = torch.rand(1, 3, 37, 53) * 2 - 1
+    noise = torch.randn(1, 48, 37, 53)
+    y = to_latent(bicubic_upscale(lr))
+    x_t = (y + 1.98 * noise) * 0.45
+    want = F.pad(torch.cat([x_t, lr], dim=1), (0, 11, 0, 27), mode="replicate")
+    x, z = bk.one_step_input(np.ascontiguousarray(lr.permute(0, 2, 3, 1).numpy()),
+                             np.ascontiguousarray(noise[0].numpy()), 1.98, 0.45, 64, 64)
+    np.testing.assert_allclose(z[:, :37, :53], y.permute(0, 2, 3, 1).numpy(), atol=3e-7)
+    np.testing.assert_allclose(x, want.permute(0, 2, 3, 1).numpy(), atol=3e-7)
+
+
+def test_one_step_input_threads_and_errors(kernel):
+    lr = np.random.default_rng(0).uniform(-1, 1, (1, 70, 33, 3)).astype(np.float32)
+    before = bk.get_num_threads()
+    try:
+        bk.set_num_threads(1)
+        one = bk.one_step_input(lr, None, 0.0, 1.0, 128, 64)
+        bk.set_num_threads(3)
+        three = bk.one_step_input(lr, None, 0.0, 1.0, 128, 64)
+    finally:
+        bk.set_num_threads(before)
+    for a, b in zip(one, three, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="no larger"):
+        bk.one_step_input(lr, None, 0.0, 1.0, 64, 64)
+    with pytest.raises(ValueError, match="eps"):
+        bk.one_step_input(lr, np.zeros((48, 70, 32), np.float32), 1.0, 1.0, 128, 64)
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (37, 53), (64, 64)])
+def test_latent_image(kernel, h, w):
+    """clamp((PS4(x0[:h, :w]) + 1) / 2, 0, 1), channels first, as model/pipeline.py."""
+    torch = pytest.importorskip("torch")
+    x0 = (np.random.default_rng(h).standard_normal((2, 64, 64, 48)) * 0.8).astype(np.float32)
+    got = bk.latent_image(x0, h, w)
+    t = torch.from_numpy(x0[:, :h, :w]).permute(0, 3, 1, 2)
+    want = ((torch.nn.functional.pixel_shuffle(t, 4) + 1) * 0.5).clamp(0, 1).numpy()
+    assert got.shape == (2, 3, 4 * h, 4 * w)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="fit"):
+        bk.latent_image(x0, 65, 1)
+
+
+# ----------------------------------------------------------------------------------------------
 # interface
 
 

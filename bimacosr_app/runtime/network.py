@@ -28,10 +28,10 @@ import math
 import numpy as np
 
 from ..checkpoint.load import PackedCheckpoint
-from ..model.config import LATENT_CHANNELS, SCALE
+from ..model.config import LATENT_CHANNELS
 from ..model.layout import DenoiserLayout, LayerSpec, ResBlockSpec, SwinSpec, shortcut_matrix
 from .layers import BinaryLayer, FullPrecisionConv, LayerNorm, kernels
-from .pixels import latent_bicubic, latent_to_image, position_noise
+from .noise import position_noise
 
 __all__ = ["PackedNetwork"]
 
@@ -152,9 +152,10 @@ class PackedNetwork:
     def required_multiple(self) -> int:
         return self.config.required_multiple
 
-    def denoise(self, x: np.ndarray) -> np.ndarray:
+    def denoise(self, x: np.ndarray, add: np.ndarray | None = None) -> np.ndarray:
         """f of the module docstring on the padded input: (N, H, W, in_channels), H and W
-        multiples of ``required_multiple`` -> (N, H, W, out_channels)."""
+        multiples of ``required_multiple`` -> (N, H, W, out_channels), plus ``add`` (summed
+        by ``conv_out``) if given."""
         x = self.conv_in(x)
         skips = []
         for level, stages in enumerate(self.down):
@@ -171,29 +172,23 @@ class PackedNetwork:
             skips[level] = None
             for stage in self.up[level]:
                 x = stage(x)
-        return self.conv_out(self.norm_out(x, silu=True, in_place=True))
+        return self.conv_out(self.norm_out(x, silu=True, in_place=True), add=add)
 
     def upscale(self, lr01: np.ndarray, top: int = 0, left: int = 0,
                 seed: int = 0) -> np.ndarray:
         """lr01 (N, 3, h, w) float32 in [0, 1] at absolute LR position (top, left) ->
         (N, 3, 4h, 4w) float32 in [0, 1]. The noise depends only on (seed, absolute position),
-        so tiles agree with the whole image; a schedule with kappa = 0 draws none."""
-        n, _, h, w = lr01.shape
+        so tiles agree with the whole image; a schedule with kappa = 0 draws none.
+
+        The kernels build the padded input and z_y in one pass (``one_step_input``), conv_out
+        adds z_y (the residual; its padded part is cropped with the rest), and
+        ``latent_image`` crops, pixel-shuffles and maps the result to [0, 1]."""
+        k, d = kernels(), self.diffusion
+        h, w = lr01.shape[2:]
         lr = np.ascontiguousarray(lr01.transpose(0, 2, 3, 1)) * np.float32(2) - np.float32(1)
-        z_y = latent_bicubic(lr)  # (N, h, w, 48)
-        d = self.diffusion
-        if d.kappa == 0:
-            x_t = z_y
-        else:
-            eps = position_noise(seed, top, left, h, w, LATENT_CHANNELS)  # (h, w, 48)
-            x_t = z_y + np.float32(d.prior_noise_scale()) * eps
+        eps = None if d.kappa == 0 else position_noise(seed, top, left, h, w, LATENT_CHANNELS)
         m = self.required_multiple
-        ph, pw = -h % m, -w % m
-        x = np.empty((n, h + ph, w + pw, x_t.shape[3] + 3), np.float32)
-        x[:, :h, :w, :-3] = x_t * np.float32(d.one_step_input_scale())
-        x[:, :h, :w, -3:] = lr
-        x[:, h:, :w] = x[:, h - 1:h, :w]  # replicate padding: rows, then columns
-        x[:, :, w:] = x[:, :, w - 1:w]
-        out = self.denoise(x)[:, :h, :w]  # (N, h, w, 48)
-        x0 = out + z_y if self.config.residual else out
-        return latent_to_image(x0, SCALE)
+        x, z_y = k.one_step_input(lr, eps, d.prior_noise_scale(), d.one_step_input_scale(),
+                                  h + -h % m, w + -w % m)  # (N, H, W, 51), (N, H, W, 48)
+        out = self.denoise(x, add=z_y if self.config.residual else None)
+        return k.latent_image(out, h, w)

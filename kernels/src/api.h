@@ -107,6 +107,16 @@ void window_attention(const float* qkv, const float* bias, int64_t N, int64_t H,
 // GELU (erf form) of x[n] -> out[n] (may alias x).
 void gelu(const float* x, int64_t n, float* out);
 
+// The one-step input of lr[N, h, w, C] (see InputArgs): x[N, Hp, Wp, 17C] and z[N, Hp, Wp,
+// 16C]; eps[16C, h, w] or null. Needs 1 <= h <= Hp, 1 <= w <= Wp.
+void one_step_input(const float* lr, const float* eps, int64_t N, int64_t h, int64_t w,
+                    int64_t C, float noise_scale, float input_scale, int64_t Hp, int64_t Wp,
+                    float* x, float* z);
+
+// The image of the top left h x w of x0[N, Hp, Wp, 16C]: img[N, C, 4h, 4w] (see ImageArgs).
+void latent_image(const float* x0, int64_t N, int64_t Hp, int64_t Wp, int64_t C, int64_t h,
+                  int64_t w, float* img);
+
 // Position-noise uniforms u1, u2: float32[C, H, W] each (see NoiseArgs).
 void position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left, int64_t H,
                        int64_t W, int64_t C, float* u1, float* u2);

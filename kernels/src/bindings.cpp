@@ -399,6 +399,44 @@ nb::object gelu(const AnyArray& x, const std::optional<nb::object>& out) {
     return y.result();
 }
 
+nb::tuple one_step_input(const AnyArray& lr, const std::optional<AnyArray>& eps, double noise_scale,
+                         double input_scale, int64_t height, int64_t width) {
+    const auto* lp = static_cast<const float*>(check(lr, "lr", Kind::F32, {-1, -1, -1, -1}));
+    const int64_t N = lr.shape(0), h = lr.shape(1), w = lr.shape(2), C = lr.shape(3);
+    if (h < 1 || w < 1 || C < 1 || height < h || width < w)
+        fail("one_step_input needs a non-empty lr no larger than (height, width), got shape " +
+             shape_str(lr));
+    const float* ep = eps ? static_cast<const float*>(check(*eps, "eps", Kind::F32, {16 * C, h, w})) : nullptr;
+    auto [x, xo] = alloc<float>(static_cast<size_t>(N * height * width * 17 * C));
+    auto [z, zo] = alloc<float>(static_cast<size_t>(N * height * width * 16 * C));
+    {
+        nb::gil_scoped_release release;
+        bk::one_step_input(lp, ep, N, h, w, C, static_cast<float>(noise_scale),
+                           static_cast<float>(input_scale), height, width, x, z);
+    }
+    const size_t xs[4] = {size_t(N), size_t(height), size_t(width), size_t(17 * C)};
+    const size_t zs[4] = {size_t(N), size_t(height), size_t(width), size_t(16 * C)};
+    return nb::make_tuple(OutF32(x, 4, xs, xo), OutF32(z, 4, zs, zo));
+}
+
+nb::object latent_image(const AnyArray& x0, int64_t height, int64_t width,
+                        const std::optional<nb::object>& out) {
+    const auto* xp = static_cast<const float*>(check(x0, "x0", Kind::F32, {-1, -1, -1, -1}));
+    const int64_t N = x0.shape(0), Hp = x0.shape(1), Wp = x0.shape(2), Cl = x0.shape(3);
+    if (Cl % 16 != 0 || Cl == 0) fail("x0 must have 16 C channels, got shape " + shape_str(x0));
+    if (height < 0 || width < 0 || height > Hp || width > Wp)
+        fail("(height, width) must fit in x0, got shape " + shape_str(x0));
+    const int64_t C = Cl / 16;
+    const Output y(out, {size_t(N), size_t(C), size_t(4 * height), size_t(4 * width)}, nullptr, "x0");
+    if (out && xp < y.ptr() + N * C * 16 * height * width && y.ptr() < xp + N * Hp * Wp * Cl)
+        fail("out must not overlap x0");
+    {
+        nb::gil_scoped_release release;
+        bk::latent_image(xp, N, Hp, Wp, C, height, width, y.ptr());
+    }
+    return y.result();
+}
+
 nb::tuple position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left,
                             int64_t height, int64_t width, int64_t channels) {
     if (height < 0 || width < 0 || channels < 0) fail("height, width and channels must be >= 0");
@@ -508,6 +546,17 @@ NB_MODULE(_bitkernels, m) {
     m.def("gelu", &gelu, "x"_a, "out"_a.none() = nb::none(),
           "gelu(x: float32[...], out=None) -> float32 like x: 0.5 x (1 + erf(x / sqrt(2))).\n"
           "out: write there and return it (may be x itself: in place).");
+    m.def("one_step_input", &one_step_input, "lr"_a, "eps"_a.none(), "noise_scale"_a,
+          "input_scale"_a, "height"_a, "width"_a,
+          "one_step_input(lr: float32[N,h,w,C], eps: float32[16C,h,w] | None, noise_scale, "
+          "input_scale, height, width) -> (x: float32[N,height,width,17C], z: "
+          "float32[N,height,width,16C])\n\nThe one-step model's input: z = PixelUnshuffle4 of "
+          "torch's bicubic x4 of lr (align_corners=False), x = concat((z + noise_scale * eps) * "
+          "input_scale, lr), both replicate-padded from (h, w) to (height, width).");
+    m.def("latent_image", &latent_image, "x0"_a, "height"_a, "width"_a, "out"_a.none() = nb::none(),
+          "latent_image(x0: float32[N,Hp,Wp,16C], height, width, out=None) -> "
+          "float32[N,C,4*height,4*width]\n\nclamp((PixelShuffle4(x0[:, :height, :width]) + 1) / 2, "
+          "0, 1), channels first.");
     m.def("position_uniforms", &position_uniforms, "seed0"_a, "seed1"_a, "top"_a, "left"_a,
           "height"_a, "width"_a, "channels"_a,
           "position_uniforms(seed0, seed1, top, left, height, width, channels) -> (u1, u2: "

@@ -183,6 +183,34 @@ struct GeluArgs {
     float* out;      // [n] (may alias x)
 };
 
+// The one-step model's input (model/pipeline.py) from an LR image lr[N, h, w, C] in [-1, 1]:
+//   z   = PixelUnshuffle4(bicubic_x4(lr)): z[n, y, x, c*16 + dy*4 + dx] is the bicubic x4
+//         upscale's pixel (4y + dy, 4x + dx) of channel c (torch's F.interpolate, bicubic,
+//         align_corners=False: A = -0.75, border taps clamped to the image);
+//   x   = concat((z + noise_scale * eps) * input_scale, lr) (eps null: no noise term),
+// both on the padded grid Hp x Wp (>= h x w), replicate padding: the values of pixel
+// (min(y, h-1), min(x, w-1)). eps is the position noise [16C, h, w] (its own layout, as
+// model/noise.py draws it). Rounding: the bicubic sums run in float32 along x first, then
+// along y, each as ((v0 w0 + v1 w1) + v2 w2) + v3 w3 with the float32 weights; then
+// x_t = z + noise_scale * eps and x_t * input_scale, each rounded (torch's order).
+struct InputArgs {
+    const float* lr;    // [N, h, w, C]
+    const float* eps;   // [16C, h, w] or null
+    float noise_scale, input_scale;
+    float* x;           // [N, Hp, Wp, 17C]
+    float* z;           // [N, Hp, Wp, 16C]
+    int64_t N, h, w, C, Hp, Wp;
+};
+
+// The HR image of a latent: img[n, c, 4y + dy, 4x + dx] = clamp((x0[n, y, x, c*16 + dy*4 + dx]
+// + 1) * 0.5, 0, 1) for y < h, x < w (PixelShuffle4 of the top left h x w of x0, mapped from
+// [-1, 1] to [0, 1]).
+struct ImageArgs {
+    const float* x0;  // [N, Hp, Wp, 16C]
+    float* img;       // [N, C, 4h, 4w]
+    int64_t N, h, w, C, Hp, Wp;
+};
+
 // The kernels read weights prepared once per layer (bk::PreparedWeights, api.h): the vector
 // kernels' repacked by their own `repack` function (output channels in groups of `group`), the
 // reference's as they are. Some read activations re-encoded per call by their own `prep_x`
@@ -241,6 +269,12 @@ struct KernelImpl {
     // branch: output pixels [p0, p1), with scratch of branch_scratch(Cin, rank8, Cout8) floats.
     int64_t (*branch_scratch)(int64_t Cin, int64_t rank8, int64_t Cout8);
     void (*branch)(const BranchArgs&, int64_t p0, int64_t p1, float* scratch);
+    // one_step_input: the real rows [r0, r1) of the N * h (columns padded too; the driver
+    // copies the padded rows), with scratch of input_scratch(rows, w, C) floats for r1 - r0 =
+    // rows. latent_image: LR rows [r0, r1) of the N * h.
+    int64_t (*input_scratch)(int64_t rows, int64_t w, int64_t C);
+    void (*one_step_input)(const InputArgs&, int64_t r0, int64_t r1, float* scratch);
+    void (*latent_image)(const ImageArgs&, int64_t r0, int64_t r1);
 };
 
 // Defined in the per-ISA translation units (only those that were compiled in).

@@ -709,6 +709,39 @@ void gelu(const float* x, int64_t n, float* out) {
     parallel_ranges(n, 8.0, 1 << 15, [&](int64_t begin, int64_t end) { k.gelu(a, begin, end); });
 }
 
+void one_step_input(const float* lr, const float* eps, int64_t N, int64_t h, int64_t w,
+                    int64_t C, float noise_scale, float input_scale, int64_t Hp, int64_t Wp,
+                    float* x, float* z) {
+    if (h < 1 || w < 1 || C < 1 || Hp < h || Wp < w)
+        throw std::invalid_argument("one_step_input: needs 1 <= h <= Hp, 1 <= w <= Wp, C >= 1");
+    const KernelImpl& k = *current();
+    InputArgs a{lr, eps, noise_scale, input_scale, x, z, N, h, w, C, Hp, Wp};
+    const int64_t rows = N * h;
+    const int64_t ntasks = task_count(rows, static_cast<double>(w * C * 100), 1 << 16);
+    const int64_t per = ceil_div(rows, ntasks), nt = ceil_div(rows, per);
+    const int64_t scratch = ceil_div(k.input_scratch(per, w, C), 16) * 16;
+    Aligned<float> buf(static_cast<size_t>(nt * scratch));
+    parallel_for(nt, [&](int64_t i) {
+        k.one_step_input(a, i * per, std::min(rows, (i + 1) * per), buf.ptr + i * scratch);
+    });
+    const int64_t zrow = Wp * 16 * C, xrow = Wp * 17 * C;  // replicate padding: row h - 1
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t y = h; y < Hp; ++y) {
+            std::copy(z + (n * Hp + h - 1) * zrow, z + (n * Hp + h) * zrow, z + (n * Hp + y) * zrow);
+            std::copy(x + (n * Hp + h - 1) * xrow, x + (n * Hp + h) * xrow, x + (n * Hp + y) * xrow);
+        }
+}
+
+void latent_image(const float* x0, int64_t N, int64_t Hp, int64_t Wp, int64_t C, int64_t h,
+                  int64_t w, float* img) {
+    if (h < 0 || w < 0 || h > Hp || w > Wp || C < 1)
+        throw std::invalid_argument("latent_image: needs 0 <= h <= Hp, 0 <= w <= Wp, C >= 1");
+    const KernelImpl& k = *current();
+    ImageArgs a{x0, img, N, h, w, C, Hp, Wp};
+    parallel_ranges(N * h, static_cast<double>(w * 16 * C), 1 << 16,
+                    [&](int64_t begin, int64_t end) { k.latent_image(a, begin, end); });
+}
+
 void position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left, int64_t H,
                        int64_t W, int64_t C, float* u1, float* u2) {
     const KernelImpl& k = *current();

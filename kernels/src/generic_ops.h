@@ -1,5 +1,5 @@
 // Plain-C++ implementations of the non-binary operations (LayerNorm[+SiLU], position-noise
-// uniforms, the attention softmax, GELU), written so that the compiler vectorizes them: fixed-width lane arrays for the
+// uniforms, the attention softmax, GELU, the one-step input and output image), written so that the compiler vectorizes them: fixed-width lane arrays for the
 // reductions (no -ffast-math needed) and branch-free inner loops.
 //
 // Included only by the vector kernels' translation units (through vector_loops.h), so every copy
@@ -121,6 +121,111 @@ void gelu_generic(const GeluArgs& a, int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
         const float x = a.x[i];
         a.out[i] = 0.5f * x * (1.0f + erf_poly(x * 0.707106781186547524f));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The one-step model's input and output image (InputArgs, ImageArgs)
+
+inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+inline int64_t lesser(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Output pixel 4i + k of torch's bicubic x4 (align_corners=False) reads input coordinate
+// i + (2k - 3) / 8: taps i + first .. i + first + 3 (first = -2 for k < 2, else -1) with the
+// cubic convolution weights (A = -0.75) of the fraction t in float32, as torch computes them.
+struct CubicPhase {
+    int64_t first;
+    float w[4];
+};
+
+inline void cubic_phases(CubicPhase* ph) {
+    const float a = -0.75f;
+    for (int64_t k = 0; k < 4; ++k) {
+        const int64_t f = 2 * k + 1 < 4 ? -1 : 0;  // floor of (2k - 3) / 8
+        const float t = static_cast<float>((2.0 * k - 3.0) / 8.0 - static_cast<double>(f));
+        const float u = 1.0f - t, t1 = t + 1.0f, u1 = u + 1.0f;
+        ph[k].first = f - 1;
+        ph[k].w[0] = ((a * t1 - 5.0f * a) * t1 + 8.0f * a) * t1 - 4.0f * a;
+        ph[k].w[1] = ((a + 2.0f) * t - (a + 3.0f)) * t * t + 1.0f;
+        ph[k].w[2] = ((a + 2.0f) * u - (a + 3.0f)) * u * u + 1.0f;
+        ph[k].w[3] = ((a * u1 - 5.0f * a) * u1 + 8.0f * a) * u1 - 4.0f * a;
+    }
+}
+
+// Scratch of one input task: the x-interpolated rows [rows + 4][w][C][4 phases].
+int64_t input_scratch_generic(int64_t rows, int64_t w, int64_t C) { return (rows + 4) * w * C * 4; }
+
+// InputArgs for the real rows [r0, r1) of the N * h: each source row is interpolated along x
+// once (into scratch), then every output row combines 4 of them along y.
+void one_step_input_generic(const InputArgs& a, int64_t r0, int64_t r1, float* hx) {
+    CubicPhase ph[4];
+    cubic_phases(ph);
+    const int64_t C = a.C, Cl = 16 * C, Cx = Cl + C, h = a.h, w = a.w;
+    const int64_t hrow = w * C * 4;  // floats of one interpolated row
+    for (int64_t r = r0; r < r1;) {
+        const int64_t n = r / h, y0 = r % h, y1 = lesser(h, y0 + (r1 - r));
+        const int64_t s0 = y0 - 2 < 0 ? 0 : y0 - 2, s1 = lesser(h, y1 + 2);
+        for (int64_t sr = s0; sr < s1; ++sr) {  // along x: hx[sr - s0][x][c][dx]
+            const float* src = a.lr + (n * h + sr) * w * C;
+            float* dst = hx + (sr - s0) * hrow;
+            for (int64_t x = 0; x < w; ++x)
+                for (int64_t k = 0; k < 4; ++k) {
+                    const float* v[4];
+                    for (int64_t j = 0; j < 4; ++j) v[j] = src + clamp64(x + ph[k].first + j, 0, w - 1) * C;
+                    for (int64_t c = 0; c < C; ++c)
+                        dst[(x * C + c) * 4 + k] = ((v[0][c] * ph[k].w[0] + v[1][c] * ph[k].w[1]) +
+                                                    v[2][c] * ph[k].w[2]) + v[3][c] * ph[k].w[3];
+                }
+        }
+        for (int64_t y = y0; y < y1; ++y) {
+            float* zrow = a.z + (n * a.Hp + y) * a.Wp * Cl;
+            float* xrow = a.x + (n * a.Hp + y) * a.Wp * Cx;
+            for (int64_t dy = 0; dy < 4; ++dy) {  // along y: z[y][x][c * 16 + dy * 4 + dx]
+                const float* v[4];
+                for (int64_t j = 0; j < 4; ++j) v[j] = hx + (clamp64(y + ph[dy].first + j, 0, h - 1) - s0) * hrow;
+                const float* wy = ph[dy].w;
+                for (int64_t x = 0; x < w; ++x)
+                    for (int64_t c = 0; c < C; ++c)
+                        for (int64_t dx = 0; dx < 4; ++dx) {
+                            const int64_t i = (x * C + c) * 4 + dx;
+                            zrow[x * Cl + c * 16 + dy * 4 + dx] =
+                                ((v[0][i] * wy[0] + v[1][i] * wy[1]) + v[2][i] * wy[2]) + v[3][i] * wy[3];
+                        }
+            }
+            for (int64_t ch = 0; ch < Cl; ++ch) {  // x = (z + noise_scale * eps) * input_scale
+                const float* e = a.eps ? a.eps + (ch * h + y) * w : nullptr;
+                for (int64_t x = 0; x < w; ++x) {
+                    const float zt = zrow[x * Cl + ch];
+                    xrow[x * Cx + ch] = (e ? zt + a.noise_scale * e[x] : zt) * a.input_scale;
+                }
+            }
+            const float* lrow = a.lr + (n * h + y) * w * C;
+            for (int64_t x = 0; x < w; ++x)
+                for (int64_t c = 0; c < C; ++c) xrow[x * Cx + Cl + c] = lrow[x * C + c];
+            for (int64_t x = w; x < a.Wp; ++x) {  // replicate padding: column w - 1
+                for (int64_t i = 0; i < Cl; ++i) zrow[x * Cl + i] = zrow[(w - 1) * Cl + i];
+                for (int64_t i = 0; i < Cx; ++i) xrow[x * Cx + i] = xrow[(w - 1) * Cx + i];
+            }
+        }
+        r += y1 - y0;
+    }
+}
+
+// ImageArgs for the LR rows [r0, r1) of the N * h.
+void latent_image_generic(const ImageArgs& a, int64_t r0, int64_t r1) {
+    const int64_t Cl = 16 * a.C, H4 = 4 * a.h, W4 = 4 * a.w;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t n = r / a.h, y = r % a.h;
+        const float* src = a.x0 + (n * a.Hp + y) * a.Wp * Cl;
+        for (int64_t c = 0; c < a.C; ++c)
+            for (int64_t dy = 0; dy < 4; ++dy) {
+                float* dst = a.img + ((n * a.C + c) * H4 + 4 * y + dy) * W4;
+                for (int64_t x = 0; x < a.w; ++x)
+                    for (int64_t dx = 0; dx < 4; ++dx) {
+                        const float v = (src[x * Cl + c * 16 + dy * 4 + dx] + 1.0f) * 0.5f;
+                        dst[4 * x + dx] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+                    }
+            }
     }
 }
 

@@ -1,6 +1,7 @@
 // Scalar reference kernels: plain loops, portable popcount, no intrinsics.
 // Compiled with the project's baseline flags only. These define the semantics that every
 // optimized kernel is tested against (see bitkernels.h for the layout and the formulas).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -244,12 +245,70 @@ void branch_ref(const BranchArgs& a, int64_t p0, int64_t p1, float*) {
 
 int64_t branch_scratch_ref(int64_t, int64_t, int64_t) { return 0; }
 
+// The cubic convolution weight (A = -0.75) of distance d, in double.
+double cubic(double d) {
+    const double a = -0.75;
+    d = d < 0 ? -d : d;
+    if (d <= 1.0) return ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0;
+    return d < 2.0 ? ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a : 0.0;
+}
+
+// InputArgs one element at a time in double: the bicubic x4 sample at output coordinate
+// (4y + dy, 4x + dx) from its source coordinate (o + 0.5) / 4 - 0.5, 4 x 4 clamped taps.
+void one_step_input_ref(const InputArgs& a, int64_t r0, int64_t r1, float*) {
+    const int64_t C = a.C, Cl = 16 * C, Cx = Cl + C;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t n = r / a.h, y = r % a.h;
+        for (int64_t xo = 0; xo < a.Wp; ++xo) {
+            const int64_t x = xo < a.w ? xo : a.w - 1;
+            float* z = a.z + ((n * a.Hp + y) * a.Wp + xo) * Cl;
+            float* xin = a.x + ((n * a.Hp + y) * a.Wp + xo) * Cx;
+            for (int64_t c = 0; c < C; ++c)
+                for (int64_t dy = 0; dy < 4; ++dy)
+                    for (int64_t dx = 0; dx < 4; ++dx) {
+                        const double sy = (4 * y + dy + 0.5) / 4.0 - 0.5, sx = (4 * x + dx + 0.5) / 4.0 - 0.5;
+                        const int64_t fy = static_cast<int64_t>(std::floor(sy)), fx = static_cast<int64_t>(std::floor(sx));
+                        double v = 0.0;
+                        for (int64_t j = -1; j <= 2; ++j)
+                            for (int64_t i = -1; i <= 2; ++i) {
+                                const int64_t yy = std::min(std::max(fy + j, int64_t{0}), a.h - 1);
+                                const int64_t xx = std::min(std::max(fx + i, int64_t{0}), a.w - 1);
+                                v += cubic(sy - static_cast<double>(fy + j)) * cubic(sx - static_cast<double>(fx + i)) *
+                                     a.lr[((n * a.h + yy) * a.w + xx) * C + c];
+                            }
+                        const int64_t ch = c * 16 + dy * 4 + dx;
+                        z[ch] = static_cast<float>(v);
+                        const double e = a.eps ? a.eps[(ch * a.h + y) * a.w + x] : 0.0;
+                        xin[ch] = static_cast<float>((v + static_cast<double>(a.noise_scale) * e) * a.input_scale);
+                    }
+            for (int64_t c = 0; c < C; ++c) xin[Cl + c] = a.lr[((n * a.h + y) * a.w + x) * C + c];
+        }
+    }
+}
+
+void latent_image_ref(const ImageArgs& a, int64_t r0, int64_t r1) {
+    const int64_t Cl = 16 * a.C;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t n = r / a.h, y = r % a.h;
+        for (int64_t c = 0; c < a.C; ++c)
+            for (int64_t dy = 0; dy < 4; ++dy)
+                for (int64_t x = 0; x < a.w; ++x)
+                    for (int64_t dx = 0; dx < 4; ++dx) {
+                        const double v = (a.x0[((n * a.Hp + y) * a.Wp + x) * Cl + c * 16 + dy * 4 + dx] + 1.0) * 0.5;
+                        a.img[((n * a.C + c) * 4 * a.h + 4 * y + dy) * 4 * a.w + 4 * x + dx] =
+                            static_cast<float>(v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v));
+                    }
+    }
+}
+
+int64_t input_scratch_ref(int64_t, int64_t, int64_t) { return 0; }
+
 }  // namespace
 
 const KernelImpl kImplReference = {
     "reference", /*group=*/1, /*xprep=*/0, /*prep_x=*/nullptr, /*repacked_size=*/nullptr,
     /*repack=*/nullptr, pack_ref, conv3x3_ref, gemm_ref, layer_norm_ref, noise_ref,
     /*float_lanes=*/1, dense_ref, attention_scratch_ref, attention_ref, gelu_ref,
-    branch_scratch_ref, branch_ref};
+    branch_scratch_ref, branch_ref, input_scratch_ref, one_step_input_ref, latent_image_ref};
 
 }  // namespace bk

@@ -557,7 +557,10 @@ constexpr KernelImpl vector_kernel(const char* name) {
             attention<Isa>,
             gelu_generic,
             branch_scratch<Isa>,
-            branch<Isa>};
+            branch<Isa>,
+            input_scratch_generic,
+            one_step_input_generic,
+            latent_image_generic};
 }
 
 }  // namespace

@@ -132,8 +132,9 @@ void gemm_cases(const std::string& kernel, Rng& rng) {
         }
 }
 
-// The float32 kernels (dense conv, structured branch, window attention, GELU) against the
-// reference, which sums in double: within 1e-5 of the output's scale.
+// The float32 kernels (dense conv, structured branch, window attention, GELU, the one-step
+// input and image) against the reference, which sums in double: within 1e-5 of the output's
+// scale.
 bool close(const std::vector<float>& a, const std::vector<float>& b, float scale) {
     for (size_t i = 0; i < a.size(); ++i)
         if (!(std::fabs(a[i] - b[i]) <= 1e-5f * scale)) return false;
@@ -191,6 +192,25 @@ void float_cases(const std::string& kernel, Rng& rng) {
                 check(close(y0, y1, 5.0f), kernel + " attention heads=" + std::to_string(heads) +
                                                " window=" + std::to_string(ws) + " shift=" + std::to_string(shift));
             }
+        }
+    for (int h : {1, 5, 37})
+        for (int w : {1, 3, 21}) {  // the one-step input and the image of a latent
+            const int N = 2, C = 3, Hp = h + 3, Wp = w + 5;
+            std::vector<float> lr(N * h * w * C), eps(16 * C * h * w);
+            for (auto& v : lr) v = rng.uniform(-1.f, 1.f);
+            fill(eps);
+            std::vector<float> x0(N * Hp * Wp * 17 * C), x1(x0.size()), z0(N * Hp * Wp * 16 * C), z1(z0.size());
+            std::vector<float> i0(N * C * 16 * h * w), i1(i0.size());
+            for (int run = 0; run < 2; ++run) {
+                bk::set_kernel(run == 0 ? "reference" : kernel);
+                bk::one_step_input(lr.data(), eps.data(), N, h, w, C, 1.9f, 0.4f, Hp, Wp,
+                                   run == 0 ? x0.data() : x1.data(), run == 0 ? z0.data() : z1.data());
+                bk::latent_image(run == 0 ? z0.data() : z1.data(), N, Hp, Wp, C, h, w,
+                                 run == 0 ? i0.data() : i1.data());
+            }
+            const std::string what = " h=" + std::to_string(h) + " w=" + std::to_string(w);
+            check(close(x0, x1, 10.0f) && close(z0, z1, 5.0f), kernel + " one_step_input" + what);
+            check(close(i0, i1, 1.0f), kernel + " latent_image" + what);
         }
     std::vector<float> x(1001), y0(x.size()), y1(x.size());
     for (size_t i = 0; i < x.size(); ++i) x[i] = -10.0f + 0.02f * static_cast<float>(i);
