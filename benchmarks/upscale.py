@@ -10,8 +10,8 @@ as PNG), loads the backend, then times ``run_request`` end to end (read, tiles, 
 PNG encode, atomic write) to a PNG. Reported per size: seconds, seconds per output megapixel,
 the tiles used, the resident memory after loading the backend (``base_rss_mb``) and the
 process's peak resident memory (``peak_rss_mb``: ``VmHWM`` from /proc/self/status, falling
-back to ``resource.getrusage``), which includes the interpreter, torch and the model. One
-process per size keeps the peaks apart.
+back to ``resource.getrusage``), which includes the interpreter, the model and, for the torch
+backends, torch (``cpu-packed`` runs without it). One process per size keeps the peaks apart.
 
 With ``--json`` the last line printed is ``{"rows": [...], "backend": ..., "threads": ...}``.
 """
@@ -76,8 +76,14 @@ def _child(out_mp: float, backend_name: str, budget: float | None) -> dict:
             im.crop((left, top, left + s, top + s)).resize(
                 (side, side), Image.Resampling.LANCZOS).save(src)
         backend = select_backend(backend_name)
-        import torch
+        if backend.name == "cpu-packed":  # no torch in the process, as the app runs it
+            from bimacosr_app.native import load_kernels
 
+            threads = load_kernels().get_num_threads()
+        else:
+            import torch
+
+            threads = torch.get_num_threads()
         base = _rss_mb()
         request = UpscaleRequest(src, output=Path(tmp) / "out", format="png",
                                  tile_budget_mb=budget)
@@ -98,7 +104,7 @@ def _child(out_mp: float, backend_name: str, budget: float | None) -> dict:
             "base_rss_mb": round(base),
             "peak_rss_mb": round(_peak_rss_mb()),
             "backend": backend.name,
-            "threads": torch.get_num_threads(),
+            "threads": threads,
         }
 
 
