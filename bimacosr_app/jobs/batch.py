@@ -230,20 +230,13 @@ class Batch:
     def _lock(self) -> Iterator[None]:
         """The output folder's lock; without it (and then without a journal) where the folder
         cannot be created or locked."""
-        try:
-            self.journal_path.parent.mkdir(parents=True, exist_ok=True)
-            lock = FolderLock(self.journal_path.parent)
-            lock.__enter__()
-        except FolderInUseError:
-            raise
-        except OSError as exc:
-            self.journal_error = f"the folder cannot be locked ({exc})"
+        with contextlib.ExitStack() as held:
+            try:
+                self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+                held.enter_context(FolderLock(self.journal_path.parent))
+            except OSError as exc:  # (FolderInUseError is no OSError: it propagates)
+                self.journal_error = f"the folder cannot be locked ({exc})"
             yield
-            return
-        try:
-            yield
-        finally:
-            lock.__exit__(None, None, None)
 
     def _run_queue(self, backend, progress, on_result, total_progress,
                    cancel) -> list[UpscaleResult]:
