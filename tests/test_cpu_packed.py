@@ -223,6 +223,25 @@ def test_layer_concat(kernel, c1, c2, branches):
         np.testing.assert_array_equal(y, want)
 
 
+@pytest.mark.parametrize("branches", [True, False], ids=["branches", "plain"])
+@pytest.mark.parametrize("silu", [True, False], ids=["silu", ""])
+@pytest.mark.parametrize("kind", ["conv3x3", "linear", "conv3x3_s2"])
+def test_layer_norm_prologue(kernel, kind, silu, branches):
+    """``norm``: the layer of LayerNorm(x) (then SiLU), fused into one pass where the layer
+    has a branch and stride 1: bit-identical to normalizing first."""
+    from bimacosr_app.runtime.layers import LayerNorm
+
+    layer = runtime_layer(make_layer(kind, 65, 70, branches, seed=4, shift=True), kind)
+    rng = np.random.default_rng(5)
+    norm = LayerNorm("n", {"n.weight": rng.standard_normal(65).astype(np.float32),
+                           "n.bias": rng.standard_normal(65).astype(np.float32)})
+    x = (3 * as_map(kind, layer_input(kind, 65, seed=6)) + 1).astype(np.float32)
+    res = None if kind == "conv3x3_s2" else rng.standard_normal(
+        layer(x).shape).astype(np.float32)
+    np.testing.assert_array_equal(layer(x, residual=res, norm=(norm, silu)),
+                                  layer(norm(x, silu=silu), residual=res))
+
+
 @pytest.mark.parametrize("kind", list(LAYER_KINDS))
 def test_layer_prepares_weights_again_after_set_kernel(kind):
     """A layer prepares its weights once, for the kernel active when it is built, and again at
@@ -367,8 +386,8 @@ class Case:
             def __init__(self, layer):
                 self.layer = layer
 
-            def __call__(self, x, residual=None, upsample=False, x2=None):
-                name = self.layer.spec.name  # the torch input: upsampled, concatenated
+            def __call__(self, x, residual=None, upsample=False, x2=None, norm=None):
+                name = self.layer.spec.name  # the torch input: upsampled, concatenated, normed
                 y = self.layer(ins[name], residual=residual)
                 # a copy: the network normalizes conv1's output in place
                 outs[name] = y.copy() if residual is None else y - residual

@@ -1029,6 +1029,32 @@ def test_branch_threads_and_in_place(kernel):
     np.testing.assert_array_equal(got, one)
 
 
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("silu", [False, True], ids=["plain", "silu"])
+@pytest.mark.parametrize("shift", [False, True], ids=["", "shift"])
+def test_norm_branch_is_norm_then_pack_then_branch(kernel, c, silu, shift):
+    """The prologue: bit-identical to layer_norm, pack_activations and branch called in turn
+    (the same code on the same rows), on any thread count."""
+    rng = np.random.default_rng(c * 4 + silu * 2 + shift)
+    p = make_branch(rng, 2, 9, 7, c, 0, 130 - c, min(8, c), 1)
+    x = (3 * p["x"] + rng.standard_normal(c)).astype(np.float32)
+    gamma, beta = (rng.standard_normal(c).astype(np.float32) for _ in range(2))
+    s = rng.standard_normal(c).astype(np.float32) if shift else None
+    ops = (p["down"], p["up"], p["row"], p["col"], p["val"])
+    before = bk.get_num_threads()
+    try:
+        for threads in (1, 3):
+            bk.set_num_threads(threads)
+            y, bits, alpha = bk.norm_branch(x, gamma, beta, 1e-5, silu, s, *ops, add=p["add"])
+            h = bk.layer_norm(x, gamma, beta, 1e-5, silu)
+            want_bits, want_alpha = bk.pack_activations(h, shift=s)
+            np.testing.assert_array_equal(bits, want_bits)
+            np.testing.assert_array_equal(alpha, want_alpha)
+            np.testing.assert_array_equal(y, bk.branch(h, *ops, add=p["add"]))
+    finally:
+        bk.set_num_threads(before)
+
+
 def test_branch_errors():
     rng = np.random.default_rng(2)
     p = make_branch(rng, 1, 4, 4, 16, 0, 8, 2, 1, per_row=2)

@@ -17,7 +17,9 @@ Layout rules (kernels/README.md, DESIGN.md 3):
   nnz multiply-adds per pixel instead of the Cin * Cout of a dense B (measured 1.3-5x faster
   from 128 channels on, as fast at 64). That product (plus the residual, summed by the same
   call) is a fresh array that the binary kernel takes as its epilogue's ``add`` and ``out``:
-  it works in place, so a layer allocates one output.
+  it works in place, so a layer allocates one output. Where the layer's input is a
+  LayerNorm of a map (ResBlock convs, attention qkv, MLP fc1) the kernels normalize, pack and
+  run the branch in one pass (``norm_branch``): the normalized map is never written.
 
 No NumPy BLAS call (``@``, ``np.dot``, ``np.matmul``) runs here or in the network: numpy's
 OpenBLAS threads spin for a while after every call and take the cores the kernels need
@@ -148,7 +150,8 @@ class BinaryLayer:
         return self.weights
 
     def __call__(self, x: np.ndarray, residual: np.ndarray | None = None,
-                 upsample: bool = False, x2: np.ndarray | None = None) -> np.ndarray:
+                 upsample: bool = False, x2: np.ndarray | None = None,
+                 norm: tuple[LayerNorm, bool] | None = None) -> np.ndarray:
         """(N, H, W, Cin) -> (N, Ho, Wo, Cout), ``Ho = (H - 1) // stride + 1``, plus
         ``residual`` (N, Ho, Wo, Cout) if given.
 
@@ -160,17 +163,31 @@ class BinaryLayer:
         decoder's fuse of concat(x, skip)), never materialized where x's channels are a
         multiple of 64 (the packed words of the two halves concatenate); the branch reads both
         halves itself.
+
+        ``norm`` = (LayerNorm, silu): the layer's input is that norm of x (then SiLU). With a
+        branch (and stride 1), ``norm_branch`` normalizes, packs and runs the branch in one pass
+        over x, bit-identical to the three calls, and the normalized map is never written.
         """
         k, s = kernels(), self.stride
         if upsample and (self.kernel_size, s, residual) != (3, 1, None):
             raise ValueError("upsample needs a 3x3 stride-1 layer and no residual")
         if x2 is not None and (self.kernel_size, s) != (1, 1):
             raise ValueError("x2 needs a 1x1 stride-1 layer")
+        if norm is not None and (upsample or x2 is not None):
+            raise ValueError("norm takes neither upsample nor x2")
+        if norm is not None and (self.branch is None or s != 1):
+            x, norm = norm[0](x, silu=norm[1]), None  # normalized first, then as any input
         n, h, w = x.shape[:3]
         if upsample:
             h, w = 2 * h, 2 * w
         ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
-        if self.branch is not None:  # fresh: the binary kernel's add and out
+        bits = None
+        if norm is not None:  # fresh y: the binary kernel's add and out
+            ln, silu = norm
+            y, bits, alpha = k.norm_branch(x, ln.gamma, ln.beta, EPS, silu, self.shift,
+                                           *self.branch, residual)
+            add = out = y
+        elif self.branch is not None:
             y = k.branch(x, *self.branch, s, x2, None if upsample else residual)
             if upsample:
                 y = nearest2x(y)
@@ -179,15 +196,17 @@ class BinaryLayer:
             add, out = residual, np.empty((n, ho, wo, self.cout), np.float32)
         weights = self._active_weights(k)
         if self.kernel_size == 3:
-            bits, alpha = k.pack_activations(x, shift=self.shift)  # (N,H,W,Cw), (N,H,W)
+            if bits is None:
+                bits, alpha = k.pack_activations(x, shift=self.shift)  # (N,H,W,Cw), (N,H,W)
             if upsample:
                 bits, alpha = nearest2x(bits), nearest2x(alpha)
             return k.binary_conv3x3(bits, alpha, weights, self.cin, self.beta, self.bias, s,
                                     self.rprelu, add, out)
-        xs = x if s == 1 else np.ascontiguousarray(x[:, ::s, ::s])  # (N, Ho, Wo, C1)
-        if x2 is not None and x.shape[3] % 64:
-            xs, x2 = np.concatenate([xs, x2], axis=3), None
-        bits, alpha = k.pack_activations(xs, x2, self.shift)
+        if bits is None:
+            xs = x if s == 1 else np.ascontiguousarray(x[:, ::s, ::s])  # (N, Ho, Wo, C1)
+            if x2 is not None and x.shape[3] % 64:
+                xs, x2 = np.concatenate([xs, x2], axis=3), None
+            bits, alpha = k.pack_activations(xs, x2, self.shift)
         m = n * ho * wo
         k.binary_gemm(bits.reshape(m, -1), alpha.reshape(m), weights, self.cin, self.beta,
                       self.bias, self.rprelu, None if add is None else add.reshape(m, -1),

@@ -11,9 +11,9 @@ a validated :class:`~bimacosr_app.checkpoint.PackedCheckpoint` by walking
 Every map is NHWC float32 (runtime/layers.py has the layout rules). Differences from the torch
 modules, each computing the same function:
 
-* ResBlocks run ``SiLU(LN(.))`` in one native pass and hand their skip (or a residual unit's
-  stream) to the next conv's epilogue; norm2 works in place on conv1's output where that is
-  not needed again.
+* Every LayerNorm that feeds a binarized layer (the ResBlocks' with their SiLU, the Swin
+  blocks' before qkv and fc1) runs inside that layer's ``norm_branch`` pass; ResBlocks hand
+  their skip (or a residual unit's stream) to conv2's epilogue.
 * Swin blocks compute q, k, v, the projection and the MLP per pixel of the unshifted map (all
   per-token, so they commute with the roll and the windows); only ``window_attention`` visits
   the shifted windows, and writes each token's result at its own pixel.
@@ -64,12 +64,12 @@ class _ResBlock:
         self.skip = None if spec.skip is None else build.layer(spec.skip)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:  # (N,H,W,Cin) -> (N,H,W,Cout)
-        a = self.norm1(x, silu=True)
-        u = self.conv1(a, residual=_stream_shortcut(x, self.cout) if self.units else None)
-        h = self.norm2(u, silu=True, in_place=not self.units)  # u is the stream of units
+        u = self.conv1(x, norm=(self.norm1, True),
+                       residual=_stream_shortcut(x, self.cout) if self.units else None)
         if self.units:
-            return self.conv2(h, residual=u)
-        return self.conv2(h, residual=x if self.skip is None else self.skip(x))
+            return self.conv2(u, norm=(self.norm2, True), residual=u)
+        return self.conv2(u, norm=(self.norm2, True),
+                          residual=x if self.skip is None else self.skip(x))
 
 
 class _SwinBlock:
@@ -93,11 +93,11 @@ class _SwinBlock:
 
     def __call__(self, t: np.ndarray) -> np.ndarray:  # (N,H,W,C) -> (N,H,W,C)
         k = kernels()
-        qkv = self.qkv(self.norm1(t))  # (N, H, W, 3C)
+        qkv = self.qkv(t, norm=(self.norm1, False))  # (N, H, W, 3C)
         a = k.window_attention(qkv, self.bias, self.heads, self.window, self.shift, self.scale)
         del qkv
         t = self.proj(a, residual=t)
-        h = self.fc1(self.norm2(t))  # (N, H, W, hidden)
+        h = self.fc1(t, norm=(self.norm2, False))  # (N, H, W, hidden)
         return self.fc2(k.gelu(h, out=h), residual=t)
 
 

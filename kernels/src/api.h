@@ -98,6 +98,15 @@ void branch(const float* x, const float* x2, int64_t N, int64_t H, int64_t W, in
             const int32_t* row, const int32_t* col, const float* val, int64_t Cout,
             const float* add, float* out);
 
+// The same with BranchArgs' prologue (stride 1, x alone): the branch of LayerNorm(x) (gamma,
+// beta, eps, then SiLU if silu), whose packing (threshold shift[Cin] or null) goes to
+// bits[N, H, W, ceil(Cin / 64)] and alpha[N, H, W].
+void norm_branch(const float* x, int64_t N, int64_t H, int64_t W, int64_t Cin,
+                 const float* gamma, const float* beta, float eps, bool silu, const float* shift,
+                 const float* down, const float* up, int64_t rank, const int32_t* row,
+                 const int32_t* col, const float* val, int64_t Cout, const float* add,
+                 float* out, uint64_t* bits, float* alpha);
+
 // Shifted-window self-attention of qkv[N, H, W, 3C] with bias[heads, ws^2, ws^2] ->
 // out[N, H, W, C] (see AttentionArgs). Needs ws >= 1, H and W multiples of ws, C a multiple of
 // heads and 0 <= shift < ws (else std::invalid_argument).

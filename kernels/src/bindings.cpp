@@ -367,6 +367,47 @@ nb::object branch(const AnyArray& x, const AnyArray& down, const AnyArray& up, c
     return y.result();
 }
 
+nb::tuple norm_branch(const AnyArray& x, const AnyArray& gamma, const AnyArray& beta, double eps,
+                      bool silu, const std::optional<AnyArray>& shift, const AnyArray& down,
+                      const AnyArray& up, const AnyArray& row, const AnyArray& col,
+                      const AnyArray& val, const std::optional<AnyArray>& add,
+                      const std::optional<nb::object>& out) {
+    const auto* xp = static_cast<const float*>(check(x, "x", Kind::F32, {-1, -1, -1, -1}));
+    const int64_t N = x.shape(0), H = x.shape(1), W = x.shape(2), Cin = x.shape(3);
+    if (Cin < 1) fail("x must have at least 1 channel");
+    const auto* gp = static_cast<const float*>(check(gamma, "gamma", Kind::F32, {Cin}));
+    const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {Cin}));
+    const float* sp = shift ? static_cast<const float*>(check(*shift, "shift", Kind::F32, {Cin})) : nullptr;
+    const auto* dp = static_cast<const float*>(check(down, "down", Kind::F32, {-1, Cin}));
+    const int64_t rank = down.shape(0);
+    const auto* upp = static_cast<const float*>(check(up, "up", Kind::F32, {-1, rank}));
+    const int64_t Cout = up.shape(0);
+    if (row.dtype() != nb::dtype<int32_t>() || col.dtype() != nb::dtype<int32_t>())
+        fail("row and col must be int32");
+    if (row.ndim() != 1 || static_cast<int64_t>(row.shape(0)) != Cout + 1 || !c_contiguous(row))
+        fail("row must be a C-contiguous int32[Cout + 1]");
+    if (col.ndim() != 1 || !c_contiguous(col)) fail("col must be a C-contiguous int32[nnz]");
+    const int64_t nnz = col.shape(0);
+    const auto* vp = static_cast<const float*>(check(val, "val", Kind::F32, {nnz}));
+    const auto* rp = static_cast<const int32_t*>(row.data());
+    if (rp[Cout] != nnz) fail("row[Cout] must be the number of entries of col and val");
+    const float* ap = add ? static_cast<const float*>(check(*add, "add", Kind::F32, {N, H, W, Cout})) : nullptr;
+    const Output y(out, {size_t(N), size_t(H), size_t(W), size_t(Cout)}, ap, "add");
+    const size_t Cw = static_cast<size_t>(words_for(Cin));
+    auto [bits, bits_owner] = alloc<uint64_t>(N * H * W * Cw);
+    auto [alpha, alpha_owner] = alloc<float>(N * H * W);
+    {
+        nb::gil_scoped_release release;
+        bk::norm_branch(xp, N, H, W, Cin, gp, bp, static_cast<float>(eps), silu, sp, dp, upp, rank,
+                        rp, static_cast<const int32_t*>(col.data()), vp, Cout, ap, y.ptr(), bits,
+                        alpha);
+    }
+    OutU64 b(bits, {size_t(N), size_t(H), size_t(W), Cw}, bits_owner);
+    OutF32 al(alpha, {size_t(N), size_t(H), size_t(W)}, alpha_owner);
+    nb::object bits_arr = nb::cast(b).attr("view")(nb::module_::import_("numpy").attr("uint64"));
+    return nb::make_tuple(y.result(), bits_arr, al);
+}
+
 nb::object window_attention(const AnyArray& qkv, const AnyArray& bias, int64_t heads, int64_t window,
                             int64_t shift, double scale, const std::optional<nb::object>& out) {
     const auto* qp = static_cast<const float*>(check(qkv, "qkv", Kind::F32, {-1, -1, -1, -1}));
@@ -536,6 +577,15 @@ NB_MODULE(_bitkernels, m) {
           "structured form, 1x1 at the stride on x (or the concatenation [x, x2]): "
           "up @ (down @ x) + S x with S the CSR matrix (row, col, val); then + add. r may be 0.\n"
           "out: write there and return it (may be add itself: in place).");
+    m.def("norm_branch", &norm_branch, "x"_a, "gamma"_a, "beta"_a, "eps"_a, "silu"_a,
+          "shift"_a.none(), "down"_a, "up"_a, "row"_a, "col"_a, "val"_a,
+          "add"_a.none() = nb::none(), "out"_a.none() = nb::none(),
+          "norm_branch(x: float32[N,H,W,C], gamma, beta: float32[C], eps, silu, shift: float32[C] | "
+          "None, down, up, row, col, val, add=None, out=None) -> (y: float32[N,H,W,Cout], bits: "
+          "uint64[N,H,W,ceil(C/64)], alpha: float32[N,H,W])\n\nA binarized layer's inputs from "
+          "x in one pass: h = LayerNorm(x) (then SiLU if silu), y = branch(h) (+ add), and "
+          "(bits, alpha) = pack_activations(h, shift=shift); bit-identical to those calls in "
+          "turn, h never written.");
     m.def("window_attention", &window_attention, "qkv"_a, "bias"_a, "heads"_a, "window"_a,
           "shift"_a, "scale"_a, "out"_a.none() = nb::none(),
           "window_attention(qkv: float32[N,H,W,3C], bias: float32[heads,T,T], heads, window, shift, "

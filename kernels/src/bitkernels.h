@@ -143,6 +143,11 @@ struct DenseArgs {
 // g owns the slots [slots[g], slots[g+1]) and slot k holds one entry for each of its outputs,
 // input channel col[8k + j] and value val[8k + j] for output 8g + j (value 0 where that output
 // has fewer entries than the group's most).
+// Optional prologue (stride 1, no x2): the branch's input is LayerNorm(x) with gamma, beta, eps
+// (then SiLU if silu), computed per pixel as NormArgs does, and that normalized input is also
+// packed as PackArgs does (bits[N, H, W, Cw], alpha[N, H, W], threshold shift or none): the
+// layer's three inputs from one pass over x, the normalized map never written (bits, alpha and
+// the branch bit-identical to layer_norm, pack_activations and branch called in turn).
 struct BranchArgs {
     const float* x;        // [N, H, W, C1]
     const float* x2;       // [N, H, W, Cin - C1] or null
@@ -155,6 +160,14 @@ struct BranchArgs {
     const float* zeros;    // [Cin]: the input of pixels past the end of a block
     float* out;            // [N, Ho, Wo, Cout]
     int64_t N, H, W, Cin, C1, Cout, Cout8, rank8, stride, Ho, Wo;
+    const float* gamma;    // [Cin]: LayerNorm prologue; null: none (then beta, eps, silu unused)
+    const float* beta;     // [Cin]
+    float eps;
+    bool silu;
+    const float* shift;    // [Cin] or null: the packing's activation threshold
+    uint64_t* bits;        // [N, H, W, Cw] (with the prologue)
+    float* alpha;          // [N, H, W]
+    int64_t Cw;
 };
 
 // Shifted-window multi-head self-attention (Swin) on a map whose tokens are the pixels of
@@ -266,7 +279,8 @@ struct KernelImpl {
     int64_t (*attention_scratch)(int64_t T, int64_t d);
     void (*attention)(const AttentionArgs&, int64_t w0, int64_t w1, float* scratch);
     void (*gelu)(const GeluArgs&, int64_t i0, int64_t i1);
-    // branch: output pixels [p0, p1), with scratch of branch_scratch(Cin, rank8, Cout8) floats.
+    // branch: output pixels [p0, p1), with scratch of branch_scratch(Cin, rank8, Cout8) floats
+    // (room for the prologue's normalized rows included).
     int64_t (*branch_scratch)(int64_t Cin, int64_t rank8, int64_t Cout8);
     void (*branch)(const BranchArgs&, int64_t p0, int64_t p1, float* scratch);
     // one_step_input: the real rows [r0, r1) of the N * h (columns padded too; the driver

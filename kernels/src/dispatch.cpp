@@ -631,10 +631,23 @@ void dense_conv(const float* x, const float* x2, int64_t N, int64_t H, int64_t W
                     [&](int64_t begin, int64_t end) { kr.dense(a, begin, end); });
 }
 
-void branch(const float* x, const float* x2, int64_t N, int64_t H, int64_t W, int64_t C1,
-            int64_t Cin, int64_t stride, const float* down, const float* up, int64_t rank,
-            const int32_t* row, const int32_t* col, const float* val, int64_t Cout,
-            const float* add, float* out) {
+namespace {
+
+// BranchArgs' normalization prologue (all null: none).
+struct Prologue {
+    const float* gamma = nullptr;
+    const float* beta = nullptr;
+    float eps = 0.0f;
+    bool silu = false;
+    const float* shift = nullptr;
+    uint64_t* bits = nullptr;
+    float* alpha = nullptr;
+};
+
+void run_branch(const float* x, const float* x2, int64_t N, int64_t H, int64_t W, int64_t C1,
+                int64_t Cin, int64_t stride, const float* down, const float* up, int64_t rank,
+                const int32_t* row, const int32_t* col, const float* val, int64_t Cout,
+                const float* add, float* out, const Prologue& pro) {
     if ((stride != 1 && stride != 2) || Cin < 1 || Cout < 1 || rank < 0 || C1 < 0 || C1 > Cin ||
         (!x2 && C1 != Cin))
         throw std::invalid_argument("branch: stride 1 or 2, Cin, Cout >= 1, 0 <= C1 <= Cin");
@@ -669,7 +682,9 @@ void branch(const float* x, const float* x2, int64_t N, int64_t H, int64_t W, in
             sval[at] = val[e];
         }
     BranchArgs a{x, x2, dp.ptr, upad.ptr, slots.data(), scol.data(), sval.data(), add, zeros.ptr,
-                 out, N, H, W, Cin, C1, Cout, Cout8, rank8, stride, Ho, Wo};
+                 out, N, H, W, Cin, C1, Cout, Cout8, rank8, stride, Ho, Wo,
+                 pro.gamma, pro.beta, pro.eps, pro.silu, pro.shift, pro.bits, pro.alpha,
+                 ceil_div(Cin, 64)};
     const double cost = static_cast<double>(rank8 * (Cin + Cout8) + 8 * slots[G] + 2 * (Cin + Cout));
     const int64_t ntasks = task_count(P, cost, 1 << 17);
     const int64_t per = ceil_div(ceil_div(P, ntasks), 16) * 16;  // whole blocks of pixels
@@ -679,6 +694,33 @@ void branch(const float* x, const float* x2, int64_t N, int64_t H, int64_t W, in
     parallel_for(nt, [&](int64_t i) {
         k.branch(a, i * per, std::min(P, (i + 1) * per), buf.ptr + i * scratch);
     });
+}
+
+}  // namespace
+
+void branch(const float* x, const float* x2, int64_t N, int64_t H, int64_t W, int64_t C1,
+            int64_t Cin, int64_t stride, const float* down, const float* up, int64_t rank,
+            const int32_t* row, const int32_t* col, const float* val, int64_t Cout,
+            const float* add, float* out) {
+    run_branch(x, x2, N, H, W, C1, Cin, stride, down, up, rank, row, col, val, Cout, add, out,
+               Prologue{});
+}
+
+void norm_branch(const float* x, int64_t N, int64_t H, int64_t W, int64_t Cin,
+                 const float* gamma, const float* beta, float eps, bool silu, const float* shift,
+                 const float* down, const float* up, int64_t rank, const int32_t* row,
+                 const int32_t* col, const float* val, int64_t Cout, const float* add,
+                 float* out, uint64_t* bits, float* alpha) {
+    Prologue pro;
+    pro.gamma = gamma;
+    pro.beta = beta;
+    pro.eps = eps;
+    pro.silu = silu;
+    pro.shift = shift;
+    pro.bits = bits;
+    pro.alpha = alpha;
+    run_branch(x, nullptr, N, H, W, Cin, Cin, 1, down, up, rank, row, col, val, Cout, add, out,
+               pro);
 }
 
 void window_attention(const float* qkv, const float* bias, int64_t N, int64_t H, int64_t W,

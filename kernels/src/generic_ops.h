@@ -54,32 +54,34 @@ inline void silu_row(float* y, int64_t C) {
     }
 }
 
-void layer_norm_generic(const NormArgs& a, int64_t p0, int64_t p1) {
-    const int64_t C = a.C;
+// LayerNorm (then SiLU if `silu`) of one row x[C] into out[C] (may alias x).
+inline void layer_norm_row(const float* x, const float* gamma, const float* beta, int64_t C,
+                           float eps, bool silu, float* out) {
     const int64_t Cv = C - C % kLanes;
-    for (int64_t p = p0; p < p1; ++p) {
-        const float* x = a.x + p * C;
-        float* out = a.out + p * C;
-        float s[kLanes] = {};
-        for (int64_t c = 0; c < Cv; c += kLanes)
-            for (int64_t j = 0; j < kLanes; ++j) s[j] += x[c + j];
-        float sum = 0.0f;
-        for (int64_t j = 0; j < kLanes; ++j) sum += s[j];
-        for (int64_t c = Cv; c < C; ++c) sum += x[c];
-        const float mean = sum / static_cast<float>(C);
-        float q[kLanes] = {};
-        for (int64_t c = 0; c < Cv; c += kLanes)
-            for (int64_t j = 0; j < kLanes; ++j) {
-                const float d = x[c + j] - mean;
-                q[j] += d * d;
-            }
-        float ss = 0.0f;
-        for (int64_t j = 0; j < kLanes; ++j) ss += q[j];
-        for (int64_t c = Cv; c < C; ++c) ss += (x[c] - mean) * (x[c] - mean);
-        const float rstd = 1.0f / sqrtf(ss / static_cast<float>(C) + a.eps);
-        for (int64_t c = 0; c < C; ++c) out[c] = (x[c] - mean) * rstd * a.gamma[c] + a.beta[c];
-        if (a.silu) silu_row(out, C);
-    }
+    float s[kLanes] = {};
+    for (int64_t c = 0; c < Cv; c += kLanes)
+        for (int64_t j = 0; j < kLanes; ++j) s[j] += x[c + j];
+    float sum = 0.0f;
+    for (int64_t j = 0; j < kLanes; ++j) sum += s[j];
+    for (int64_t c = Cv; c < C; ++c) sum += x[c];
+    const float mean = sum / static_cast<float>(C);
+    float q[kLanes] = {};
+    for (int64_t c = 0; c < Cv; c += kLanes)
+        for (int64_t j = 0; j < kLanes; ++j) {
+            const float d = x[c + j] - mean;
+            q[j] += d * d;
+        }
+    float ss = 0.0f;
+    for (int64_t j = 0; j < kLanes; ++j) ss += q[j];
+    for (int64_t c = Cv; c < C; ++c) ss += (x[c] - mean) * (x[c] - mean);
+    const float rstd = 1.0f / sqrtf(ss / static_cast<float>(C) + eps);
+    for (int64_t c = 0; c < C; ++c) out[c] = (x[c] - mean) * rstd * gamma[c] + beta[c];
+    if (silu) silu_row(out, C);
+}
+
+void layer_norm_generic(const NormArgs& a, int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p)
+        layer_norm_row(a.x + p * a.C, a.gamma, a.beta, a.C, a.eps, a.silu, a.out + p * a.C);
 }
 
 // Window attention's row t (AttentionArgs), in place: s[u] = scale * s[u] + bias[u], then the

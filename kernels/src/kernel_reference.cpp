@@ -222,11 +222,19 @@ int64_t attention_scratch_ref(int64_t, int64_t) { return 0; }
 void branch_ref(const BranchArgs& a, int64_t p0, int64_t p1, float*) {
     const int64_t C2 = a.Cin - a.C1;
     std::vector<double> in(static_cast<size_t>(a.Cin)), t(static_cast<size_t>(a.rank8));
+    std::vector<float> normed(static_cast<size_t>(a.Cin));
     for (int64_t opix = p0; opix < p1; ++opix) {
         const int64_t n = opix / (a.Ho * a.Wo), oy = opix / a.Wo % a.Ho, ox = opix % a.Wo;
         const int64_t pix = (n * a.H + oy * a.stride) * a.W + ox * a.stride;
+        if (a.gamma) {  // prologue: the reference LayerNorm and packing of the pixel
+            const NormArgs na{a.x + pix * a.Cin, a.gamma, a.beta, normed.data(), 1, a.Cin, a.eps, a.silu};
+            layer_norm_ref(na, 0, 1);
+            const PackArgs pa{normed.data(), nullptr, a.shift, a.bits + pix * a.Cw, a.alpha + pix,
+                              1, a.Cin, a.Cin, a.Cw};
+            pack_ref(pa, 0, 1);
+        }
         for (int64_t i = 0; i < a.Cin; ++i)
-            in[i] = i < a.C1 ? a.x[pix * a.C1 + i] : a.x2[pix * C2 + i - a.C1];
+            in[i] = a.gamma ? normed[i] : (i < a.C1 ? a.x[pix * a.C1 + i] : a.x2[pix * C2 + i - a.C1]);
         for (int64_t r = 0; r < a.rank8; ++r) {
             t[r] = 0.0;
             for (int64_t i = 0; i < a.Cin; ++i) t[r] += a.down[r * a.Cin + i] * in[i];

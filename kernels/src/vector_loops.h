@@ -84,6 +84,19 @@ void pack_rows(const PackArgs& a, int64_t p0, int64_t p1) {
     }
 }
 
+// One row x[C] packed (bits[Cw], alpha) as pack_rows packs it.
+template <class Isa, bool kShift>
+inline void pack_row(const Isa& isa, const float* x, const float* shift, int64_t C, int64_t Cw,
+                     uint64_t* bits, float* alpha) {
+    typename Isa::AbsSum sum;
+    for (int64_t w = 0; w < Cw; ++w) {
+        const int64_t left = C - 64 * w;
+        bits[w] = isa.template pack_bits<kShift>(
+            PackWord{x + 64 * w, kShift ? shift + 64 * w : nullptr, left < 64 ? left : 64}, sum);
+    }
+    *alpha = C > 0 ? isa.total(sum) / static_cast<float>(C) : 0.0f;
+}
+
 // The shift or no-shift loop, chosen once per row range.
 template <class Isa>
 void pack(const PackArgs& a, int64_t p0, int64_t p1) {
@@ -399,10 +412,11 @@ inline void store_transposed(const float* src, int64_t c, int64_t n, int64_t np,
 }
 
 // Scratch of one branch task, in floats: the block's inputs [Cin][kLanes], its low-rank
-// projections [rank8][kLanes] and its outputs [Cout8][kLanes], channel-major.
+// projections [rank8][kLanes] and its outputs [Cout8][kLanes], channel-major, and the
+// prologue's normalized pixels [kLanes][Cin].
 template <class Isa>
 int64_t branch_scratch(int64_t Cin, int64_t rank8, int64_t Cout8) {
-    return (Cin + rank8 + Cout8) * Isa::kLanes;
+    return (2 * Cin + rank8 + Cout8) * Isa::kLanes;  // + the prologue's rows [kLanes][Cin]
 }
 
 // BranchArgs over output pixels [p0, p1), kLanes pixels at a time, vectorized over the pixels:
@@ -416,6 +430,8 @@ void branch(const BranchArgs& a, int64_t p0, int64_t p1, float* scratch) {
     float* xt = scratch;            // [Cin][L]
     float* t = xt + a.Cin * L;      // [rank8][L]
     float* ot = t + a.rank8 * L;    // [Cout8][L]
+    float* normed = ot + a.Cout8 * L;  // [L][Cin] (prologue)
+    const Isa isa;
     const int64_t C2 = a.Cin - a.C1;
     const float* r1[L];
     const float* r2[L];
@@ -429,6 +445,15 @@ void branch(const BranchArgs& a, int64_t p0, int64_t p1, float* scratch) {
             if (p < np) {
                 const int64_t pix = (n * a.H + oy * a.stride) * a.W + ox * a.stride;
                 r1[p] = a.x + pix * a.C1;
+                if (a.gamma) {  // prologue: normalize and pack the pixel (stride 1: pix = pb + p)
+                    float* row = normed + p * a.Cin;
+                    layer_norm_row(r1[p], a.gamma, a.beta, a.Cin, a.eps, a.silu, row);
+                    if (a.shift)
+                        pack_row<Isa, true>(isa, row, a.shift, a.Cin, a.Cw, a.bits + pix * a.Cw, a.alpha + pix);
+                    else
+                        pack_row<Isa, false>(isa, row, nullptr, a.Cin, a.Cw, a.bits + pix * a.Cw, a.alpha + pix);
+                    r1[p] = row;
+                }
                 r2[p] = C2 > 0 ? a.x2 + pix * C2 : a.zeros;
                 orow[p] = a.out + (pb + p) * a.Cout;
                 arow[p] = a.add ? a.add + (pb + p) * a.Cout : nullptr;

@@ -4,6 +4,7 @@
 //   build/selftest/bk_selftest
 // The Python parity harness (tests/test_kernels.py) is the main test; this one only checks that
 // the optimized kernels agree with the reference (exact bits, outputs within float32 rounding).
+#include <bitset>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -177,6 +178,24 @@ void float_cases(const std::string& kernel, Rng& rng) {
                                run == 0 ? y0.data() : y1.data());
                 }
                 check(close(y0, y1, 10.0f * (8 * cin + 10)), kernel + " branch" + what);
+                if (cin == C1) {  // the LayerNorm prologue: the same bits, close outputs
+                    std::vector<float> g(cin), b(cin), sh(cin), a0(N * H * W), a1(a0.size()),
+                        yb0(N * H * W * cout), yb1(yb0.size());
+                    std::vector<uint64_t> b0(N * H * W * ((cin + 63) / 64)), b1(b0.size());
+                    fill(g), fill(b), fill(sh);
+                    for (int run = 0; run < 2; ++run) {
+                        bk::set_kernel(run == 0 ? "reference" : kernel);
+                        bk::norm_branch(x.data(), N, H, W, cin, g.data(), b.data(), 1e-5f, k == 3,
+                                        sh.data(), down.data(), up.data(), 8, row.data(), col.data(),
+                                        val.data(), cout, nullptr, run == 0 ? yb0.data() : yb1.data(),
+                                        run == 0 ? b0.data() : b1.data(), run == 0 ? a0.data() : a1.data());
+                    }
+                    size_t flips = 0;  // a normalized value within rounding of its threshold
+                    for (size_t i = 0; i < b0.size(); ++i) flips += std::bitset<64>(b0[i] ^ b1[i]).count();
+                    check(flips <= b0.size() / 64 + 1 && close(a0, a1, 1.0f) &&
+                              close(yb0, yb1, 10.0f * (8 * cin + 10)),
+                          kernel + " norm_branch" + what);
+                }
             }
     for (int heads : {1, 3, 4})
         for (int ws : {2, 4, 8}) {
