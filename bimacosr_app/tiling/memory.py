@@ -14,7 +14,9 @@ cpu-pack  —           222 MB      —           754 MB      1225 MB
 A line through the reference points has a slope of 3.3 KB per pixel and an intercept of
 about 90 MB; the constants below (3.5 KiB, 128 MiB) lie above every measurement, so a budget
 bounds what a tile needs. ``reference`` (float32 torch) is the hungriest backend; ``cuda``
-computes in half precision and needs less.
+computes in half precision and needs less. (The ``cpu-pack`` row is the torch-assisted packed
+network before the native runtime; the native ``cpu-packed`` needs far less: a whole 24 MP
+output with 384-pixel tile cores peaks at 0.6 GB, docs/BENCHMARKS.md.)
 """
 
 from __future__ import annotations
