@@ -550,7 +550,7 @@ def test_prepared_weights_errors():
         bk.prepare_gemm_weights(wbits, 70)
     with pytest.raises(ValueError, match="C-contiguous"):
         bk.prepare_gemm_weights(np.asfortranarray(np.zeros((8, 2), np.uint64)), 70)
-    with pytest.raises(ValueError, match="cin must be >= 1"):
+    with pytest.raises(ValueError, match="k must be >= 1"):
         bk.prepare_gemm_weights(np.zeros((8, 0), np.uint64), 0)
     bad = gbits.copy()
     bad[3, 1] |= np.uint64(1) << np.uint64(6)  # channel 70 >= k = 70

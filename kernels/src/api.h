@@ -25,7 +25,8 @@ std::string kernel_name();
 void set_kernel(const std::string& name);
 // Applies BIMACOSR_KERNEL if set; returns a warning message ("" if none) when it cannot be honoured.
 std::string init_kernel_from_env();
-void set_num_threads(int n);  // n >= 1
+constexpr int kMaxThreads = 1024;
+void set_num_threads(int n);  // 1 <= n <= kMaxThreads (else std::invalid_argument)
 int get_num_threads();
 
 // Packs x[P, C1] (x2 null, C = C1) or the channel concatenation of x[P, C1] and x2[P, C - C1]

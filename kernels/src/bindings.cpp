@@ -2,6 +2,13 @@
 // tensors and anything else exposing DLPack, without copies). Inputs are checked strictly
 // (dtype, shape, C-contiguity); nothing is converted implicitly. Outputs are new NumPy arrays.
 // The GIL is released while the kernels run.
+//
+// Sizes (kernels/README.md, "Sizes"): every array a binding is given or makes, and every size
+// argument, has at most kMaxElements elements (the product of its nonzero extents, so that an
+// empty array's other extents are bounded too), and absolute positions plus sizes fit int64.
+// So every product of extents the kernels form fits int64 and no allocation wraps around. It is
+// checked before anything is allocated or looped over: too large or overflowing raises
+// OverflowError, a negative size ValueError.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -10,6 +17,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -29,11 +37,50 @@ using OutF32 = nb::ndarray<nb::numpy, float>;
 using OutU64 = nb::ndarray<nb::numpy, uint64_t>;
 
 [[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+[[noreturn]] void too_large(const std::string& msg) { throw std::overflow_error(msg); }
 
-std::string shape_str(const AnyArray& a) {
+constexpr int64_t kMaxElements = int64_t{1} << 40;
+constexpr const char* kLimit = "2^40";
+
+std::string shape_str(const std::vector<int64_t>& shape) {
     std::string s = "(";
-    for (size_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-    return s + (a.ndim() == 1 ? ",)" : ")");
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+std::vector<int64_t> shape_of(const AnyArray& a) {
+    std::vector<int64_t> shape(a.ndim());
+    for (size_t i = 0; i < a.ndim(); ++i) shape[i] = static_cast<int64_t>(a.shape(i));
+    return shape;
+}
+
+std::string shape_str(const AnyArray& a) { return shape_str(shape_of(a)); }
+
+// The element count of an array `name` of `shape`, every extent >= 0 (else ValueError) and the
+// product of the nonzero extents at most kMaxElements (else OverflowError, before it overflows).
+int64_t checked_count(const std::string& name, const std::vector<int64_t>& shape) {
+    int64_t count = 1;
+    bool empty = false;
+    for (int64_t d : shape) {
+        if (d < 0) fail(name + " would have a negative extent: shape " + shape_str(shape));
+        if (d == 0) {
+            empty = true;
+            continue;
+        }
+        if (d > kMaxElements / count)
+            too_large(name + " would have more than " + kLimit + " elements: shape " +
+                      shape_str(shape));
+        count *= d;
+    }
+    return empty ? 0 : count;
+}
+
+// A size argument: in [lo, kMaxElements] (below: ValueError, above: OverflowError).
+int64_t size_arg(const char* name, int64_t value, int64_t lo) {
+    if (value < lo) fail(std::string(name) + " must be >= " + std::to_string(lo) + ", got " + std::to_string(value));
+    if (value > kMaxElements)
+        too_large(std::string(name) + " = " + std::to_string(value) + " exceeds the kernels' limit of " + kLimit);
+    return value;
 }
 
 bool c_contiguous(const AnyArray& a) {
@@ -61,6 +108,7 @@ const void* check(const AnyArray& a, const char* name, Kind kind, std::vector<in
     if (a.ndim() != shape.size())
         fail(std::string(name) + " must have " + std::to_string(shape.size()) + " dimensions, got shape " +
              shape_str(a));
+    checked_count(name, shape_of(a));
     for (size_t i = 0; i < shape.size(); ++i)
         if (shape[i] >= 0 && static_cast<int64_t>(a.shape(i)) != shape[i]) {
             std::string want = "(";
@@ -111,8 +159,8 @@ public:
             ptr_ = check_out(*out, std::vector<int64_t>(shape.begin(), shape.end()), in, in_name);
             return;
         }
-        size_t n = 1;
-        for (size_t d : shape) n *= d;
+        const auto n = static_cast<size_t>(
+            checked_count("the output", std::vector<int64_t>(shape.begin(), shape.end())));
         auto [p, owner] = alloc<float>(n);
         fresh_.emplace(p, shape.size(), shape.data(), owner);
         ptr_ = p;
@@ -166,6 +214,7 @@ nb::tuple pack_activations(const AnyArray& x, const std::optional<AnyArray>& x2,
     if (shift)
         shiftp = static_cast<const float*>(check(*shift, "shift", Kind::F32, {static_cast<int64_t>(C)}));
     const size_t Cw = static_cast<size_t>(words_for(static_cast<int64_t>(C)));
+    checked_count("bits", {int64_t(N), int64_t(H), int64_t(W), int64_t(Cw)});
     auto [bits, bits_owner] = alloc<uint64_t>(N * H * W * Cw);
     auto [alpha, alpha_owner] = alloc<float>(N * H * W);
     {
@@ -183,8 +232,9 @@ nb::tuple pack_activations(const AnyArray& x, const std::optional<AnyArray>& x2,
 
 // Sign-bit weights uint64[rows, *taps_shape, ceil(cin / 64)] (taps_shape {3, 3} for 3x3 convs,
 // {} for GEMMs), checked, prepared for the active kernel.
-bk::PreparedWeights prepare(const AnyArray& wbits, int64_t cin, std::vector<int64_t> taps_shape) {
-    if (cin < 1) fail("cin must be >= 1");
+bk::PreparedWeights prepare(const AnyArray& wbits, int64_t cin, std::vector<int64_t> taps_shape,
+                            const char* cin_name) {
+    size_arg(cin_name, cin, 1);
     std::vector<int64_t> shape{-1};
     int64_t taps = 1;
     for (int64_t t : taps_shape) {
@@ -199,18 +249,18 @@ bk::PreparedWeights prepare(const AnyArray& wbits, int64_t cin, std::vector<int6
 }
 
 bk::PreparedWeights prepare_conv3x3_weights(const AnyArray& wbits, int64_t cin) {
-    return prepare(wbits, cin, {3, 3});
+    return prepare(wbits, cin, {3, 3}, "cin");
 }
 
 bk::PreparedWeights prepare_gemm_weights(const AnyArray& wbits, int64_t k) {
-    return prepare(wbits, k, {});
+    return prepare(wbits, k, {}, "k");
 }
 
 // The weights of one conv / GEMM call: a PreparedWeights passed in (for `cin` input channels and
 // `taps` taps: ValueError otherwise), or raw sign bits prepared for this call only.
 class CallWeights {
   public:
-    CallWeights(nb::handle wbits, int64_t cin, std::vector<int64_t> taps_shape) {
+    CallWeights(nb::handle wbits, int64_t cin, std::vector<int64_t> taps_shape, const char* cin_name) {
         int64_t taps = 1;
         for (int64_t t : taps_shape) taps *= t;
         if (nb::isinstance<bk::PreparedWeights>(wbits)) {
@@ -226,7 +276,7 @@ class CallWeights {
         AnyArray raw;
         if (!nb::try_cast(wbits, raw))
             throw nb::type_error("wbits must be PreparedWeights or a uint64 (int64) array");
-        once_.emplace(prepare(raw, cin, std::move(taps_shape)));
+        once_.emplace(prepare(raw, cin, std::move(taps_shape), cin_name));
         prepared_ = &*once_;
     }
     const bk::PreparedWeights& get() const { return *prepared_; }
@@ -241,12 +291,11 @@ nb::object binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, nb::handl
                           int64_t stride, const std::optional<RPReLU>& rprelu,
                           const std::optional<AnyArray>& add, const std::optional<nb::object>& out) {
     if (stride != 1 && stride != 2) fail("stride must be 1 or 2");
-    if (cin < 1) fail("cin must be >= 1");
-    const int64_t Cw = words_for(cin);
+    const int64_t Cw = words_for(size_arg("cin", cin, 1));
     const auto* xp = static_cast<const uint64_t*>(check(bits, "bits", Kind::U64, {-1, -1, -1, Cw}));
     const int64_t N = bits.shape(0), H = bits.shape(1), W = bits.shape(2);
     const auto* ap = static_cast<const float*>(check(alpha, "alpha", Kind::F32, {N, H, W}));
-    const CallWeights w(wbits, cin, {3, 3});
+    const CallWeights w(wbits, cin, {3, 3}, "cin");
     const int64_t Cout = w.get().rows();
     const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {Cout}));
     const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0;
@@ -265,12 +314,11 @@ nb::object binary_gemm(const AnyArray& bits, const AnyArray& alpha, nb::handle w
                        int64_t k, const AnyArray& beta, const std::optional<AnyArray>& bias,
                        const std::optional<RPReLU>& rprelu, const std::optional<AnyArray>& add,
                        const std::optional<nb::object>& out) {
-    if (k < 1) fail("k must be >= 1");
-    const int64_t Kw = words_for(k);
+    const int64_t Kw = words_for(size_arg("k", k, 1));
     const auto* xp = static_cast<const uint64_t*>(check(bits, "bits", Kind::U64, {-1, Kw}));
     const int64_t M = bits.shape(0);
     const auto* ap = static_cast<const float*>(check(alpha, "alpha", Kind::F32, {M}));
-    const CallWeights w(wbits, k, {});
+    const CallWeights w(wbits, k, {}, "k");
     const int64_t Nout = w.get().rows();
     const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {Nout}));
     const Epi e = check_epilogue(Nout, bias, rprelu, add, {M, Nout});
@@ -394,6 +442,7 @@ nb::tuple norm_branch(const AnyArray& x, const AnyArray& gamma, const AnyArray& 
     const float* ap = add ? static_cast<const float*>(check(*add, "add", Kind::F32, {N, H, W, Cout})) : nullptr;
     const Output y(out, {size_t(N), size_t(H), size_t(W), size_t(Cout)}, ap, "add");
     const size_t Cw = static_cast<size_t>(words_for(Cin));
+    checked_count("bits", {N, H, W, int64_t(Cw)});
     auto [bits, bits_owner] = alloc<uint64_t>(N * H * W * Cw);
     auto [alpha, alpha_owner] = alloc<float>(N * H * W);
     {
@@ -413,7 +462,11 @@ nb::object window_attention(const AnyArray& qkv, const AnyArray& bias, int64_t h
     const auto* qp = static_cast<const float*>(check(qkv, "qkv", Kind::F32, {-1, -1, -1, -1}));
     const int64_t N = qkv.shape(0), H = qkv.shape(1), W = qkv.shape(2), C3 = qkv.shape(3);
     if (C3 % 3 != 0) fail("qkv must have 3 * C channels, got shape " + shape_str(qkv));
-    if (heads < 1 || window < 1) fail("heads and window must be >= 1");
+    size_arg("heads", heads, 1);
+    size_arg("window", window, 1);
+    if (window > (int64_t{1} << 20))
+        too_large("window = " + std::to_string(window) + ": window^2 tokens exceed the kernels' limit of " + kLimit);
+    if (shift < 0 || shift >= window) fail("shift must be in [0, window)");
     const int64_t T = window * window;
     const auto* bp = static_cast<const float*>(check(bias, "bias", Kind::F32, {heads, T, T}));
     const Output y(out, {size_t(N), size_t(H), size_t(W), size_t(C3 / 3)}, nullptr, "qkv");
@@ -447,6 +500,9 @@ nb::tuple one_step_input(const AnyArray& lr, const std::optional<AnyArray>& eps,
     if (h < 1 || w < 1 || C < 1 || height < h || width < w)
         fail("one_step_input needs a non-empty lr no larger than (height, width), got shape " +
              shape_str(lr));
+    size_arg("height", height, 1);
+    size_arg("width", width, 1);
+    checked_count("x", {N, height, width, 17, C});  // z is smaller
     const float* ep = eps ? static_cast<const float*>(check(*eps, "eps", Kind::F32, {16 * C, h, w})) : nullptr;
     auto [x, xo] = alloc<float>(static_cast<size_t>(N * height * width * 17 * C));
     auto [z, zo] = alloc<float>(static_cast<size_t>(N * height * width * 16 * C));
@@ -481,7 +537,11 @@ nb::object latent_image(const AnyArray& x0, int64_t height, int64_t width,
 nb::tuple position_uniforms(uint32_t seed0, uint32_t seed1, int64_t top, int64_t left,
                             int64_t height, int64_t width, int64_t channels) {
     if (height < 0 || width < 0 || channels < 0) fail("height, width and channels must be >= 0");
-    const size_t n = static_cast<size_t>(channels * height * width);
+    const size_t n = static_cast<size_t>(checked_count("u1", {channels, height, width}));
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+    if (top > kMax - height || left > kMax - width)
+        too_large("top + height and left + width must fit int64, got top " + std::to_string(top) +
+                  ", left " + std::to_string(left));
     auto [u1, o1] = alloc<float>(n);
     auto [u2, o2] = alloc<float>(n);
     {
@@ -618,7 +678,7 @@ NB_MODULE(_bitkernels, m) {
     m.def("set_kernel", &bk::set_kernel, "name"_a,
           "Select 'auto', 'reference', 'avx2', 'avx512' or 'neon' (ValueError if unavailable). "
           "Weights prepared before for another kernel must be prepared again.");
-    m.def("set_num_threads", &bk::set_num_threads, "n"_a, "Threads of the private pool (>= 1).");
+    m.def("set_num_threads", &bk::set_num_threads, "n"_a, "Threads of the private pool (1 to 1024).");
     m.def("get_num_threads", &bk::get_num_threads);
 
     const std::string warning = bk::init_kernel_from_env();

@@ -508,7 +508,9 @@ std::string init_kernel_from_env() {
 }
 
 void set_num_threads(int n) {
-    if (n < 1) throw std::invalid_argument("number of threads must be >= 1");
+    if (n < 1 || n > kMaxThreads)
+        throw std::invalid_argument("number of threads must be in [1, " +
+                                    std::to_string(kMaxThreads) + "], got " + std::to_string(n));
     g_threads.store(n);
 }
 
