@@ -1,9 +1,10 @@
 """``bimacosr --self-test``: prove that this installation really upscales, offline.
 
 Loads the bundled model, upscales a small bundled photo-like image (32x32 -> 128x128) with
-every backend available here (``reference``, ``cpu-packed`` where the native kernels load,
-``cuda`` where CUDA works) and compares each output with a stored golden result. Used by the
-frozen bundle's smoke test (packaging/smoke_test.py) and by the test suite.
+every backend available here (``cpu-packed`` where the native kernels load, ``reference``
+where torch is installed, ``cuda`` where CUDA works; the others are listed as skipped, with
+what they need) and compares each output with a stored golden result. Used by the frozen
+bundle's smoke test (packaging/smoke_test.py) and by the test suite.
 
 The data is shipped with the model (``resources/selftest/`` of the source tree, package data
 of a wheel, ``resources/selftest/`` of a PyInstaller bundle: :mod:`bimacosr_app.bundled`). It
@@ -171,7 +172,13 @@ def run_self_test(checkpoint: str | Path | None = None, data_dir: str | Path | N
         return fail(f"self-test data unusable in {data}: {exc}")
 
     from .checkpoint import CheckpointError, load_packed
-    from .engine import available_backends, default_checkpoint_path, select_backend
+    from .engine import (
+        available_backends,
+        default_checkpoint_path,
+        registered_backends,
+        select_backend,
+        unavailable_reason,
+    )
 
     model_path = Path(checkpoint) if checkpoint is not None else default_checkpoint_path()
     report.model_path = str(model_path)
@@ -194,6 +201,10 @@ def run_self_test(checkpoint: str | Path | None = None, data_dir: str | Path | N
         f"{lr.shape[3]}x{lr.shape[2]} -> {golden.shape[2]}x{golden.shape[1]})")
 
     names = backends if backends is not None else available_backends()
+    if backends is None:
+        for name in registered_backends():
+            if name not in names:
+                log(f"{name:<12} skip   needs {unavailable_reason(name)}")
     if not names:
         return fail("no backend is available")
     for name in names:
@@ -256,8 +267,7 @@ def make_golden(checkpoint: str | Path | None = None, data_dir: str | Path | Non
     out = select_backend(backend, ckpt).upscale(_load_input(data / INPUT_FILE), 0, 0, seed=seed)
     np.savez_compressed(data / OUTPUT_FILE, output=out[0].astype(np.float16))
 
-    import torch
-
+    torch = sys.modules.get("torch")  # loaded by a torch backend; None for cpu-packed
     meta = {
         "format": FORMAT_VERSION,
         "model_sha256": ckpt.content_sha256,
@@ -267,7 +277,7 @@ def make_golden(checkpoint: str | Path | None = None, data_dir: str | Path | Non
         "seed": seed,
         "backend": backend,
         "tolerance": {"pool": POOL, "pooled_mean_abs": MEAN_ABS_TOL},
-        "made_with": {"app": __version__, "torch": torch.__version__},
+        "made_with": {"app": __version__, "torch": getattr(torch, "__version__", None)},
     }
     (data / GOLDEN_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta

@@ -164,6 +164,8 @@ def test_evaluate_reports_model_bicubic_and_against_per_image(tmp_path):
 
 
 def test_st_lpips_loads_every_weight_and_ranks_distortions():
+    pytest.importorskip("stlpips_pytorch.stlpips", reason="ST-LPIPS needs the [train] extra "
+                        "(pip install -e .[train], with the torchvision of the installed torch)")
     perceptual = STLPIPS("cpu")
     hr = torch.from_numpy(np.asarray(Image.open(VAL_PHOTO).convert("RGB"))).permute(2, 0, 1)
     hr = hr[None, :, :192, :192].float() / 255

@@ -2,11 +2,16 @@
 
 Reports the checkpoint (format version, architecture, diffusion T, provenance, content hash,
 file size and compression vs the FP32 network of the same architecture), the backends usable
-here, the native kernels (CPU features, kernel chosen, or why they are missing), the CUDA
-device, readable image formats, and the app and torch versions. ``--json`` prints one JSON
-object with the keys ``app_version``, ``torch_version``, ``checkpoint``,
-``compression_ratio``, ``backends``, ``kernels``, ``cuda`` and ``formats``. Exits 1 when the
-checkpoint cannot be loaded (the rest is still reported).
+here and what the others need (how to get it), the native kernels (CPU features, kernel
+chosen, or why they are missing), the CUDA device, readable image formats, and the app and
+torch versions. ``--json`` prints one JSON object with the keys ``app_version``,
+``torch_version`` (null without torch), ``checkpoint``, ``compression_ratio``, ``backends``,
+``unavailable`` (backend name -> what it needs), ``kernels``, ``cuda`` (the first visible
+NVIDIA GPU found by the driver, or null) and ``formats``. Exits 1 when the checkpoint cannot be
+loaded (the rest is still reported).
+
+Imports neither torch nor Qt (``engine.probe`` answers for the torch backends), so it runs in
+the app's own install and starts in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -15,12 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from .. import __version__
-from ..checkpoint import CheckpointError, fp32_parameter_count, load_packed
-from ..engine import available_backends, default_checkpoint_path
-from ..image_io import readable_formats
 
 __all__ = ["add_parser", "collect_info", "run"]
 
@@ -41,18 +41,21 @@ def _kernels() -> dict:
         return {"available": False, "reason": f"kernel loader unavailable: {exc}"}
 
 
-def _cuda() -> dict | None:
-    if not torch.cuda.is_available():
-        return None
-    props = torch.cuda.get_device_properties(0)
-    return {"name": props.name, "memory_bytes": props.total_memory,
-            "capability": f"{props.major}.{props.minor}", "devices": torch.cuda.device_count()}
-
-
 def collect_info(checkpoint: Path | None = None) -> dict:
     """Everything ``info`` reports, as one JSON-serializable dict."""
+    from ..checkpoint import CheckpointError, fp32_parameter_count, load_packed
+    from ..engine import (
+        available_backends,
+        cuda_status,
+        default_checkpoint_path,
+        registered_backends,
+        unavailable_reason,
+    )
+    from ..image_io import readable_formats
+
     path = checkpoint or default_checkpoint_path()
-    info: dict = {"app_version": __version__, "torch_version": torch.__version__}
+    cuda = cuda_status()
+    info: dict = {"app_version": __version__, "torch_version": cuda.torch_version}
     try:
         ckpt = load_packed(path)
     except CheckpointError as exc:
@@ -76,15 +79,19 @@ def collect_info(checkpoint: Path | None = None) -> dict:
         }
         info["compression_ratio"] = fp32_bytes / ckpt.file_size
     info["backends"] = available_backends()
+    info["unavailable"] = {name: unavailable_reason(name) for name in registered_backends()
+                           if name not in info["backends"]}
     info["kernels"] = _kernels()
-    info["cuda"] = _cuda()
+    info["cuda"] = cuda.device.to_dict() if cuda.device else None
     info["formats"] = readable_formats()
     return info
 
 
 def _print_text(info: dict) -> None:
     ck = info["checkpoint"]
-    print(f"BiMaCoSR Upscaler {info['app_version']} (torch {info['torch_version']})")
+    torch = info["torch_version"]
+    print(f"BiMaCoSR Upscaler {info['app_version']} "
+          f"({'torch ' + torch if torch else 'without PyTorch'})")
     print(f"\nCheckpoint: {ck['path']}")
     if "error" in ck:
         print(f"  unusable: {ck['error']}")
@@ -101,7 +108,9 @@ def _print_text(info: dict) -> None:
               f"{ck['fp32_bytes']:,} bytes; {info['compression_ratio']:.1f}x smaller")
         for key, value in ck["provenance"].items():
             print(f"  {key:<16} {json.dumps(value) if isinstance(value, dict) else value}")
-    print(f"\nBackends: {', '.join(info['backends'])}")
+    print(f"\nBackends: {', '.join(info['backends']) or 'none'}")
+    for name, needs in info["unavailable"].items():
+        print(f"  {name} is not available: it needs {needs}")
     k = info["kernels"]
     if k.get("available"):
         print(f"Kernels: {k['kernel']} (of {', '.join(k['kernels'])}), {k['threads']} threads; "

@@ -21,32 +21,27 @@ is in use by another run, 2 for usage errors (bad options, an input that does no
 images found, an output that is a file where a folder is needed or one file for several
 images, a backend or device not available here), 130 after Ctrl+C and 143 after SIGTERM
 (nothing partial is written; the same command resumes the batch).
+
+Importing this module (``bimacosr --help``, ``upscale --help``) loads only the option schema:
+the jobs, the engine and the image libraries load when a batch runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ..jobs import (
-    BATCH_OPTIONS,
-    JOB_OPTIONS,
-    FolderInUseError,
-    InputError,
-    Option,
-    Progress,
-    UpscaleRequest,
-    UpscaleResult,
-    plan_batch,
-)
+from ..jobs.options import BATCH_OPTIONS, JOB_OPTIONS, Option
+
+if TYPE_CHECKING:
+    from ..jobs import Progress, UpscaleRequest, UpscaleResult
 
 __all__ = ["register", "run"]
 
@@ -115,6 +110,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..jobs import FolderInUseError, InputError, plan_batch
+
     err = sys.stderr
     display = _Display(err, sys.stdout if args.json else None)
     batch = None
@@ -168,32 +165,18 @@ def _load_backend(args: argparse.Namespace):
 
 
 def _missing_cuda(args: argparse.Namespace) -> str:
-    """What is missing for ``--device cuda`` / ``--backend cuda`` here and how to get it; ""
-    when CUDA works or is not asked for."""
+    """What is missing for ``--device cuda`` / ``--backend cuda`` here and how to get it
+    (an NVIDIA GPU and its driver, PyTorch built with CUDA: ``engine.probe``, which imports no
+    torch); "" when CUDA works or is not asked for."""
     if "cuda" not in (args.device, args.backend):
         return ""
-    flag = "--device cuda" if args.device == "cuda" else "--backend cuda"
-    import torch
+    from ..engine import cuda_status
 
-    if torch.cuda.is_available():
+    status = cuda_status()
+    if status.available:
         return ""
-    cpu = "or leave it out to run on the CPU"
-    if torch.version.cuda is None:
-        return (f"{flag} needs PyTorch built with CUDA, and this PyTorch ({torch.__version__}) "
-                "is built for the CPU only: install a CUDA build "
-                f"(https://pytorch.org/get-started/locally/), {cpu}")
-    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if hidden is not None and not hidden.strip().lstrip("-").strip(","):
-        return (f"{flag} needs a GPU, and CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU "
-                f"from this process: unset it or name a GPU, {cpu}")
-    try:
-        torch.cuda.init()
-        detail = ""
-    except Exception as exc:  # its words name what is missing (driver, device)
-        detail = f" ({str(exc).strip()})"
-    return (f"{flag} needs an NVIDIA GPU and its driver, and PyTorch {torch.__version__} "
-            f"(built for CUDA {torch.version.cuda}) finds no usable GPU{detail}: install or "
-            f"update the NVIDIA driver (https://www.nvidia.com/Download/index.aspx), {cpu}")
+    flag = "--device cuda" if args.device == "cuda" else "--backend cuda"
+    return f"{flag} needs {status.reason}; or leave it out to run on the CPU"
 
 
 class _Display:

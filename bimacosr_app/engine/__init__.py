@@ -7,13 +7,17 @@ from .backends import (
     register_backend,
     registered_backends,
     select_backend,
+    unavailable_reason,
 )
+from .probe import cuda_status
 
 __all__ = [
     "Backend",
     "available_backends",
+    "cuda_status",
     "default_checkpoint_path",
     "register_backend",
     "registered_backends",
     "select_backend",
+    "unavailable_reason",
 ]

@@ -10,19 +10,20 @@ where the backend runs (``str(device)``: "cpu", "cuda:0"). Backends hold no Qt a
 state beyond their checkpoint.
 
 Registry: a backend subclasses :class:`Backend`, sets ``name``, takes
-``(checkpoint: PackedCheckpoint, device)`` in its constructor, overrides ``is_available()``
-(can it run here: CUDA present, kernels load) and ``default_device()`` if needed, and is
-decorated with :func:`register_backend`. Backends in other modules of this package (listed in
-``_PLUGINS``) register when their module is first imported, which happens when their name is
-first asked about (:func:`available_backends`, :func:`select_backend`); a module that cannot
-import here (``cuda`` without torch) is simply not offered.
-``reference`` (pure torch, float32, any device) is always registered and is the parity oracle
-for the others; ``cpu-packed`` (engine/cpu_packed.py) needs no torch.
+``(checkpoint: PackedCheckpoint, device)`` in its constructor, overrides
+``unavailable_reason()`` (why it cannot run here: no torch, kernels not built; "" when it can)
+and ``default_device()`` if needed, and is decorated with :func:`register_backend`. Backends in
+other modules of this package (listed in ``_PLUGINS``) register when their module is first
+imported, which happens when their name is first asked about (:func:`available_backends`,
+:func:`select_backend`); a plug-in whose module imports torch (``cuda``) has a torch-free
+probe in ``_PROBES`` that answers for it until it is built. ``reference`` (pure torch,
+float32, any device) is the parity oracle for the others, offered where torch is installed;
+``cpu-packed`` (engine/cpu_packed.py) needs no torch.
 
-No torch at import: this module, the registry and ``cpu-packed`` run without it; the torch
-backends (``reference``, ``cuda``) import it when they are built or asked whether they can run.
-So selecting ``cpu-packed`` by name never imports torch, and ``auto`` imports it (where it is
-installed) only to ask CUDA.
+No torch at import, and none to list the backends: this module, the registry and
+``cpu-packed`` run without it; whether ``reference`` and ``cuda`` can run is found without
+importing it (:mod:`.probe`), and they import it when they are built. So listing backends
+(``info``, the window) and ``auto`` on a machine without a GPU never import torch.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 from ..bundled import bundled_path
 from ..checkpoint.load import PackedCheckpoint, load_packed
 from ..model.config import SCALE
+from .probe import cuda_status, torch_installed, torch_missing_reason
 
 __all__ = [
     "Backend",
@@ -45,12 +47,16 @@ __all__ = [
     "register_backend",
     "registered_backends",
     "select_backend",
+    "unavailable_reason",
 ]
 
 MODEL_RELPATH = Path("models") / "bimacosr-x4.safetensors"  #: below resources/ (bundled.py)
 # Backends of other modules of this package (they register when imported): name -> module,
 # imported on first use of that name only.
 _PLUGINS = {"cpu-packed": "bimacosr_app.engine.cpu_packed", "cuda": "bimacosr_app.engine.cuda"}
+# Plug-ins whose module imports torch: why they cannot run here ("" when they can), asked
+# without importing the module (engine/probe.py), so that listing backends imports no torch.
+_PROBES = {"cuda": lambda: cuda_status().reason}
 # "auto" takes the first of these that is registered and available, else "reference".
 _AUTO_ORDER = ("cuda", "cpu-packed")
 
@@ -59,7 +65,7 @@ _registry: dict[str, type[Backend]] = {}
 
 class Backend:
     """Base class. Subclasses set ``name``, implement ``_upscale`` and, when they need
-    hardware or compiled code, ``is_available``."""
+    hardware, torch or compiled code, ``unavailable_reason``."""
 
     name: str = ""
     scale: int = SCALE
@@ -69,9 +75,15 @@ class Backend:
         self.device = device
 
     @classmethod
+    def unavailable_reason(cls) -> str:
+        """Why this backend cannot run on this machine, completing "needs ..." (what is
+        missing and how to get it); "" when it can."""
+        return ""
+
+    @classmethod
     def is_available(cls) -> bool:
         """Whether this backend can run on this machine."""
-        return True
+        return not cls.unavailable_reason()
 
     @classmethod
     def default_device(cls):
@@ -116,6 +128,10 @@ class ReferenceBackend(Backend):
 
     name = "reference"
 
+    @classmethod
+    def unavailable_reason(cls) -> str:
+        return "" if torch_installed() else torch_missing_reason()
+
     def __init__(self, checkpoint: PackedCheckpoint, device):
         import torch
 
@@ -145,9 +161,22 @@ def _backend_class(name: str) -> type[Backend] | None:
     return _registry.get(name)
 
 
-def _usable(name: str) -> bool:
+def unavailable_reason(name: str) -> str:
+    """Why backend ``name`` cannot run on this machine, completing "needs ..." (what is
+    missing and how to get it); "" when it can. Imports no torch: a plug-in with a probe
+    (``cuda``) is answered by it, ``reference`` by finding torch without importing it."""
+    if name in _PROBES:
+        return _PROBES[name]()
     cls = _backend_class(name)
-    return cls is not None and cls.is_available()
+    if cls is None:
+        if name in _PLUGINS:
+            return f"its module {_PLUGINS[name]}, which cannot be imported here"
+        return f"to be registered (unknown backend {name!r})"
+    return cls.unavailable_reason()
+
+
+def _usable(name: str) -> bool:
+    return not unavailable_reason(name)
 
 
 def registered_backends() -> list[str]:
@@ -157,7 +186,7 @@ def registered_backends() -> list[str]:
 
 def available_backends() -> list[str]:
     """Names of the backends usable on this machine, in auto-selection preference order
-    (imports every plug-in, torch for ``cuda`` where it is installed)."""
+    (imports the plug-ins that need no torch; torch is never imported)."""
     usable = [n for n in registered_backends() if _usable(n)]
     preferred = [n for n in _AUTO_ORDER if n in usable]
     return preferred + [n for n in usable if n not in preferred]
@@ -171,8 +200,8 @@ def default_checkpoint_path() -> Path:
 def select_backend(name: str = "auto",
                    checkpoint: PackedCheckpoint | str | Path | None = None,
                    device=None) -> Backend:
-    """A ready backend. ``name``: "auto" (cuda if CUDA works and a cuda backend is registered,
-    else cpu-packed if its kernels load, else reference) or a registered name.
+    """A ready backend. ``name``: "auto" (cuda if CUDA works, else cpu-packed if its kernels
+    load, else reference) or a registered name.
     ``checkpoint``: a loaded checkpoint or a path (default: the bundled model).
     ``device`` (a name such as "cpu", "cuda:0", or a torch.device): defaults to the backend's
     own (cuda:0 for cuda, cpu otherwise).
@@ -185,9 +214,14 @@ def select_backend(name: str = "auto",
     known = registered_backends()
     if name not in known:
         raise ValueError(f"unknown backend {name!r}; known: {', '.join(['auto', *known])}")
-    cls = _backend_class(name)
-    if cls is None or not cls.is_available():
-        raise RuntimeError(f"backend {name!r} is not available on this machine")
+    reason = unavailable_reason(name)
+    cls = None if reason else _backend_class(name)
+    if not reason:  # the class itself confirms a probe's answer (torch asked, for cuda)
+        reason = (f"its module {_PLUGINS.get(name)}, which cannot be imported here"
+                  if cls is None else cls.unavailable_reason())
+    if reason:
+        raise RuntimeError(f"backend {name!r} is not available on this machine: it needs "
+                           f"{reason}")
     if not isinstance(checkpoint, PackedCheckpoint):
         checkpoint = load_packed(default_checkpoint_path() if checkpoint is None else checkpoint)
     return cls(checkpoint, device if device is not None else cls.default_device())

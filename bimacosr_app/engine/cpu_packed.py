@@ -9,7 +9,7 @@ the machine's core count), or on the OpenMP team of a process that has already l
 from __future__ import annotations
 
 from ..checkpoint.load import PackedCheckpoint
-from ..native import load_kernels
+from ..native import kernels_status, load_kernels
 from ..runtime import PackedNetwork
 from .backends import Backend, register_backend
 
@@ -29,8 +29,10 @@ class CpuPackedBackend(Backend):
         self.network = PackedNetwork(checkpoint)
 
     @classmethod
-    def is_available(cls) -> bool:
-        return load_kernels() is not None
+    def unavailable_reason(cls) -> str:
+        if load_kernels() is not None:
+            return ""
+        return f"the compiled kernels ({kernels_status()['reason'] or 'not built'})"
 
     def _upscale(self, lr01, top, left, seed):
         return self.network.upscale(lr01, top, left, seed)

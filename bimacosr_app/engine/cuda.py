@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ..model.binary import BinaryConv2d, BinaryLinear, binarize_activation
 from ..model.pipeline import upscale_tile
 from .backends import Backend, register_backend
+from .probe import cuda_status
 
 __all__ = ["CudaBackend", "DenseBinaryConv2d", "DenseBinaryLinear", "densify"]
 
@@ -94,8 +95,13 @@ class CudaBackend(Backend):
     name = "cuda"
 
     @classmethod
-    def is_available(cls) -> bool:
-        return torch.cuda.is_available()
+    def unavailable_reason(cls) -> str:
+        if torch.cuda.is_available():
+            return ""
+        cuda_status.cache_clear()
+        return cuda_status().reason or (
+            f"a GPU that PyTorch {torch.__version__} (CUDA {torch.version.cuda}) can use, and "
+            "it finds none")
 
     @classmethod
     def default_device(cls) -> torch.device:

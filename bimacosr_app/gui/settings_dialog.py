@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..jobs import option
+from ..jobs import backend_needs, option
 from .settings import Preferences
 
 __all__ = ["SettingsDialog"]
@@ -149,6 +149,9 @@ class SettingsDialog(QDialog):
                     entry = model.item(i)
                     entry.setEnabled(False)
                     entry.setText(f"{entry.text()} (not available here)")
+                    needs = backend_needs(name)  # e.g. cuda: the GPU, torch, the [cuda] extra
+                    if needs:
+                        entry.setToolTip(f"Needs {needs}")
         form.addRow("&Backend:", self.backend)
         self.device = _combo("device")
         self.device.setToolTip("Where the reference backend runs; the others pick their own")

@@ -10,8 +10,8 @@ with :class:`QueueStore` saving the queue, the command line through :func:`plan_
 its input. The window imports the app only
 through this package (plus the image reading it shows), so it never runs a second pipeline.
 
-Names load on first use: importing the package costs nothing, and the engine (with torch)
-loads only when a job or a session needs it.
+Names load on first use: importing the package costs nothing, and the engine loads only when
+a job or a session needs it (torch only for a backend that runs on it).
 """
 
 from importlib import import_module
@@ -32,7 +32,7 @@ _EXPORTS = {
                      "UpscaleResult"), ".request"),
     "run_request": ".run",
     **dict.fromkeys(("BackendFactory", "EngineFacts", "EngineSession", "Job", "ModelInfo",
-                     "engine_facts"), ".session"),
+                     "backend_needs", "engine_facts"), ".session"),
     # reading images as the jobs read them (the window's thumbnails and comparisons)
     **dict.fromkeys(("ImageIOError", "probe_image", "read_image", "readable_formats"),
                     "bimacosr_app.image_io"),

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..metrics import psnr_y, ssim_y
+
 __all__ = ["COLOUR_WARN", "PSNR_WARN", "SEAM_WARN", "QualityReport", "analyse"]
 
 MAX_SIDE = 768  # input pixels a side measured (central crop of larger inputs)
@@ -75,9 +77,6 @@ def analyse(inp: np.ndarray, out: np.ndarray,
     """Compare ``out`` (H,W,3 uint8 or [0,1] float) with its input ``inp`` (h,w,3, same
     conventions). ``period``: output pixels between tile cuts along (rows, columns), 0 for an
     axis without cuts, or None to skip the seam check."""
-    # metrics imports torch (seconds): only on first use, in a loader thread, never at start.
-    from ..metrics import psnr_y, ssim_y
-
     h, w = inp.shape[:2]
     sy, sx = out.shape[0] / h, out.shape[1] / w
     cw, ch = min(w, MAX_SIDE), min(h, MAX_SIDE)

@@ -3,8 +3,8 @@ between jobs, a timed calibration for the first estimates, and a queue item run 
 :class:`~.request.UpscaleRequest` through :func:`~.run.run_request`, its result turned into a
 :class:`~.queue.JobOutcome` with the job's speed (:class:`~.queue.SpeedSample`), which refines
 the estimates. ``gui.worker`` runs an :class:`EngineSession` on its engine
-thread; importing this module costs nothing (the engine, and with it torch, loads on first
-use).
+thread; importing this module costs nothing (the engine loads on first use, and torch only
+for a backend that runs on it).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from .queue import JobOutcome, SpeedSample
 from .request import Progress, UpscaleRequest
 
-__all__ = ["BackendFactory", "EngineFacts", "EngineSession", "Job", "ModelInfo", "engine_facts"]
+__all__ = ["BackendFactory", "EngineFacts", "EngineSession", "Job", "ModelInfo", "backend_needs",
+           "engine_facts"]
 
 CALIBRATION_SIDE = 128  #: LR pixels a side of the timed calibration upscale
 
@@ -60,6 +61,14 @@ def engine_facts() -> EngineFacts:
                        default_budget_mb("cpu"))
 
 
+def backend_needs(name: str) -> str:
+    """What backend ``name`` needs to run here and how to get it ("" when it runs), for the
+    window's settings; finds it without importing torch (``engine.probe``)."""
+    from ..engine import unavailable_reason
+
+    return unavailable_reason(name)
+
+
 class EngineSession:
     """Holds one model at a time, loaded on first use and kept while backend and device stay
     the same. Not thread-safe: one thread (the engine thread) calls it."""
@@ -96,13 +105,13 @@ class EngineSession:
 
     def calibrate(self, backend) -> float:
         """Seconds per output megapixel of ``backend``: one small upscale, timed after a
-        warm-up."""
-        import torch
+        warm-up (NumPy tiles: every backend takes them, and no torch is needed)."""
+        import numpy as np
 
-        gen = torch.Generator().manual_seed(0)
+        rng = np.random.default_rng(0)
         m = backend.required_multiple
-        backend.upscale(torch.rand(1, 3, m, m, generator=gen))  # warm-up
-        lr = torch.rand(1, 3, CALIBRATION_SIDE, CALIBRATION_SIDE, generator=gen)
+        backend.upscale(rng.random((1, 3, m, m), dtype=np.float32))  # warm-up
+        lr = rng.random((1, 3, CALIBRATION_SIDE, CALIBRATION_SIDE), dtype=np.float32)
         start = time.perf_counter()
         backend.upscale(lr)
         seconds = time.perf_counter() - start
