@@ -7,9 +7,11 @@ whatever the final name's length, so every name the file system allows (up to 25
 be written, and :func:`temp_name_pattern` still finds the leftovers of one target. It is
 created with the usual permissions (0o666 minus umask, unlike ``tempfile.mkstemp``'s 0o600),
 flushed and fsync'ed, then ``os.replace``'d onto the final name, and the folder is fsync'ed
-(POSIX, best effort). On any failure, ``KeyboardInterrupt`` included, the temporary file is
-removed and the exception propagates unchanged; an existing file under the final name is left
-untouched. Callers that owe their users a message (``image_io``) translate the exception.
+(POSIX, best effort). On Windows the rename fails while another program (an image viewer) has
+the target open: it is retried for 1.55 s, then :class:`TargetInUseError` is raised. On any
+failure, ``KeyboardInterrupt`` included, the temporary file is removed and the exception
+propagates; an existing file under the final name is left untouched. Callers that owe their
+users a message (``image_io``) translate the exception.
 """
 
 from __future__ import annotations
@@ -18,11 +20,22 @@ import contextlib
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "temp_name_pattern"]
+__all__ = ["TargetInUseError", "atomic_write", "atomic_write_bytes", "temp_name_pattern"]
+
+_WINDOWS = os.name == "nt"
+
+
+class TargetInUseError(PermissionError):
+    """Windows refused to replace the target: another program holds it open."""
+
+
+#: Pauses between the tries of a rename refused on Windows (a viewer holding the target open).
+REPLACE_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
@@ -35,7 +48,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             write(fp)
             fp.flush()
             os.fsync(fp.fileno())
-        os.replace(temp, path)
+        _replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
@@ -47,6 +60,21 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Create or replace ``path`` atomically with ``data``; see :func:`atomic_write`."""
     return atomic_write(path, lambda fp: fp.write(data))
+
+
+def _replace(temp: Path, path: Path) -> None:
+    """``os.replace``; on Windows retried while the target is held open by another program
+    (``PermissionError``: sharing violation or access denied)."""
+    for delay in (*REPLACE_RETRY_DELAYS, None) if _WINDOWS else (None,):
+        try:
+            os.replace(temp, path)
+            return
+        except PermissionError as exc:
+            if not (_WINDOWS and path.is_file()):
+                raise
+            if delay is None:
+                raise TargetInUseError(exc.errno, exc.strerror, str(path)) from exc
+            time.sleep(delay)
 
 
 def temp_name_pattern(path: Path) -> str:

@@ -45,6 +45,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         raise ImageWriteError(path, f"the folder '{folder}' does not exist")
     try:
         return atomic.atomic_write(path, write)
+    except atomic.TargetInUseError as exc:  # Windows: a viewer holds the file
+        raise ImageWriteError(
+            path, "the existing file is open in another program (close it there and try "
+            "again); it was left unchanged") from exc
     except OSError as exc:
         raise ImageWriteError(path, _write_reason(exc)) from exc
     except ImageWriteError:
