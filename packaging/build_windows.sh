@@ -153,6 +153,9 @@ in_wine "$PREFIX" wine "$KB/selftest/bk_selftest.exe" | tail -3 | sed 's/^/     
 # The spec finds the module through the import system, in the package folder of the checkout
 # (*.pyd is ignored by git; a Linux Python never loads it).
 cp "$pyd" bimacosr_app/_bitkernels.cp311-win_amd64.pyd
+# The checkout is the Windows Python's bimacosr_app (as an editable install is on Linux), also
+# for the spec's child process (runtime_modules.py).
+printf 'Z:\\src\n' >"$HOST_PREFIX/drive_c/Python311/Lib/site-packages/bimacosr-checkout.pth"
 wine_py -c "from bimacosr_app.native import kernels_status as s; d = s()
 assert d['available'], d['reason']; print('kernels under Wine:', d['kernel'], 'of', d['kernels'])" \
     | sed 's/^/        /'
@@ -175,6 +178,15 @@ note "bundle: $(du -sh "$BUILD/dist/bimacosr" | cut -f1), $(find "$BUILD/dist/bi
 # ---- 6 ----------------------------------------------------------------------------------------
 step "NSIS installer -> $SETUP"
 rm -f "$SETUP"
+# The uninstaller deletes exactly the bundle's files and folders (never RMDir /r of a folder
+# the user chose): the list, deepest folders last.
+(
+    cd "$BUILD/dist/bimacosr"
+    find . -type f | sed 's|^\./||' | LC_ALL=C sort | tr '/' '\\' | sed 's/\$/$$/g' \
+        | sed 's/.*/  Delete "$INSTDIR\\&"/'
+    find . -mindepth 1 -type d | sed 's|^\./||' | LC_ALL=C sort -r | tr '/' '\\' \
+        | sed 's/\$/$$/g' | sed 's/.*/  RMDir "$INSTDIR\\&"/'
+) >"$BUILD/dist/bimacosr.uninstall.nsh"
 in_chroot makensis -V2 -INPUTCHARSET UTF8 -DVERSION="$VERSION" \
     -DBUNDLE=/src/$BUILD/dist/bimacosr -DOUTFILE="/src/$SETUP" -DROOT=/src \
     /src/packaging/windows/bimacosr.nsi >"$BUILD/makensis.log" 2>&1 \

@@ -16,7 +16,7 @@ DOWNLOADS=$CACHE/downloads
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # Debian packages inside the chroot; a change of this list reinstalls (stamp below).
 CHROOT_PACKAGES="wine wine64 wine32:i386 nsis xvfb xauth x11-apps imagemagick python3-pip
-python3-setuptools cmake ninja-build g++-mingw-w64-x86-64-posix osslsigncode ca-certificates xz-utils
+python3-setuptools python3-numpy python3-pil cmake ninja-build g++-mingw-w64-x86-64-posix osslsigncode ca-certificates xz-utils
 xdotool procps"
 WIN_PY_DIR='C:\Python311'
 STEP=0
@@ -111,5 +111,5 @@ in_wine() {
     prefix=$1
     shift
     in_chroot env WINEPREFIX="$prefix" WINEARCH=win64 xvfb-run -a -s "-screen 0 1600x1000x24" \
-        "$@" 2>&1 | grep -v --line-buffered '^X connection to .* broken' | cat
+        "$@" 2>&1 | { grep -v --line-buffered '^X connection to .* broken' || true; }
 }

@@ -1,0 +1,229 @@
+#!/bin/bash
+# Smoke test of the Windows installer under Wine 10 (the chroot of build_windows.sh):
+#
+#   sudo packaging/smoke_test_windows.sh [dist/BiMaCoSR-Upscaler-VER-win64-setup.exe]
+#
+#  1. a fresh Wine prefix; the installer run silently (/S: per-user, default components);
+#     the files, the Start-menu and desktop shortcuts and the registry entries checked;
+#  2. the installed `bimacosr --self-test`;
+#  3. the installed `bimacosr upscale` on two val photos (128x96 LR centre crops of
+#     kde_BytheWater and lomiri_aitzgorri from ../shared/data/val, the crops of
+#     docs/ARCHITECTURE.md "Sign sensitivity"), read from a C:\ folder with spaces and
+#     non-ASCII names and written to another drive (Z:\) with a backslashed path; the outputs
+#     must equal the Linux build's within the floor stated there (max and mean |difference|
+#     at most 1.5x the floor's largest max and its mean);
+#  4. an output held open by another Windows program while a run replaces it: the run fails
+#     with a clear message, the old file is intact and no temporary file is left; once the
+#     file is closed, the same run replaces it;
+#  5. the window (bimacosr-gui.exe) on a virtual screen with one photo: Upscale pressed
+#     (Ctrl+Enter), the finished photo selected; screenshot -> build/win64/smoke/window.png;
+#     settings and log in the Windows locations platformdirs gives (%LOCALAPPDATA%);
+#  6. the uninstaller run silently; nothing of the app may be left in the prefix but the
+#     outputs and the user's settings, queue and log.
+# The Linux reference outputs come from $LINUX_BIMACOSR (a Linux `bimacosr` program), else
+# dist/bimacosr/bimacosr, else ./scripts/bimacosr (the development install).
+# Results: build/win64/smoke/ (report.txt, window.png, outputs). Needs root, like the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=windows/common.sh
+. packaging/windows/common.sh
+enter_namespace "$@"
+STEPS=6
+
+SETUP=${1:-$(ls -t dist/BiMaCoSR-Upscaler-*-win64-setup.exe 2>/dev/null | head -1)}
+[ -f "$SETUP" ] || die "no installer: build it with packaging/build_windows.sh, or name it"
+SETUP=$(realpath "$SETUP")
+case "$SETUP" in "$ROOT"/*) ;; *) die "the installer must lie inside the checkout ($ROOT)" ;; esac
+SETUP_IN=/src/${SETUP#"$ROOT"/}
+VAL=$ROOT/../shared/data/val
+OUT=build/win64/smoke
+PREFIX=/root/wine-smoke
+HP=$CHROOT$PREFIX
+USERDIR=$HP/drive_c/users/root
+WIN_USER='C:\users\root'
+INSTDIR_WIN="$WIN_USER"'\AppData\Local\Programs\BiMaCoSR Upscaler'
+INSTDIR=$USERDIR/AppData/Local/Programs/BiMaCoSR\ Upscaler
+PHOTOS_WIN="$WIN_USER"'\Fotos für Tests'
+PHOTOS=$USERDIR/Fotos\ für\ Tests
+OUTS_WIN='Z:\tmp\bimacosr smoke\Ergebnisse é'
+OUTS=$CHROOT/tmp/bimacosr\ smoke/Ergebnisse\ é
+# The floors of docs/ARCHITECTURE.md "Sign sensitivity" (x4, 1/255): largest max, mean.
+declare -A FLOOR_MAX=([kde_BytheWater]=23.3 [lomiri_aitzgorri_by_Aitzol_Berasategi]=5.2)
+declare -A FLOOR_MEAN=([kde_BytheWater]=0.76 [lomiri_aitzgorri_by_Aitzol_Berasategi]=0.38)
+rm -rf "$OUT" && mkdir -p "$OUT"
+REPORT=$OUT/report.txt
+: >"$REPORT"
+report() { echo "$*" | tee -a "$REPORT" | sed 's/^/        /'; }
+fail() { report "FAILED: $*"; die "smoke test failed: $*"; }
+wine_run() { in_wine "$PREFIX" "$@"; }
+# One Windows program in the prefix; its output through a pipe (see common.sh).
+app() { wine_run wine "$INSTDIR_WIN\\$1" "${@:2}"; }
+
+# ---- 1 ----------------------------------------------------------------------------------------
+step "fresh Wine prefix, silent install of $(basename "$SETUP")"
+ensure_chroot
+rm -rf "$HP" "$CHROOT/tmp/bimacosr smoke"
+wine_run wineboot --init >/dev/null
+(cd "$HP/drive_c" && find . | LC_ALL=C sort) >"$OUT/prefix-before.txt"
+t=$(date +%s)
+wine_run sh -c "wine '$SETUP_IN' /S; wineserver -w"
+report "install: $(($(date +%s) - t)) s, $(du -sm "$INSTDIR" | cut -f1) MB in $INSTDIR_WIN"
+for f in bimacosr.exe bimacosr-gui.exe uninstall.exe; do
+    [ -f "$INSTDIR/$f" ] || fail "$f not installed"
+done
+START_MENU=$USERDIR/AppData/Roaming/Microsoft/Windows/Start\ Menu/Programs/BiMaCoSR\ Upscaler
+[ -f "$START_MENU/BiMaCoSR Upscaler.lnk" ] || fail "no Start-menu shortcut"
+desktop=$(find "$USERDIR" -maxdepth 2 -iname 'BiMaCoSR Upscaler.lnk' -path '*esktop*' | head -1)
+[ -n "$desktop" ] || fail "no desktop shortcut"
+reg() { wine_run wine reg query "$@"; }
+reg 'HKCU\Software\Microsoft\Windows\CurrentVersion\Uninstall\BiMaCoSR Upscaler' \
+    | grep -q UninstallString || fail "no uninstall entry in HKCU"
+reg 'HKCU\Software\Classes\.png\OpenWithProgids' | grep -q BiMaCoSR.Upscaler.Image \
+    || fail "the 'Open with' entry for .png is missing"
+if reg 'HKCU\Software\Classes\.png' /ve 2>/dev/null | grep -q BiMaCoSR; then
+    fail "the installer took over .png's default program"
+fi
+report "shortcuts (Start menu, desktop), uninstall entry and 'Open with' entries in HKCU: ok"
+
+# ---- 2 ----------------------------------------------------------------------------------------
+step "installed bimacosr --self-test"
+t=$(date +%s)
+app bimacosr.exe --self-test >"$OUT/self-test.txt" || true
+sed 's/^/        /' "$OUT/self-test.txt" | tail -5
+grep -q "self-test passed" "$OUT/self-test.txt" || fail "self-test did not pass"
+report "self-test passed in $(($(date +%s) - t)) s"
+
+# ---- 3 ----------------------------------------------------------------------------------------
+step "installed bimacosr upscale on two val photos (spaces, non-ASCII, other drive) vs Linux"
+[ -d "$VAL" ] || die "no val photos in $VAL"
+mkdir -p "$PHOTOS" "$OUTS" "$OUT/linux-in" "$OUT/linux-out"
+declare -A NAME=([kde_BytheWater]="Wasser am Fluss – kde_BytheWater"
+                 [lomiri_aitzgorri_by_Aitzol_Berasategi]="山 lomiri_aitzgorri_by_Aitzol_Berasategi")
+for photo in "${!NAME[@]}"; do
+    in_chroot python3 -c "
+import sys
+from PIL import Image
+im = Image.open(sys.argv[1]).convert('RGB')
+w, h = im.size
+l, t = (w - 128) // 2, (h - 96) // 2
+im.crop((l, t, l + 128, t + 96)).save(sys.argv[2])" "/shared/data/val/$photo.webp" \
+        "/src/$OUT/linux-in/$photo.png"
+    cp "$OUT/linux-in/$photo.png" "$PHOTOS/${NAME[$photo]}.png"
+done
+t=$(date +%s)
+app bimacosr.exe upscale "$PHOTOS_WIN" -o "$OUTS_WIN" --scale 4 --format png >"$OUT/upscale.txt" \
+    || { cat "$OUT/upscale.txt"; fail "bimacosr upscale failed"; }
+report "Windows upscale of 2 photos: $(($(date +%s) - t)) s"
+linux=${LINUX_BIMACOSR:-}
+if [ -z "$linux" ]; then
+    if [ -x dist/bimacosr/bimacosr ]; then linux=dist/bimacosr/bimacosr; else linux=./scripts/bimacosr; fi
+fi
+"$linux" upscale "$OUT/linux-in" -o "$OUT/linux-out" --scale 4 --format png >"$OUT/linux-upscale.txt" 2>&1 \
+    || { tail -5 "$OUT/linux-upscale.txt"; fail "the Linux reference run failed ($linux)"; }
+for photo in "${!NAME[@]}"; do
+    win_png="$OUTS/${NAME[$photo]}.png"
+    [ -f "$win_png" ] || win_png=$(find "$OUTS" -name "${NAME[$photo]}*.png" | head -1)
+    lin_png=$(find "$OUT/linux-out" -name "$photo*.png" | head -1)
+    [ -f "$win_png" ] && [ -f "$lin_png" ] || fail "missing output of $photo"
+    cp "$win_png" "$OUT/windows-$photo.png"
+    line=$(in_chroot python3 -c "
+import sys
+import numpy as np
+from PIL import Image
+a = np.asarray(Image.open(sys.argv[1]).convert('RGB'), dtype=np.float64)
+b = np.asarray(Image.open(sys.argv[2]).convert('RGB'), dtype=np.float64)
+assert a.shape == b.shape, (a.shape, b.shape)
+d = np.abs(a - b)
+fmax, fmean = float(sys.argv[3]), float(sys.argv[4])
+bmax, bmean = max(1.0, 1.5 * fmax), max(0.05, 1.5 * fmean)
+ok = d.max() <= bmax and d.mean() <= bmean
+print(f'{\"ok\" if ok else \"FAIL\"} {a.shape[1]}x{a.shape[0]} max {d.max():.1f}/255 '
+      f'(bound {bmax:.1f}), mean {d.mean():.3f}/255 (bound {bmean:.2f}), '
+      f'identical pixels {np.mean(d.max(axis=2) == 0):.1%}')" \
+        "/src/$OUT/windows-$photo.png" "/src/$lin_png" "${FLOOR_MAX[$photo]}" "${FLOOR_MEAN[$photo]}")
+    report "$photo (as '${NAME[$photo]}.png'): Windows vs Linux $line"
+    case "$line" in ok*) ;; *) fail "$photo differs beyond the floor" ;; esac
+done
+
+# ---- 4 ----------------------------------------------------------------------------------------
+step "an output held open by another program while a run replaces it"
+held="$OUTS/${NAME[kde_BytheWater]}.png"
+sha_before=$(sha256sum "$held" | cut -d' ' -f1)
+held_win="$OUTS_WIN\\${NAME[kde_BytheWater]}.png"
+# cmd keeps its redirection target open (no FILE_SHARE_DELETE) while ping waits.
+wine_run sh -c "wine cmd /c 'ping -n 40 127.0.0.1 >nul 2>>\"$held_win\"' >/dev/null 2>&1 &
+    sleep 8
+    wine '$INSTDIR_WIN\\bimacosr.exe' upscale '$PHOTOS_WIN\\${NAME[kde_BytheWater]}.png' \
+        -o '$OUTS_WIN' --scale 4 --format png --on-exists overwrite; echo \"exit status \$?\"
+    wineserver -k" >"$OUT/held-open.txt" 2>&1 || true
+sed 's/^/        /' "$OUT/held-open.txt" | grep -v '^ *$' | tail -4
+if grep -q "exit status 0" "$OUT/held-open.txt"; then
+    report "held-open output: replaced while open (this Wine let the rename through)"
+else
+    grep -qi "open in another program\|being used by another process\|in use" "$OUT/held-open.txt" \
+        || fail "no clear message for an output held open"
+    [ "$(sha256sum "$held" | cut -d' ' -f1)" = "$sha_before" ] || fail "the held-open output changed"
+    report "held-open output: run failed with a clear message, old file intact"
+fi
+if find "$OUTS" -name '.bimacosr-*.part' | grep -q .; then fail "a temporary file was left"; fi
+app bimacosr.exe upscale "$PHOTOS_WIN\\${NAME[kde_BytheWater]}.png" -o "$OUTS_WIN" --scale 4 \
+    --format png --on-exists overwrite >"$OUT/after-close.txt" \
+    || { cat "$OUT/after-close.txt"; fail "the run after closing the file failed"; }
+report "after the file was closed, the same run replaced it: ok"
+
+# ---- 5 ----------------------------------------------------------------------------------------
+step "the window on a virtual screen: a photo upscaled and compared, screenshot"
+rm -f "$CHROOT/tmp/gui-shot.png"
+in_chroot env WINEPREFIX="$PREFIX" WINEARCH=win64 xvfb-run -a -s "-screen 0 1600x1000x24" sh -c "
+    wine '$INSTDIR_WIN\\bimacosr-gui.exe' '$PHOTOS_WIN\\${NAME[lomiri_aitzgorri_by_Aitzol_Berasategi]}.png' >/tmp/gui.log 2>&1 &
+    for i in \$(seq 90); do
+        w=\$(xdotool search --name 'BiMaCoSR Upscaler' 2>/dev/null | tail -1)
+        [ -n \"\$w\" ] && break; sleep 1
+    done
+    [ -n \"\$w\" ] || { echo 'no window'; exit 1; }
+    echo \"window after \$i s\"
+    sleep 20
+    xdotool windowsize \$w 1500 940 windowmove \$w 40 20 windowactivate --sync \$w 2>/dev/null || true
+    sleep 2
+    xdotool key --window \$w ctrl+Return
+    sleep 60
+    xdotool key --window \$w ctrl+Home Home 2>/dev/null || true
+    sleep 10
+    import -window root /tmp/gui-shot.png
+    xdotool key --window \$w ctrl+q
+    sleep 5
+    wineserver -k
+" 2>&1 | grep -v '^X connection' | sed 's/^/        /' || true
+cp "$CHROOT/tmp/gui-shot.png" "$OUT/window.png" 2>/dev/null || fail "no screenshot"
+report "screenshot: $OUT/window.png"
+settings_dir=$USERDIR/AppData/Local/BiMaCoSR\ Upscaler
+[ -f "$settings_dir/settings.ini" ] || [ -d "$settings_dir" ] \
+    || fail "no settings in %LOCALAPPDATA%\\BiMaCoSR Upscaler"
+report "settings, queue and log under %LOCALAPPDATA%\\BiMaCoSR Upscaler: $(cd "$settings_dir" && find . -type f | sed 's|^\./||' | tr '\n' ' ')"
+
+# ---- 6 ----------------------------------------------------------------------------------------
+step "silent uninstall; only outputs and the user's settings may be left"
+t=$(date +%s)
+wine_run sh -c "wine '$INSTDIR_WIN\\uninstall.exe' /S; sleep 2; wineserver -w"
+report "uninstall: $(($(date +%s) - t)) s"
+[ ! -e "$INSTDIR" ] || fail "the program folder is still there: $(find "$INSTDIR" | head -5)"
+[ ! -e "$START_MENU" ] || fail "the Start-menu folder is still there"
+[ ! -e "$desktop" ] || fail "the desktop shortcut is still there"
+if reg 'HKCU\Software\Microsoft\Windows\CurrentVersion\Uninstall\BiMaCoSR Upscaler' 2>/dev/null \
+        | grep -q UninstallString; then fail "the uninstall entry is still there"; fi
+if reg 'HKCU\Software\Classes\.png\OpenWithProgids' 2>/dev/null | grep -q BiMaCoSR; then
+    fail "the 'Open with' entry is still there"
+fi
+if grep -qi 'bimacosr' "$HP/user.reg"; then
+    fail "registry entries left: $(grep -i bimacosr "$HP/user.reg" | head -3)"
+fi
+(cd "$HP/drive_c" && find . | LC_ALL=C sort) >"$OUT/prefix-after.txt"
+# New paths that are the app's: anything naming it, outside what the user keeps.
+left=$(comm -13 "$OUT/prefix-before.txt" "$OUT/prefix-after.txt" \
+    | grep -i 'bimacosr' \
+    | grep -v -e '^\./users/root/AppData/Local/BiMaCoSR Upscaler' \
+        -e '^\./users/root/Fotos für Tests' -e '^\./users/root/AppData/Local/Temp' || true)
+[ -z "$left" ] || fail "left after uninstall: $(echo "$left" | head -5)"
+[ -f "$held" ] || fail "the outputs were removed"
+report "after uninstall: program, shortcuts and registry entries gone; outputs and settings kept"
+report "smoke test passed in $(($(date +%s) - T0)) s"
