@@ -1,6 +1,8 @@
-# Build the Windows release into dist\: the PyInstaller bundle dist\bimacosr\ and the per-user
-# installer dist\BiMaCoSR_Upscaler-<version>-win64-setup.exe (Inno Setup 6).
-# Run from any folder with the Python that has `pip install -e .[package]` done:
+# Build the Windows release natively on Windows (CI: windows-2022, where NSIS is preinstalled):
+# the PyInstaller bundle dist\bimacosr\ and the per-user NSIS installer
+# dist\BiMaCoSR-Upscaler-<version>-win64-setup.exe, from the same installer definition
+# (packaging\windows\bimacosr.nsi) as packaging/build_windows.sh, which builds it on Linux under
+# Wine. Run from any folder with the Python that has `pip install -e .[package]` done:
 #   powershell -ExecutionPolicy Bypass -File packaging\build_windows.ps1
 # Then test:  python packaging\smoke_test.py dist\bimacosr
 $ErrorActionPreference = "Stop"
@@ -11,9 +13,19 @@ $python = if ($env:PYTHON) { $env:PYTHON } else { "python" }
 if ($LASTEXITCODE -ne 0) { throw "PyInstaller failed ($LASTEXITCODE)" }
 
 $version = (& $python -c "import bimacosr_app; print(bimacosr_app.__version__)").Trim()
-$iscc = (Get-Command iscc.exe -ErrorAction SilentlyContinue).Source
-if (-not $iscc) { $iscc = Join-Path ${env:ProgramFiles(x86)} "Inno Setup 6\ISCC.exe" }
-if (-not (Test-Path $iscc)) { throw "Inno Setup 6 (ISCC.exe) not found: choco install innosetup" }
-& $iscc "/DAppVersion=$version" packaging\windows\bimacosr.iss
-if ($LASTEXITCODE -ne 0) { throw "ISCC failed ($LASTEXITCODE)" }
+$bundle = (Resolve-Path dist\bimacosr).Path
+# The uninstaller deletes exactly the bundle's files, then its folders (deepest first).
+$files = Get-ChildItem -Recurse -File $bundle | ForEach-Object {
+    '  Delete "$INSTDIR\' + $_.FullName.Substring($bundle.Length + 1).Replace('$', '$$') + '"' }
+$dirs = Get-ChildItem -Recurse -Directory $bundle | Sort-Object { $_.FullName.Length } -Descending |
+    ForEach-Object { '  RMDir "$INSTDIR\' + $_.FullName.Substring($bundle.Length + 1).Replace('$', '$$') + '"' }
+Set-Content -Encoding UTF8 -Path "$bundle.uninstall.nsh" -Value (@($files) + @($dirs))
+
+$makensis = (Get-Command makensis.exe -ErrorAction SilentlyContinue).Source
+if (-not $makensis) { $makensis = Join-Path ${env:ProgramFiles(x86)} "NSIS\makensis.exe" }
+if (-not (Test-Path $makensis)) { throw "NSIS (makensis.exe) not found: choco install nsis" }
+$root = (Get-Location).Path
+& $makensis -INPUTCHARSET UTF8 "-DVERSION=$version" "-DBUNDLE=$bundle" "-DROOT=$root" `
+    "-DOUTFILE=$root\dist\BiMaCoSR-Upscaler-$version-win64-setup.exe" packaging\windows\bimacosr.nsi
+if ($LASTEXITCODE -ne 0) { throw "makensis failed ($LASTEXITCODE)" }
 Get-ChildItem dist\*.exe | Format-Table Name, Length
