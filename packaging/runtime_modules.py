@@ -1,9 +1,11 @@
 """Print (JSON) every module a real run of the app imports; used by bimacosr.spec.
 
-The run: every available backend upscaling the self-test image, a CLI batch that
-writes PNG, JPEG, WebP and TIFF outputs through the jobs layer, and the window built on the
-offscreen Qt platform. The spec derives its hidden imports from this list and refuses to
-build when one of its exclusions is imported here. Run it with the build's Python.
+The run, in a Python where torch cannot be imported (the bundle has none, whatever the build
+environment holds): every backend available there (cpu-packed) upscaling the self-test image,
+a CLI batch that writes PNG, JPEG, WebP and TIFF outputs through the jobs layer, ``info`` and
+the self-test, and the window built on the offscreen Qt platform. The spec derives its hidden
+imports from this list and refuses to build when one of its exclusions is imported here. Run
+it with the build's Python.
 """
 
 import contextlib
@@ -14,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.modules["torch"] = None  # type: ignore[assignment]  # as in the bundle: import fails
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
@@ -33,6 +36,7 @@ def main() -> int:
             cli_main(["upscale", str(default_data_dir() / INPUT_FILE), "-o", str(tmp / fmt),
                       "--format", fmt, "--scale", "2"])
         cli_main(["info", "--json"])
+        cli_main(["--self-test"])
 
         from PySide6.QtWidgets import QApplication
 
@@ -45,7 +49,7 @@ def main() -> int:
         window.show()
         app.processEvents()
         window.close()
-    json.dump(sorted(sys.modules), sys.stdout)
+    json.dump(sorted(m for m, mod in sys.modules.items() if mod is not None), sys.stdout)
     return 0
 
 

@@ -1,7 +1,8 @@
 """The CPU path runs without torch (issue 15): the native runtime's modules never import it,
 and in a Python where ``import torch`` fails (``sys.modules["torch"] = None``) the engine picks
 ``cpu-packed`` and upscales real photos end to end, at scales 4 and 2, with outputs equal to the
-same run in a process that has torch."""
+same run in a process that has torch; the CLI (upscale, info, the self-test) runs there and
+says what the torch backends need."""
 
 from __future__ import annotations
 
@@ -133,16 +134,43 @@ def test_upscale_without_torch_equals_upscale_with_it(tmp_path):
             got, _pixels(tmp_path / "torch" / f"x{scale}" / Path(output).name))
 
 
-def test_cli_upscale_without_torch(tmp_path):
-    """``bimacosr upscale`` itself (skipped while the CLI package imports torch for ``info``:
-    the CLI's import paths are issue 15's other part)."""
+def _cli_blocked(*args: str) -> subprocess.CompletedProcess:
+    """``bimacosr ARGS`` in a fresh Python where importing torch fails."""
     root = Path(__file__).resolve().parents[1]
-    if _run_blocked("import bimacosr_app.cli", root).returncode != 0:
-        pytest.skip("bimacosr_app.cli still imports torch at import")
-    photo = _photo(tmp_path)
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", BLOCK_TORCH + "import runpy; runpy.run_module('bimacosr_app', "
-         "run_name='__main__')", "upscale", str(photo), "-o", str(tmp_path / "out"),
-         "--backend", "cpu-packed"], cwd=root, capture_output=True, text=True, timeout=600)
+         "run_name='__main__')", *args], cwd=root, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_upscale_without_torch(tmp_path):
+    """``bimacosr upscale`` itself: ``auto`` is cpu-packed, and asking for CUDA says how to
+    get it."""
+    photo = _photo(tmp_path)
+    done = _cli_blocked("upscale", str(photo), "-o", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
+    assert "on cpu-packed (cpu)" in done.stderr
     assert _pixels(tmp_path / "out" / "photo_x4.png").shape == (400, 600, 3)
+    cuda = _cli_blocked("upscale", str(photo), "-o", str(tmp_path / "cuda"), "--device", "cuda")
+    assert cuda.returncode == 2 and "Traceback" not in cuda.stderr
+    assert cuda.stderr.startswith("bimacosr upscale: error: --device cuda needs ")
+    assert "PyTorch with CUDA (not installed here: pip install 'bimacosr-upscaler[cuda]'" in (
+        cuda.stderr)
+    assert not (tmp_path / "cuda").exists()
+
+
+def test_info_and_self_test_without_torch():
+    """What the base install offers: cpu-packed; reference and cuda listed with what they
+    need; the self-test runs cpu-packed and names the backends it skips."""
+    info = _cli_blocked("info", "--json")
+    assert info.returncode == 0, info.stderr
+    facts = json.loads(info.stdout)
+    assert facts["backends"] == ["cpu-packed"] and facts["torch_version"] is None
+    assert set(facts["unavailable"]) == {"reference", "cuda"}
+    assert all("bimacosr-upscaler[cuda]" in needs for needs in facts["unavailable"].values())
+    text = _cli_blocked("info")
+    assert text.returncode == 0 and "(without PyTorch)" in text.stdout
+    assert "reference is not available: it needs PyTorch (not installed here" in text.stdout
+    test = _cli_blocked("--self-test")
+    assert test.returncode == 0, test.stdout + test.stderr
+    assert "self-test passed: 1 backend(s) (cpu-packed)" in test.stdout
+    assert "reference    skip   needs PyTorch" in test.stdout

@@ -31,8 +31,8 @@ __all__ = ["CUDA_EXTRA_HINT", "CudaDevice", "CudaStatus", "cuda_status", "torch_
            "torch_installed", "torch_missing_reason"]
 
 #: how to get the CUDA backend's PyTorch (the package's ``[cuda]`` extra)
-CUDA_EXTRA_HINT = ("pip install 'bimacosr-upscaler[cuda]' (in a source checkout: "
-                   ".venv/bin/pip install -e '.[cuda]')")
+CUDA_EXTRA_HINT = ("pip install 'bimacosr-upscaler[cuda]'; in a source checkout: "
+                   ".venv/bin/pip install -e '.[cuda]'")
 TORCH_CUDA_URL = "https://pytorch.org/get-started/locally/"
 DRIVER_URL = "https://www.nvidia.com/Download/index.aspx"
 _CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
