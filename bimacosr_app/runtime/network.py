@@ -139,7 +139,7 @@ def _keep_large_arrays_in_the_heap() -> None:
     still gives them back. Process-wide; elsewhere than glibc a no-op."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
         return
     for param in (-1, -3):  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
         mallopt(param, 1 << 30)

@@ -103,7 +103,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def _malloc_trim():
     try:
         return getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
-    except OSError:
+    except (OSError, TypeError):  # TypeError: Windows has no CDLL(None)
         return None
 
 
