@@ -114,6 +114,7 @@ t=$(date +%s)
 app bimacosr.exe upscale "$PHOTOS_WIN" -o "$OUTS_WIN" --scale 4 --format png >"$OUT/upscale.txt" \
     || { cat "$OUT/upscale.txt"; fail "bimacosr upscale failed"; }
 report "Windows upscale of 2 photos: $(($(date +%s) - t)) s"
+declare -A WIN_PNG
 linux=${LINUX_BIMACOSR:-}
 if [ -z "$linux" ]; then
     if [ -x dist/bimacosr/bimacosr ]; then linux=dist/bimacosr/bimacosr; else linux=./scripts/bimacosr; fi
@@ -121,8 +122,8 @@ fi
 "$linux" upscale "$OUT/linux-in" -o "$OUT/linux-out" --scale 4 --format png >"$OUT/linux-upscale.txt" 2>&1 \
     || { tail -5 "$OUT/linux-upscale.txt"; fail "the Linux reference run failed ($linux)"; }
 for photo in "${!NAME[@]}"; do
-    win_png="$OUTS/${NAME[$photo]}.png"
-    [ -f "$win_png" ] || win_png=$(find "$OUTS" -name "${NAME[$photo]}*.png" | head -1)
+    win_png=$(find "$OUTS" -name "${NAME[$photo]}*.png" | head -1)
+    WIN_PNG[$photo]=$win_png
     lin_png=$(find "$OUT/linux-out" -name "$photo*.png" | head -1)
     [ -f "$win_png" ] && [ -f "$lin_png" ] || fail "missing output of $photo"
     cp "$win_png" "$OUT/windows-$photo.png"
@@ -147,12 +148,18 @@ done
 
 # ---- 4 ----------------------------------------------------------------------------------------
 step "an output held open by another program while a run replaces it"
-held="$OUTS/${NAME[kde_BytheWater]}.png"
+held=${WIN_PNG[kde_BytheWater]}
 sha_before=$(sha256sum "$held" | cut -d' ' -f1)
-held_win="$OUTS_WIN\\${NAME[kde_BytheWater]}.png"
-# cmd keeps its redirection target open (no FILE_SHARE_DELETE) while ping waits.
-wine_run sh -c "wine cmd /c 'ping -n 40 127.0.0.1 >nul 2>>\"$held_win\"' >/dev/null 2>&1 &
-    sleep 8
+held_win="$OUTS_WIN\\$(basename "$held")"
+# The holder: the build's Windows Python (build_windows.sh's prefix) opening the file as an
+# image viewer does (CreateFile sharing read and write, not delete) for 40 s.
+HOLDER_PY=/root/wine-build/drive_c/Python311/python.exe
+[ -f "$CHROOT$HOLDER_PY" ] || die "no $HOLDER_PY: run packaging/build_windows.sh first"
+wine_run sh -c "wine $HOLDER_PY -c 'import sys, time
+f = open(sys.argv[1], \"rb\")
+print(\"holder: open\", flush=True)
+time.sleep(40)' '$held_win' &
+    sleep 12
     wine '$INSTDIR_WIN\\bimacosr.exe' upscale '$PHOTOS_WIN\\${NAME[kde_BytheWater]}.png' \
         -o '$OUTS_WIN' --scale 4 --format png --on-exists overwrite; echo \"exit status \$?\"
     wineserver -k" >"$OUT/held-open.txt" 2>&1 || true
@@ -193,7 +200,7 @@ in_chroot env WINEPREFIX="$PREFIX" WINEARCH=win64 xvfb-run -a -s "-screen 0 1600
     xdotool key --window \$w ctrl+q
     sleep 5
     wineserver -k
-" 2>&1 | grep -v '^X connection' | sed 's/^/        /' || true
+" 2>&1 | grep -a -v '^X connection' | sed 's/^/        /' || true
 cp "$CHROOT/tmp/gui-shot.png" "$OUT/window.png" 2>/dev/null || fail "no screenshot"
 report "screenshot: $OUT/window.png"
 settings_dir=$USERDIR/AppData/Local/BiMaCoSR\ Upscaler

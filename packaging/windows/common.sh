@@ -101,7 +101,7 @@ mount_chroot() {
 # Run a command in the chroot (root, HOME=/root, Wine quiet).
 in_chroot() {
     chroot "$CHROOT" env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root \
-        PIP_CERT=/etc/ssl/host-ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 LANG=C.UTF-8 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" "$@"
+        PIP_CERT=/etc/ssl/host-ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 LANG=C.UTF-8 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml,winemenubuilder.exe=" "$@"
 }
 
 # Run a command under Wine in the chroot with $WINEPREFIX (a path inside the chroot) and a
@@ -111,5 +111,5 @@ in_wine() {
     prefix=$1
     shift
     in_chroot env WINEPREFIX="$prefix" WINEARCH=win64 xvfb-run -a -s "-screen 0 1600x1000x24" \
-        "$@" 2>&1 | { grep -v --line-buffered '^X connection to .* broken' || true; }
+        "$@" 2>&1 | { grep -a -v --line-buffered '^X connection to .* broken' || true; }
 }
