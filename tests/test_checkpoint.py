@@ -27,6 +27,7 @@ from bimacosr_app.checkpoint import (
     load_packed,
 )
 from bimacosr_app.checkpoint.bitpack import unpack_signs
+from bimacosr_app.checkpoint.format import content_sha256
 from bimacosr_app.model import (
     BinaryConv2d,
     BinaryLinear,
@@ -137,7 +138,7 @@ def test_round_trip_is_exact(tiny):
     assert ckpt.architecture == model.config
     assert ckpt.diffusion == DIFFUSION and ckpt.time_folded_at == DIFFUSION.steps - 1
     assert ckpt.provenance == PROVENANCE and ckpt.binarization == model.binarization
-    assert ckpt.format_version == "1" and ckpt.file_size == path.stat().st_size
+    assert ckpt.format_version == "2" and ckpt.file_size == path.stat().st_size
 
     deploy = fold_time(copy.deepcopy(model), 3)
     state = deploy.state_dict()
@@ -221,8 +222,10 @@ def test_fp32_export_holds_every_parameter_in_float32(tiny, tmp_path):
 
 # --- rejection ------------------------------------------------------------------------------
 
-def _rewrite(src: Path, dst: Path, edit=None, metadata=None) -> Path:
-    """Copy a checkpoint through the safetensors library, editing tensors or metadata."""
+def _rewrite(src: Path, dst: Path, edit=None, metadata=None, rehash=False) -> Path:
+    """Copy a checkpoint through the safetensors library, editing tensors or metadata (a value
+    None removes the key); with ``rehash`` the content hash is recomputed for the edited file,
+    so that only the edit can make it fail."""
     from safetensors import safe_open
     with safe_open(str(src), framework="np") as f:
         meta = dict(f.metadata())
@@ -230,6 +233,10 @@ def _rewrite(src: Path, dst: Path, edit=None, metadata=None) -> Path:
     if edit:
         edit(tensors)
     meta.update(metadata or {})
+    meta = {k: v for k, v in meta.items() if v is not None}
+    if rehash:
+        meta["content_sha256"] = content_sha256(
+            tensors, None if meta.get("format_version") == "1" else meta)
     safetensors.numpy.save_file(tensors, str(dst), metadata=meta)
     return dst
 
@@ -270,14 +277,14 @@ def test_rejects_bad_layouts(tiny, tmp_path, case, edit, message):
 
 
 @pytest.mark.parametrize("metadata, message", [
-    ({"format_version": "2"}, "unsupported format_version '2'"),
+    ({"format_version": "3"}, "unsupported format_version '3'"),
     ({"format": "something-else"}, "not a bimacosr-packed checkpoint"),
     ({"time_folded_at": "1"}, "time_folded_at=1 is not the one-step model's t"),
     ({"architecture": "{not json"}, "bad metadata 'architecture'"),
     ({"binarization": '{"rank": 8, "smb": true, "lrmb": true, "shortcut": "yes"}'},
-     "shortcut must be a bool"),
+     r"binarization\.shortcut must be true or false"),
     ({"binarization": '{"act_shift": 1, "rank": 8, "smb": true, "lrmb": true}'},
-     "act_shift must be a bool"),
+     r"binarization\.act_shift must be true or false"),
 ])
 def test_rejects_bad_metadata(tiny, tmp_path, metadata, message):
     _, path, _ = tiny
@@ -297,28 +304,181 @@ def test_rejects_tampered_bytes(tiny, tmp_path):
 
 def test_rejects_bad_values_even_with_a_matching_hash(tiny, tmp_path):
     _, path, _ = tiny
-    from bimacosr_app.checkpoint.format import content_sha256
 
     def set_pad_bit(tensors):
         bits = tensors["down.0.0.res.conv1.bits"].copy()  # Cin = 8: bits 8..63 are padding
         bits[0, 0, 0, 0] |= np.uint64(1 << 63)
         tensors["down.0.0.res.conv1.bits"] = bits
 
-    def rehash(edit):
-        def edited(tensors):
-            edit(tensors)
-            rehash.digest = content_sha256(tensors)
-        return edited
-
     for edit, message in ((set_pad_bit, "pad bits set"),
                           (_replace("down.0.0.res.conv1.smb.index",
                                     np.full(16, 64, np.int32)), "out of")):
-        fn = rehash(edit)
-        bad = _rewrite(path, tmp_path / "bad.safetensors", edit=fn)
-        bad = _rewrite(bad, tmp_path / "bad2.safetensors",
-                       metadata={"content_sha256": rehash.digest})
+        bad = _rewrite(path, tmp_path / "bad.safetensors", edit=edit, rehash=True)
         with pytest.raises(CheckpointError, match=message):
             load_packed(bad)
+
+
+# Every metadata field is checked (type, range, finiteness, cross-field rules) with the message
+# naming it; the file is rehashed, so only the field can make it fail. (Before issue 16, item
+# 5: steps "4" raised a TypeError, kappa NaN loaded and wrote black images, steps 2e8 built a
+# 5 GB schedule.)
+_DIFFUSION = {"kappa": 2.0, "power": 0.3, "sqrt_eta_end": 0.99, "sqrt_eta_start": 0.02,
+              "steps": 4}
+_ARCHITECTURE = dataclasses.asdict(TINY) | {"widths": list(TINY.widths),
+                                            "attn_levels": list(TINY.attn_levels)}
+_ARCHITECTURE.pop("shortcuts")
+_BINARIZATION = {"lrmb": True, "rank": 8, "rprelu_slope": 0.25, "seed": 0, "smb": True,
+                 "svd_init": False}
+
+
+def _json(base: dict, **change) -> str:
+    """``base`` with ``change`` applied (a value ``...`` removes the key) as the format writes
+    it, NaN and Infinity included as Python writes them."""
+    value = {k: v for k, v in (base | change).items() if v is not ...}
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("metadata, message", [
+    # diffusion
+    ({"diffusion": _json(_DIFFUSION, steps="4")}, r"diffusion\.steps must be an integer, got '4'"),
+    ({"diffusion": _json(_DIFFUSION, steps=2e8)}, r"diffusion\.steps must be an integer"),
+    ({"diffusion": _json(_DIFFUSION, steps=200_000_000), "time_folded_at": "199999999"},
+     r"diffusion\.steps = 200000000 is out of range \[2, 1000\]"),
+    ({"diffusion": _json(_DIFFUSION, steps=1), "time_folded_at": "0"},
+     r"diffusion\.steps = 1 is out of range"),
+    ({"diffusion": _json(_DIFFUSION, steps=True)}, r"diffusion\.steps must be an integer"),
+    ({"diffusion": _json(_DIFFUSION, kappa=float("nan"))}, r"diffusion\.kappa must be finite"),
+    ({"diffusion": _json(_DIFFUSION, kappa=float("inf"))}, r"diffusion\.kappa must be finite"),
+    ({"diffusion": _json(_DIFFUSION, kappa=-1.0)}, r"diffusion\.kappa = -1\.0 is out of range"),
+    ({"diffusion": _json(_DIFFUSION, kappa="2")}, r"diffusion\.kappa must be a number"),
+    ({"diffusion": _json(_DIFFUSION, kappa=10**400)}, r"diffusion"),
+    ({"diffusion": _json(_DIFFUSION, power=0.0)}, r"diffusion\.power = 0\.0 is out of range"),
+    ({"diffusion": _json(_DIFFUSION, sqrt_eta_start=0.0)}, r"diffusion\.sqrt_eta_start = 0\.0"),
+    ({"diffusion": _json(_DIFFUSION, sqrt_eta_end=1.5)}, r"diffusion\.sqrt_eta_end = 1\.5"),
+    ({"diffusion": _json(_DIFFUSION, sqrt_eta_start=0.9, sqrt_eta_end=0.5)},
+     r"diffusion\.sqrt_eta_start = 0\.9 exceeds"),
+    ({"diffusion": _json(_DIFFUSION, kappa=...)}, r"diffusion lacks kappa"),
+    ({"diffusion": _json(_DIFFUSION, eta=1)}, r"diffusion has unknown fields: eta"),
+    ({"diffusion": "[4]"}, r"diffusion must be a JSON object"),
+    ({"diffusion": '{"steps":4,"steps":5}'}, r"duplicate keys \['steps'\]"),
+    # architecture
+    ({"architecture": _json(_ARCHITECTURE, widths=[])}, r"architecture\.widths must list 1 to 6"),
+    ({"architecture": _json(_ARCHITECTURE, widths=[8] * 7)}, r"architecture\.widths must list"),
+    ({"architecture": _json(_ARCHITECTURE, widths=[8, "16", 16, 16])},
+     r"architecture\.widths\[1\] must be an integer"),
+    ({"architecture": _json(_ARCHITECTURE, widths=[8, 16, 16, 10**6])},
+     r"architecture\.widths\[3\] = 1000000 is out of range"),
+    ({"architecture": _json(_ARCHITECTURE, widths="8")}, r"architecture\.widths must be a list"),
+    ({"architecture": _json(_ARCHITECTURE, res_blocks=1.0)},
+     r"architecture\.res_blocks must be an integer"),
+    ({"architecture": _json(_ARCHITECTURE, res_blocks=100)},
+     r"architecture\.res_blocks = 100 is out of range"),
+    ({"architecture": _json(_ARCHITECTURE, attn_levels=[2, 4])},
+     r"architecture\.attn_levels = \[2, 4\] must be distinct levels of the 4 widths"),
+    ({"architecture": _json(_ARCHITECTURE, attn_levels=[2, 2])}, r"architecture\.attn_levels"),
+    ({"architecture": _json(_ARCHITECTURE, window=0)}, r"architecture\.window = 0 is out of range"),
+    ({"architecture": _json(_ARCHITECTURE, head_dim=5)},
+     r"architecture\.head_dim = 5: width 16 at attention level 2 is not a multiple of its 3"),
+    ({"architecture": _json(_ARCHITECTURE, mlp_ratio=float("nan"))},
+     r"architecture\.mlp_ratio must be finite"),
+    ({"architecture": _json(_ARCHITECTURE, time_dim=-16)}, r"architecture\.time_dim = -16"),
+    ({"architecture": _json(_ARCHITECTURE, in_channels=52)},
+     r"architecture\.in_channels = 52 is out of range \[51, 51\]"),
+    ({"architecture": _json(_ARCHITECTURE, out_channels=3)}, r"architecture\.out_channels = 3"),
+    ({"architecture": _json(_ARCHITECTURE, residual=1)},
+     r"architecture\.residual must be true or false"),
+    ({"architecture": _json(_ARCHITECTURE, shortcuts="no")},
+     r"architecture\.shortcuts must be true or false"),
+    ({"architecture": _json(_ARCHITECTURE, extra=[])}, r"architecture\.extra must be a JSON"),
+    ({"architecture": _json(_ARCHITECTURE, extra={"x": float("nan")})},
+     r"architecture\.extra\.x holds nan"),
+    ({"architecture": _json(_ARCHITECTURE, depth=3)}, r"architecture has unknown fields: depth"),
+    ({"architecture": _json(_ARCHITECTURE, window=...)}, r"architecture lacks window"),
+    # binarization
+    ({"binarization": _json(_BINARIZATION, rank=0)}, r"binarization\.rank = 0 is out of range"),
+    ({"binarization": _json(_BINARIZATION, rank="8")}, r"binarization\.rank must be an integer"),
+    ({"binarization": _json(_BINARIZATION, smb="yes")},
+     r"binarization\.smb must be true or false"),
+    ({"binarization": _json(_BINARIZATION, lrmb=...)}, r"binarization lacks lrmb"),
+    ({"binarization": _json(_BINARIZATION, gain=1)}, r"binarization\.gain must be true or false"),
+    ({"binarization": _json(_BINARIZATION, rprelu_slope=float("inf"))},
+     r"binarization\.rprelu_slope must be finite"),
+    ({"binarization": _json(_BINARIZATION, seed=0.5)}, r"binarization\.seed must be an integer"),
+    ({"binarization": _json(_BINARIZATION, ternary=True)},
+     r"binarization has unknown fields: ternary"),
+    # the other keys
+    ({"time_folded_at": " 3"}, r"time_folded_at = ' 3' is not a decimal integer"),
+    ({"time_folded_at": "+3"}, r"time_folded_at = '\+3' is not a decimal integer"),
+    ({"time_folded_at": "03"}, r"time_folded_at = '03' is not a decimal integer"),
+    ({"time_folded_at": "3_0"}, r"time_folded_at = '3_0' is not a decimal integer"),
+    ({"provenance": "[]"}, r"provenance must be a JSON object"),
+    ({"provenance": '{"psnr":NaN}'}, r"provenance\.psnr holds nan"),
+    ({"provenance": '{"a":[1,-Infinity]}'}, r"provenance\.a\.1 holds -inf"),
+    ({"comment": "hello"}, r"unknown metadata keys: comment"),
+    ({"diffusion": None}, r"metadata lacks diffusion"),
+])
+def test_rejects_every_bad_metadata_field(tiny, tmp_path, metadata, message):
+    _, path, _ = tiny
+    bad = _rewrite(path, tmp_path / "bad.safetensors", metadata=metadata, rehash=True)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_packed(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_field_table_admits_what_export_writes(tmp_path):
+    """Every architecture the app's tests and configs build (and can run: a width at an
+    attention level splits into whole heads) passes the field checks."""
+    from bimacosr_app.checkpoint.export import json_value
+    from bimacosr_app.checkpoint.load import _architecture, _binarization, _diffusion
+    configs = [ModelConfig(), TINY, ModelConfig(shortcuts=True),
+               ModelConfig(widths=(16, 24, 36), res_blocks=3, attn_levels=(0, 2), window=4,
+                           head_dim=12, mlp_ratio=1.5),
+               ModelConfig(widths=(8, 8), res_blocks=1, attn_levels=(1,), window=2,
+                           head_dim=3, shortcuts=True, residual=False)]
+    for cfg in configs:
+        assert _architecture(json_value(cfg.to_dict())) == cfg
+    for d in (DiffusionConfig(), DIFFUSION, DiffusionConfig(steps=4, kappa=0.0)):
+        assert _diffusion(json_value(d.to_dict())) == d
+    model = binarize(Denoiser(TINY), shortcut=True, act_shift=True, gain=True)
+    assert _binarization(json_value(model.binarization)) == model.binarization
+
+
+def test_content_hash_covers_the_metadata(tiny, tmp_path):
+    """A valid but changed metadata value (kappa, provenance) no longer matches the stored
+    hash; the same change rehashed loads."""
+    _, path, _ = tiny
+    for metadata in ({"diffusion": _json(_DIFFUSION, kappa=2.5)},
+                     {"provenance": '{"source_commit":"forged"}'},
+                     {"binarization": _json(_BINARIZATION, rprelu_slope=0.5)}):
+        changed = _rewrite(path, tmp_path / "changed.safetensors", metadata=metadata)
+        with pytest.raises(CheckpointError, match="content hash mismatch"):
+            load_packed(changed)
+        rehashed = _rewrite(path, tmp_path / "rehashed.safetensors", metadata=metadata,
+                            rehash=True)
+        assert load_packed(rehashed).content_sha256 != load_packed(path).content_sha256
+
+
+def test_reads_format_version_1(tiny, tmp_path):
+    """Version 1 files (the hash of the tensors alone) still load, with every field checked."""
+    _, path, _ = tiny
+    v1 = _rewrite(path, tmp_path / "v1.safetensors", metadata={"format_version": "1"},
+                  rehash=True)
+    ckpt = load_packed(v1)
+    assert ckpt.format_version == "1" and ckpt.tensors.keys() == load_packed(path).tensors.keys()
+    bad = _rewrite(path, tmp_path / "v1-nan.safetensors", rehash=True, metadata={
+        "format_version": "1", "diffusion": _json(_DIFFUSION, kappa=float("nan"))})
+    with pytest.raises(CheckpointError, match=r"diffusion\.kappa must be finite"):
+        load_packed(bad)
+
+
+def test_export_refuses_metadata_the_reader_refuses(tmp_path):
+    model = random_model()
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(CheckpointError, match=r"diffusion\.kappa must be finite"):
+        export_packed(model, DiffusionConfig(steps=4, kappa=float("nan")), out, PROVENANCE)
+    with pytest.raises(CheckpointError, match=r"provenance\.psnr holds nan"):
+        export_packed(model, DIFFUSION, out, {"psnr": float("nan")})
+    assert not list(tmp_path.iterdir())
 
 
 # --- export fidelity ------------------------------------------------------------------------
@@ -337,7 +497,7 @@ def test_rejects_bad_values_even_with_a_matching_hash(tiny, tmp_path):
 # session 4's model, committed), not a git-ignored training run: its deploy form (to_model():
 # time path folded, latent weights the packed signs, gain beta) exported again. Its values are
 # those a packed file holds already, so the export gives the shipped file's tensors bit for bit
-# (its content hash) and (1) and (2) hold exactly (measured: 0 in all 137 layers; bound 0).
+# (the hash of its tensors) and (1) and (2) hold exactly (measured: 0 in all 137 layers; bound 0).
 # What it adds to the tiny models is the real architecture at full size with trained values:
 # up to 160 input channels (sign rows of three 64-bit words, the last one padded), attention,
 # SMB, LRMB and activation thresholds. (Folding a trained time path is left to the tiny cases.)
@@ -410,9 +570,11 @@ def exported(tiny, tmp_path_factory):
                 assert ckpt.diffusion == DIFFUSION
                 model = ckpt.to_model()
                 path = tmp_path_factory.mktemp("shipped") / "model.safetensors"
-                digest = export_packed(model, DIFFUSION, path, PROVENANCE)
-                # file -> deploy model -> file gives the same tensors, bit for bit
-                assert digest == ckpt.content_sha256
+                export_packed(model, DIFFUSION, path, PROVENANCE)
+                # file -> deploy model -> file gives the same tensors, bit for bit (the
+                # content hash of the tensors; the file's also covers its provenance)
+                assert content_sha256(load_packed(path).tensors, None) == content_sha256(
+                    ckpt.tensors, None)
             elif which == "tiny with shortcut":
                 model = random_model(shortcut=True)
                 path = tmp_path_factory.mktemp("shortcut") / "model.safetensors"

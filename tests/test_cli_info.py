@@ -31,7 +31,7 @@ def test_info_json_describes_the_shipped_checkpoint():
     shipped = load_packed(default_checkpoint_path())
     ck = info["checkpoint"]
     assert ck["content_sha256"] == shipped.content_sha256
-    assert ck["format_version"] == "1" and ck["diffusion_steps"] == shipped.diffusion.steps
+    assert ck["format_version"] == "2" and ck["diffusion_steps"] == shipped.diffusion.steps
     assert ck["file_size"] == default_checkpoint_path().stat().st_size
     assert info["compression_ratio"] == ck["fp32_bytes"] / ck["file_size"] > 10
     assert "available" in info["kernels"]

@@ -27,12 +27,15 @@ from .format import (
     expected_tensors,
     is_time_path,
 )
+from .load import _parse_metadata
 
 __all__ = ["export_fp32", "export_packed", "json_value"]
 
 
 def json_value(value) -> str:
-    """Metadata JSON as the format writes it: sorted keys, no spaces."""
+    """Metadata JSON as the format writes it: sorted keys, no spaces. (NaN and Infinity are
+    written as Python does, for the reader's field checks to refuse them by name: export_packed
+    checks its metadata before writing.)"""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
@@ -83,7 +86,8 @@ def _folded_copy(model: Denoiser, t: int) -> Denoiser:
 def export_packed(model: Denoiser, diffusion: DiffusionConfig, path: str | Path,
                   provenance: dict) -> str:
     """Pack a binarized training-form Denoiser (``binarize()`` applied; time path folded or
-    not) into ``path``; returns the content hash.
+    not) into ``path``; returns the content hash. Metadata the reader would refuse (format.py's
+    ranges) raises CheckpointError (a ValueError) before anything is written.
 
     The time path is folded at ``diffusion.steps - 1`` on a copy, ``model`` is not changed.
     ``provenance`` is any JSON-serializable dict (commit, data, steps, metrics).
@@ -109,7 +113,6 @@ def export_packed(model: Denoiser, diffusion: DiffusionConfig, path: str | Path,
             for k, s in expected.items()):
         raise ValueError("model does not match its architecture's packed layout "
                          "(is every binarizable layer binarized?)")
-    digest = content_sha256(tensors)
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -118,8 +121,9 @@ def export_packed(model: Denoiser, diffusion: DiffusionConfig, path: str | Path,
         "diffusion": json_value(diffusion.to_dict()),
         "time_folded_at": str(t),
         "provenance": json_value(provenance),
-        "content_sha256": digest,
     }
+    metadata["content_sha256"] = digest = content_sha256(tensors, metadata)
+    _parse_metadata(Path(path), metadata)  # what the reader would refuse is not written
     _write_safetensors(Path(path), tensors, metadata)
     return digest
 

@@ -1,4 +1,4 @@
-"""The packed BiMaCoSR checkpoint, format ``bimacosr-packed`` version 1: the specification.
+"""The packed BiMaCoSR checkpoint, format ``bimacosr-packed`` version 2: the specification.
 
 docs/CHECKPOINT.md is the same text for humans, with a worked example of the bit layout.
 
@@ -68,39 +68,74 @@ bits are uint64 and SMB positions int32.
 Metadata (all values strings)
 -----------------------------
     format            "bimacosr-packed"
-    format_version    "1"; readers reject versions they do not know
+    format_version    "2"; readers reject versions they do not know (version 1 below)
     architecture      ModelConfig.to_dict() as JSON
-    binarization      JSON with at least rank (int >= 1), smb, lrmb (bool); optional
-                      shortcut (bool, default false: absent in files without it) adds
-                      model.shortcut.shortcut_matrix(Cout, Cin) to the branch of every layer
-                      the architecture gives one (a fixed operator, so no tensor): with
-                      architecture ``shortcuts`` every layer but the ResBlock convs (residual
-                      units, whose identity is the block's), else every layer; optional
-                      act_shift (bool,
-                      default false) gives every binarized layer its ``P.act_shift``;
-                      the other binarize() options are informational
+    binarization      JSON with rank, smb, lrmb; optional shortcut (default false: absent in
+                      files without it) adds model.shortcut.shortcut_matrix(Cout, Cin) to the
+                      branch of every layer the architecture gives one (a fixed operator, so
+                      no tensor): with architecture ``shortcuts`` every layer but the ResBlock
+                      convs (residual units, whose identity is the block's), else every layer;
+                      optional act_shift (default false) gives every binarized layer its
+                      ``P.act_shift``; svd_init, rprelu_slope, gain and seed are informational
     diffusion         DiffusionConfig.to_dict() as JSON (T = steps)
     time_folded_at    the t the time path was folded at, decimal; always steps - 1
-    provenance        JSON from the exporter's caller (source commit, data, steps, metrics)
-    content_sha256    hex sha256 of the tensors (below)
+    provenance        JSON object from the exporter's caller (source commit, data, steps,
+                      metrics); informational
+    content_sha256    hex sha256 of the metadata and the tensors (below)
 
-JSON values are written with sorted keys and no spaces. The content hash is sha256 over, for
-each tensor in ascending name order (Python ``sorted`` of the names), the UTF-8 bytes of
-``name + "\\n" + dtype + "\\n" + shape + "\\n"`` (dtype as the safetensors code ``U64``/``F32``/
-``I32``/``F16``, shape as comma-separated decimals, empty for a scalar) followed by the tensor's
-little-endian data bytes.
+JSON values are written with sorted keys and no spaces, and are strict JSON (no NaN or
+Infinity). A file holds exactly these keys. Each field of the JSON values, with its type
+(an int is not a bool; a float may be written as an int) and its range, both ends included:
+
+    architecture  widths        list of 1-6 ints, each 1-4096
+                  res_blocks    int 1-16
+                  attn_levels   list of distinct ints, each a level: 0 .. len(widths) - 1
+                  window        int 1-32
+                  head_dim      int 1-4096; at each attention level the width is a multiple
+                                of its heads, max(1, width // head_dim)
+                  mlp_ratio     float 0.0625-16, int(width * mlp_ratio) >= 1 at attention levels
+                  time_dim      int 1-4096
+                  in_channels   int 51 (the 48 latent channels and RGB)
+                  out_channels  int 48
+                  residual      bool
+                  shortcuts     bool, optional (written only when true)
+                  extra         JSON object (informational)
+    binarization  rank          int 1-4096
+                  smb, lrmb     bool
+                  shortcut, act_shift, svd_init, gain   bool, optional
+                  rprelu_slope  float -100-100, optional
+                  seed          int -2^63 .. 2^64 - 1, optional
+    diffusion     steps         int 2-1000
+                  power         float 0.01-10
+                  kappa         float 0-100
+                  sqrt_eta_start, sqrt_eta_end   float 1e-6-1, start <= end
+    time_folded_at              decimal digits without sign or leading zeros, = steps - 1
+
+The content hash is sha256 over the UTF-8 bytes of the metadata without ``content_sha256`` as
+one JSON object (keys sorted, no spaces, non-ASCII escaped: ``json.dumps(..., sort_keys=True,
+separators=(",", ":"))``) and a newline, then, for each tensor in ascending name order (Python
+``sorted`` of the names), the UTF-8 bytes of ``name + "\\n" + dtype + "\\n" + shape + "\\n"``
+(dtype as the safetensors code ``U64``/``F32``/``I32``/``F16``, shape as comma-separated
+decimals, empty for a scalar) followed by the tensor's little-endian data bytes. So any change
+of a metadata value or of a tensor changes it.
+
+Version 1 is version 2 with a content hash of the tensors alone (the same without the metadata
+line); readers still read it, validating every metadata field the same way.
 
 Validation
 ----------
 A reader checks, before using anything: the safetensors framing, ``format``, ``format_version``,
-that every metadata key parses, the exact set of tensor names implied by the architecture and
-binarization, every dtype and shape, the content hash, then the values: SMB positions in range,
-pad bits 0, floats finite. Any failure is a :class:`CheckpointError` naming what is wrong.
+the exact set of metadata keys, every field above (type, range, finiteness, the cross-field
+rules), the exact set of tensor names implied by the architecture and binarization, every dtype
+and shape, the content hash, then the values: SMB positions in range, pad bits 0, floats finite.
+Any failure is a :class:`CheckpointError` naming what is wrong (a metadata field as
+``diffusion.kappa``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,10 +144,15 @@ from ..model.config import ModelConfig
 from ..model.layout import DenoiserLayout
 
 __all__ = [
+    "ARCHITECTURE_FIELDS",
+    "BINARIZATION_FIELDS",
+    "DIFFUSION_FIELDS",
     "DTYPES",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "MAX_LEVELS",
     "METADATA_KEYS",
+    "READABLE_VERSIONS",
     "CheckpointError",
     "TensorSpec",
     "content_sha256",
@@ -120,12 +160,51 @@ __all__ = [
     "expected_tensors",
     "fp32_parameter_count",
     "is_time_path",
+    "metadata_json",
 ]
 
 FORMAT_NAME = "bimacosr-packed"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = ("1", "2")  # version 1: the content hash covers the tensors only
 METADATA_KEYS = ("format", "format_version", "architecture", "binarization", "diffusion",
                  "time_folded_at", "provenance", "content_sha256")
+
+# The metadata's JSON fields as the "Metadata" table gives them: name -> (kind, low, high,
+# required); kind "int", "float", "bool", "object" (JSON object) or "ints" (a list of ints, each
+# in [low, high]). load.py applies them and the table's cross-field rules.
+ARCHITECTURE_FIELDS: dict[str, tuple] = {
+    "widths": ("ints", 1, 4096, True),
+    "res_blocks": ("int", 1, 16, True),
+    "attn_levels": ("ints", 0, 5, True),
+    "window": ("int", 1, 32, True),
+    "head_dim": ("int", 1, 4096, True),
+    "mlp_ratio": ("float", 0.0625, 16, True),
+    "time_dim": ("int", 1, 4096, True),
+    "in_channels": ("int", 51, 51, True),
+    "out_channels": ("int", 48, 48, True),
+    "residual": ("bool", None, None, True),
+    "shortcuts": ("bool", None, None, False),
+    "extra": ("object", None, None, True),
+}
+MAX_LEVELS = 6  # len(widths)
+BINARIZATION_FIELDS: dict[str, tuple] = {
+    "rank": ("int", 1, 4096, True),
+    "smb": ("bool", None, None, True),
+    "lrmb": ("bool", None, None, True),
+    "shortcut": ("bool", None, None, False),
+    "act_shift": ("bool", None, None, False),
+    "svd_init": ("bool", None, None, False),
+    "gain": ("bool", None, None, False),
+    "rprelu_slope": ("float", -100, 100, False),
+    "seed": ("int", -(2**63), 2**64 - 1, False),
+}
+DIFFUSION_FIELDS: dict[str, tuple] = {
+    "steps": ("int", 2, 1000, True),
+    "power": ("float", 0.01, 10, True),
+    "kappa": ("float", 0, 100, True),
+    "sqrt_eta_start": ("float", 1e-6, 1, True),
+    "sqrt_eta_end": ("float", 1e-6, 1, True),
+}
 
 # safetensors dtype code -> numpy dtype (little-endian), for the dtypes this format uses.
 DTYPES = {
@@ -204,9 +283,19 @@ def dtype_code(dtype: np.dtype) -> str:
     raise ValueError(f"dtype {dtype} is not used by the packed format")
 
 
-def content_sha256(tensors: dict[str, np.ndarray]) -> str:
-    """The content hash defined above (hex)."""
+def metadata_json(metadata: dict[str, str]) -> str:
+    """The metadata as the content hash reads it: every key but ``content_sha256``, one JSON
+    object with sorted keys and no spaces."""
+    return json.dumps({k: v for k, v in metadata.items() if k != "content_sha256"},
+                      sort_keys=True, separators=(",", ":"))
+
+
+def content_sha256(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None) -> str:
+    """The content hash defined above (hex) of the tensors and the metadata (``None``: of the
+    tensors alone, format version 1's hash)."""
     h = hashlib.sha256()
+    if metadata is not None:
+        h.update(metadata_json(metadata).encode() + b"\n")
     for name in sorted(tensors):
         a = tensors[name]
         code = dtype_code(a.dtype)

@@ -10,6 +10,8 @@ loads the model this way); only :meth:`PackedCheckpoint.to_model` and
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,10 +23,14 @@ from ..model.config import DiffusionConfig, ModelConfig
 from ..model.layout import DenoiserLayout
 from .bitpack import unpack_signs
 from .format import (
+    ARCHITECTURE_FIELDS,
+    BINARIZATION_FIELDS,
+    DIFFUSION_FIELDS,
     DTYPES,
     FORMAT_NAME,
-    FORMAT_VERSION,
+    MAX_LEVELS,
     METADATA_KEYS,
+    READABLE_VERSIONS,
     CheckpointError,
     content_sha256,
     dtype_code,
@@ -131,63 +137,174 @@ def load_packed(path: str | Path) -> PackedCheckpoint:
     except Exception as exc:  # an architecture the network code cannot build
         raise CheckpointError(f"{path}: unusable architecture in metadata: {exc}") from exc
     _check_layout(path, tensors, expected)
-    digest = content_sha256(tensors)
+    digest = content_sha256(tensors, raw if meta["format_version"] != "1" else None)
     if digest != meta["content_sha256"]:
         raise CheckpointError(f"{path}: content hash mismatch (file says "
-                              f"{meta['content_sha256']}, tensors hash to {digest}): "
+                              f"{meta['content_sha256']}, its content hashes to {digest}): "
                               "the file was modified or damaged")
     _check_values(path, tensors, meta["architecture"])
     return PackedCheckpoint(path=path, file_size=file_size, tensors=tensors, **meta)
 
 
+def _json(text: str):
+    """A metadata JSON value; duplicate keys are refused. NaN and Infinity parse (as Python
+    reads them) so that the field checks can name the field that holds one."""
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
+        return dict(pairs)
+
+    return json.loads(text, object_pairs_hook=no_duplicates)
+
+
+def _finite_json(name: str, value) -> None:
+    """A free-form JSON value (provenance, architecture.extra) holds no NaN or Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} holds {value!r}, which is not JSON")
+    for key, item in (value.items() if isinstance(value, dict)
+                      else enumerate(value) if isinstance(value, list) else ()):
+        _finite_json(f"{name}.{key}", item)
+
+
+def _field(name: str, value, kind: str, low, high):
+    """``value`` checked against one entry of format.py's field tables; returns it (a float
+    for "float"). ValueError naming the field otherwise."""
+    def in_range(v, what=""):
+        if (low is not None and v < low) or (high is not None and v > high):
+            raise ValueError(f"{name}{what} = {v!r} is out of range [{low}, {high}]")
+
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        in_range(value)
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond float range
+            raise ValueError(f"{name} = {value} is out of range [{low}, {high}]") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        in_range(value)
+    elif kind == "ints":
+        if not isinstance(value, list):
+            raise ValueError(f"{name} must be a list of integers, got {value!r}")
+        for i, v in enumerate(value):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{name}[{i}] must be an integer, got {v!r}")
+            in_range(v, f"[{i}]")
+    elif kind == "object":
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a JSON object, got {value!r}")
+        _finite_json(name, value)
+    return value
+
+
+def _fields(section: str, text: str, table: dict[str, tuple]) -> dict:
+    """A metadata JSON object whose keys are exactly ``table``'s (the optional ones may be
+    absent), every field checked; returns the checked values."""
+    value = _json(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"{section} must be a JSON object")
+    unknown = sorted(set(value) - set(table))
+    if unknown:
+        raise ValueError(f"{section} has unknown fields: {', '.join(unknown)}")
+    missing = [k for k, (_, _, _, required) in table.items() if required and k not in value]
+    if missing:
+        raise ValueError(f"{section} lacks {', '.join(missing)}")
+    return {k: _field(f"{section}.{k}", v, *table[k][:3]) for k, v in value.items()}
+
+
+def _architecture(text: str) -> ModelConfig:
+    d = _fields("architecture", text, ARCHITECTURE_FIELDS)
+    widths, levels = d["widths"], d["attn_levels"]
+    if not 1 <= len(widths) <= MAX_LEVELS:
+        raise ValueError(f"architecture.widths must list 1 to {MAX_LEVELS} widths, got "
+                         f"{len(widths)}")
+    if len(set(levels)) != len(levels) or any(level >= len(widths) for level in levels):
+        raise ValueError(f"architecture.attn_levels = {levels} must be distinct levels of "
+                         f"the {len(widths)} widths")
+    for level in levels:
+        width = widths[level]
+        heads = max(1, width // d["head_dim"])
+        if width % heads:
+            raise ValueError(f"architecture.head_dim = {d['head_dim']}: width {width} at "
+                             f"attention level {level} is not a multiple of its {heads} heads")
+        if int(width * d["mlp_ratio"]) < 1:
+            raise ValueError(f"architecture.mlp_ratio = {d['mlp_ratio']} leaves no hidden "
+                             f"channel at width {width}")
+    return ModelConfig.from_dict(d)
+
+
+def _diffusion(text: str) -> DiffusionConfig:
+    d = _fields("diffusion", text, DIFFUSION_FIELDS)
+    if d["sqrt_eta_start"] > d["sqrt_eta_end"]:
+        raise ValueError(f"diffusion.sqrt_eta_start = {d['sqrt_eta_start']} exceeds "
+                         f"diffusion.sqrt_eta_end = {d['sqrt_eta_end']}")
+    return DiffusionConfig(**d)
+
+
+def _binarization(text: str) -> dict:
+    return _fields("binarization", text, BINARIZATION_FIELDS)
+
+
+def _time_folded_at(text: str) -> int:
+    if not re.fullmatch(r"0|[1-9][0-9]{0,5}", text):
+        raise ValueError(f"time_folded_at = {text!r} is not a decimal integer")
+    return int(text)
+
+
+def _provenance(text: str) -> dict:
+    value = _json(text)
+    if not isinstance(value, dict):
+        raise ValueError("provenance must be a JSON object")
+    _finite_json("provenance", value)
+    return value
+
+
+def _digest(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ValueError("content_sha256 is not a lowercase hex sha256")
+    return text
+
+
 def _parse_metadata(path: Path, raw: dict[str, str]) -> dict:
-    """Check format, version and every key; return PackedCheckpoint's metadata fields."""
+    """Check format, version, the set of keys and every field (format.py's "Metadata");
+    return PackedCheckpoint's metadata fields."""
     fmt = raw.get("format")
     if fmt != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a {FORMAT_NAME} checkpoint (format={fmt!r})")
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: unsupported format_version {version!r}; this version "
-                              f"of the app reads format_version {FORMAT_VERSION!r}")
+                              f"of the app reads format_version "
+                              f"{' and '.join(map(repr, READABLE_VERSIONS))}")
     missing = [k for k in METADATA_KEYS if k not in raw]
     if missing:
         raise CheckpointError(f"{path}: metadata lacks {', '.join(missing)}")
+    unknown = sorted(set(raw) - set(METADATA_KEYS))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown metadata keys: {', '.join(unknown)}")
 
     def parse(key, build):
         try:
             return build(raw[key])
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise CheckpointError(f"{path}: bad metadata {key!r}: {exc}") from exc
-
-    def binarization(text):
-        b = json.loads(text)
-        if not (isinstance(b.get("rank"), int) and b["rank"] >= 1
-                and isinstance(b.get("smb"), bool) and isinstance(b.get("lrmb"), bool)):
-            raise ValueError("needs rank (int >= 1), smb and lrmb (bool)")
-        for option in ("shortcut", "act_shift"):
-            if not isinstance(b.get(option, False), bool):
-                raise ValueError(f"{option} must be a bool")
-        return b
-
-    def digest(text):
-        if len(text) != 64 or set(text) - set("0123456789abcdef"):
-            raise ValueError("not a lowercase hex sha256")
-        return text
-
-    def provenance(text):
-        value = json.loads(text)
-        if not isinstance(value, dict):
-            raise ValueError("not a JSON object")
-        return value
 
     meta = {
         "format_version": version,
-        "architecture": parse("architecture", lambda s: ModelConfig.from_dict(json.loads(s))),
-        "binarization": parse("binarization", binarization),
-        "diffusion": parse("diffusion", lambda s: DiffusionConfig(**json.loads(s))),
-        "time_folded_at": parse("time_folded_at", int),
-        "provenance": parse("provenance", provenance),
-        "content_sha256": parse("content_sha256", digest),
+        "architecture": parse("architecture", _architecture),
+        "binarization": parse("binarization", _binarization),
+        "diffusion": parse("diffusion", _diffusion),
+        "time_folded_at": parse("time_folded_at", _time_folded_at),
+        "provenance": parse("provenance", _provenance),
+        "content_sha256": parse("content_sha256", _digest),
     }
     if meta["time_folded_at"] != meta["diffusion"].steps - 1:
         raise CheckpointError(f"{path}: time_folded_at={meta['time_folded_at']} is not the "
