@@ -90,7 +90,7 @@ step "installed bimacosr --self-test"
 t=$(date +%s)
 app bimacosr.exe --self-test >"$OUT/self-test.txt" || true
 sed 's/^/        /' "$OUT/self-test.txt" | tail -5
-grep -q "self-test passed" "$OUT/self-test.txt" || fail "self-test did not pass"
+grep -aq "self-test passed" "$OUT/self-test.txt" || fail "self-test did not pass"
 report "self-test passed in $(($(date +%s) - t)) s"
 
 # ---- 3 ----------------------------------------------------------------------------------------
@@ -163,11 +163,11 @@ time.sleep(40)' '$held_win' &
     wine '$INSTDIR_WIN\\bimacosr.exe' upscale '$PHOTOS_WIN\\${NAME[kde_BytheWater]}.png' \
         -o '$OUTS_WIN' --scale 4 --format png --on-exists overwrite; echo \"exit status \$?\"
     wineserver -k" >"$OUT/held-open.txt" 2>&1 || true
-sed 's/^/        /' "$OUT/held-open.txt" | grep -v '^ *$' | tail -4
-if grep -q "exit status 0" "$OUT/held-open.txt"; then
+sed 's/^/        /' "$OUT/held-open.txt" | grep -a -v '^ *$' | tail -4
+if grep -aq "exit status 0" "$OUT/held-open.txt"; then
     report "held-open output: replaced while open (this Wine let the rename through)"
 else
-    grep -qi "open in another program\|being used by another process\|in use" "$OUT/held-open.txt" \
+    grep -aqi "open in another program\|being used by another process\|in use" "$OUT/held-open.txt" \
         || fail "no clear message for an output held open"
     [ "$(sha256sum "$held" | cut -d' ' -f1)" = "$sha_before" ] || fail "the held-open output changed"
     report "held-open output: run failed with a clear message, old file intact"
