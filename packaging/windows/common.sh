@@ -16,9 +16,8 @@ DOWNLOADS=$CACHE/downloads
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # Debian packages inside the chroot; a change of this list reinstalls (stamp below).
 CHROOT_PACKAGES="wine wine64 wine32:i386 nsis xvfb xauth x11-apps imagemagick python3-pip
-python3-setuptools python3-numpy python3-pil cmake ninja-build g++-mingw-w64-x86-64-posix osslsigncode ca-certificates xz-utils
-xdotool procps"
-WIN_PY_DIR='C:\Python311'
+python3-setuptools python3-numpy python3-pil cmake ninja-build g++-mingw-w64-x86-64-posix
+osslsigncode ca-certificates xz-utils xdotool procps"
 STEP=0
 STEPS=${STEPS:-?}
 T0=$(date +%s)
@@ -101,7 +100,8 @@ mount_chroot() {
 # Run a command in the chroot (root, HOME=/root, Wine quiet).
 in_chroot() {
     chroot "$CHROOT" env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root \
-        PIP_CERT=/etc/ssl/host-ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 LANG=C.UTF-8 WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml,winemenubuilder.exe=" "$@"
+        PIP_CERT=/etc/ssl/host-ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 LANG=C.UTF-8 \
+        WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml,winemenubuilder.exe=" "$@"
 }
 
 # Run a command under Wine in the chroot with $WINEPREFIX (a path inside the chroot) and a
