@@ -151,8 +151,10 @@ for dll in $dlls; do
 done
 in_wine "$PREFIX" wine "$KB/selftest/bk_selftest.exe" | tail -3 | sed 's/^/        /'
 # The spec finds the module through the import system, in the package folder of the checkout
-# (*.pyd is ignored by git; a Linux Python never loads it).
+# (*.pyd is ignored by git; a Linux Python never loads it); removed again when this script
+# ends, so that no Linux wheel built from the checkout picks it up as package data.
 cp "$pyd" bimacosr_app/_bitkernels.cp311-win_amd64.pyd
+trap 'rm -f "$ROOT/bimacosr_app/_bitkernels.cp311-win_amd64.pyd"' EXIT
 # The checkout is the Windows Python's bimacosr_app (as an editable install is on Linux), also
 # for the spec's child process (runtime_modules.py).
 printf 'Z:\\src\n' >"$HOST_PREFIX/drive_c/Python311/Lib/site-packages/bimacosr-checkout.pth"
