@@ -241,6 +241,29 @@ def _bomb_png(path: Path) -> Path:
     return path
 
 
+def test_same_pixels_whatever_the_free_memory(tmp_path, monkeypatch):
+    """Issue 16, item 12: one command gives the same pixels on machines with different free
+    RAM. Before, the default tile followed it: 64-pixel tiles with 200 MB available, one tile
+    with 64 GB, and the 1-bit model's output differs between tilings."""
+    from bimacosr_app.native import load_kernels
+    from bimacosr_app.tiling import DEFAULT_TILE, memory
+
+    if load_kernels() is None:
+        pytest.skip("the native kernels are not built")
+    packed = select_backend("cpu-packed")
+    src = save(tmp_path / "p.png", photo(width=192, height=128))
+    runs = []
+    for free_mb in (64 << 10, 200):
+        monkeypatch.setattr(memory, "available_ram_bytes", lambda mb=free_mb: mb << 20)
+        result = run_request(UpscaleRequest(src, output=tmp_path / f"{free_mb}.png"), packed)
+        assert result.status == "done", result.error
+        runs.append((read_image(result.output).rgb, result.details["tiling"], result.warnings))
+    (roomy, tiling, warnings), (low, tiling_low, warnings_low) = runs
+    assert tiling == tiling_low and tiling["tile"] == DEFAULT_TILE and tiling["tiles"] == 1
+    np.testing.assert_array_equal(roomy, low)
+    assert warnings == [] and any("200 MB is free" in w for w in warnings_low)
+
+
 def test_bad_files_fail_alone_and_the_batch_completes(tmp_path, backend):
     folder = tmp_path / "in"
     folder.mkdir()

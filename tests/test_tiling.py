@@ -39,6 +39,8 @@ from bimacosr_app.engine import select_backend
 from bimacosr_app.model import Denoiser, position_noise, upscale_tile
 from bimacosr_app.tiling import (
     BYTES_PER_LR_PIXEL,
+    DEFAULT_BUDGET_MB,
+    DEFAULT_TILE,
     TILE_OVERHEAD_BYTES,
     Cancelled,
     TileSettings,
@@ -155,7 +157,38 @@ def test_tile_for_budget():
     assert sizes == sorted(sizes) and all(t % M == 0 for t in sizes)
     box = sizes[2] + 128
     assert TILE_OVERHEAD_BYTES + box * box * BYTES_PER_LR_PIXEL <= 1024 * 2**20
-    assert 0 < default_budget_mb("cpu") <= 1024
+    assert default_budget_mb("cpu") == default_budget_mb("cuda:0") == DEFAULT_BUDGET_MB
+    assert tile_for_budget(DEFAULT_BUDGET_MB, 64, M) == DEFAULT_TILE
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda:0"])
+def test_default_tiles_do_not_follow_the_free_memory(monkeypatch, device):
+    """Issue 16, item 12: the same image is cut into the same tiles whatever memory is free
+    (before, the CPU tile followed half the available RAM and CUDA's 70 % of the free VRAM);
+    too little free memory only adds a warning."""
+    from bimacosr_app.tiling import memory
+
+    lr = photo_lr("kde_BytheWater.webp", 500, 300)
+    runs = []
+    for free_mb in (64 << 10, 200):
+        monkeypatch.setattr(memory, "available_ram_bytes", lambda mb=free_mb: mb << 20)
+        monkeypatch.setattr(memory, "free_memory_mb",
+                            lambda _device, mb=free_mb: float(mb))  # CUDA: the free VRAM
+        backend = Recorder(LocalBackend())
+        backend.device = torch.device(device)
+        tiled = upscale_image(backend, lr)
+        runs.append((backend.ok, tiled))
+    (boxes, roomy), (boxes_low, low) = runs
+    assert roomy.tile == low.tile == DEFAULT_TILE and boxes == boxes_low
+    np.testing.assert_array_equal(roomy.pixels, low.pixels)
+    assert roomy.warnings == []
+    assert len(low.warnings) == 1 and "200 MB is free" in low.warnings[0]
+
+
+def test_a_split_after_running_out_of_memory_is_reported():
+    lr = photo_lr("kde_BytheWater.webp", 250, 150)
+    tiled = upscale_image(Recorder(LocalBackend(), limit=200 * 150), lr)
+    assert tiled.splits and any("memory ran out" in w for w in tiled.warnings)
 
 
 def test_cut_period_reports_where_the_planned_cores_meet():

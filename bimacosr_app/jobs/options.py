@@ -153,8 +153,9 @@ JOB_OPTIONS: tuple[Option, ...] = (
     Option("device", str, "auto", "Device", "where the model runs",
            choices={"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU"}, flag="--device"),
     Option("tile_budget_mb", float, None, "Memory per tile (MB)",
-           "memory for the tiles in flight, in MB (larger is faster up to a point; the output "
-           "is the same); 'auto' chooses it from the device", minimum=1, maximum=1 << 20,
+           "memory for a tile, in MB: larger tiles are faster up to a point and change the "
+           "output slightly; 'auto' is the fixed default tile (384 LR pixels, about 1024 MB), "
+           "the same on every machine", minimum=1, maximum=1 << 20,
            automatic=True, flag="--tile-budget", metavar="MB"),
 )
 

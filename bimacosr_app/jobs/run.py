@@ -133,6 +133,7 @@ def _run(request: UpscaleRequest, backend, progress, cancel, result: UpscaleResu
 
     tiled = upscale_image(backend, image.rgb, seed=request.seed, settings=settings,
                           progress=on_tile, cancel=cancel)
+    result.warnings.extend(tiled.warnings)
     tiling = {"tile": tiled.tile, "context": tiled.context, "feather": tiled.feather,
               "tiles": tiled.tiles, "splits": tiled.splits,
               "cut_period": list(tiled.cut_period)}

@@ -1,7 +1,8 @@
 """Tiled upscaling: aligned tiles with context, feathered stitching, memory budget.
 
 ``upscale_image(backend, lr)`` is the entry point: it plans tiles aligned to the backend's
-``required_multiple`` (:mod:`.plan`), sizes them from a memory budget (:mod:`.memory`),
+``required_multiple`` (:mod:`.plan`), of a fixed default size or the size a budget the user sets
+gives (:mod:`.memory`; never from the free memory, so the output is the same on every machine),
 upscales each at its absolute LR position (so the position-derived diffusion noise matches a
 whole-image run) and adds it into a float32 output with weights that sum to 1
 (:mod:`.stitch`). A tile that runs out of memory is split and redone on its own.
@@ -9,11 +10,15 @@ whole-image run) and adds it into a float32 output with weights that sum to 1
 
 from .memory import (
     BYTES_PER_LR_PIXEL,
-    DEFAULT_CPU_BUDGET_MB,
+    DEFAULT_BUDGET_MB,
+    DEFAULT_TILE,
     TILE_OVERHEAD_BYTES,
     available_ram_bytes,
+    box_memory_mb,
     default_budget_mb,
+    free_memory_mb,
     is_out_of_memory,
+    memory_warning,
     tile_for_budget,
 )
 from .plan import Box, Tile, axis_weights, plan_tiles, split_tile, tile_weights
@@ -28,9 +33,10 @@ from .stitch import (
 
 __all__ = [
     "BYTES_PER_LR_PIXEL",
+    "DEFAULT_BUDGET_MB",
     "DEFAULT_CONTEXT",
-    "DEFAULT_CPU_BUDGET_MB",
     "DEFAULT_FEATHER",
+    "DEFAULT_TILE",
     "TILE_OVERHEAD_BYTES",
     "Box",
     "Cancelled",
@@ -39,8 +45,11 @@ __all__ = [
     "TiledImage",
     "available_ram_bytes",
     "axis_weights",
+    "box_memory_mb",
     "default_budget_mb",
+    "free_memory_mb",
     "is_out_of_memory",
+    "memory_warning",
     "plan_tiles",
     "split_tile",
     "tile_for_budget",

@@ -1,4 +1,13 @@
-"""Tile size from a memory budget, and recognising out-of-memory errors.
+"""The default tile size, tile sizes from a memory budget, memory warnings, and recognising
+out-of-memory errors.
+
+The default tiling is fixed (:data:`DEFAULT_TILE`): tile sizes change the output slightly (a
+1-bit model's signs flip under the rounding a cut changes, tests/test_tiling.py), so a size that
+followed the free memory would give different pixels for the same command on machines, or at
+moments, with different free memory. Free memory is only compared with what a tile needs, for a
+warning (:func:`memory_warning`); a tile that really runs out of memory is split (stitch.py),
+which the result reports. A budget the user sets (``--tile-budget``) gives its own fixed size
+(:func:`tile_for_budget`).
 
 The peak working memory of one backend call is modelled as ``TILE_OVERHEAD_BYTES +
 BYTES_PER_LR_PIXEL * (LR pixels of its input box)``. Measured as the rise of the process's
@@ -29,11 +38,15 @@ import sys
 
 __all__ = [
     "BYTES_PER_LR_PIXEL",
-    "DEFAULT_CPU_BUDGET_MB",
+    "DEFAULT_BUDGET_MB",
+    "DEFAULT_TILE",
     "TILE_OVERHEAD_BYTES",
     "available_ram_bytes",
+    "box_memory_mb",
     "default_budget_mb",
+    "free_memory_mb",
     "is_out_of_memory",
+    "memory_warning",
     "release_free_memory",
     "tile_for_budget",
 ]
@@ -43,9 +56,13 @@ BYTES_PER_LR_PIXEL = 3584
 #: Peak working memory of one backend call besides the per-pixel part (see above).
 TILE_OVERHEAD_BYTES = 128 << 20
 
-#: Largest automatic CPU budget: keeps a 24-megapixel output under 2 GB of peak RSS
-#: (about 400 MB for torch and the model, 288 MB float32 output, one tile).
-DEFAULT_CPU_BUDGET_MB = 1024
+#: What the default tile needs by the model above: a 384-pixel core with 64 pixels of context
+#: on each side, a 512² box (keeps a 24-megapixel output under 2 GB of peak RSS on
+#: ``reference``: about 400 MB for torch and the model, 288 MB float32 output, one tile).
+DEFAULT_BUDGET_MB = 1024
+#: The default core side in LR pixels, the same on every machine and device (the largest that
+#: fits :data:`DEFAULT_BUDGET_MB` with the default context of 64 at the model's multiple of 64).
+DEFAULT_TILE = 384
 
 _MB = 1 << 20
 
@@ -65,22 +82,42 @@ def available_ram_bytes() -> int | None:
         return None
 
 
-def default_budget_mb(device) -> float:
-    """Memory a tile may use on ``device`` (a name, "cpu" or "cuda:0", or a torch.device) when
-    the user sets no budget.
+def default_budget_mb(device=None) -> float:
+    """The memory the default tiling needs (:data:`DEFAULT_BUDGET_MB`), on any ``device``: it
+    does not follow the free memory (see the module's docstring)."""
+    return float(DEFAULT_BUDGET_MB)
 
-    CUDA: 70 % of the free VRAM (``torch.cuda.mem_get_info``; only a CUDA device imports
-    torch). CPU: half the available RAM, at most :data:`DEFAULT_CPU_BUDGET_MB`.
-    """
+
+def free_memory_mb(device) -> float | None:
+    """Memory free for tiles on ``device`` (a name, "cpu" or "cuda:0", or a torch.device), MB:
+    the free VRAM on CUDA (``torch.cuda.mem_get_info``; only a CUDA device imports torch), the
+    available RAM otherwise; ``None`` when unknown."""
     if str(device).startswith("cuda"):
-        import torch
+        try:
+            import torch
 
-        free, _total = torch.cuda.mem_get_info(torch.device(device))
-        return 0.7 * free / _MB
+            free, _total = torch.cuda.mem_get_info(torch.device(device))
+        except Exception:  # a reading only: none means no warning
+            return None
+        return free / _MB
     available = available_ram_bytes()
-    if available is None:
-        return float(DEFAULT_CPU_BUDGET_MB)
-    return min(float(DEFAULT_CPU_BUDGET_MB), 0.5 * available / _MB)
+    return None if available is None else available / _MB
+
+
+def box_memory_mb(pixels: int) -> float:
+    """What one backend call on a box of ``pixels`` LR pixels needs by the model above, MB."""
+    return (TILE_OVERHEAD_BYTES + BYTES_PER_LR_PIXEL * pixels) / _MB
+
+
+def memory_warning(box_pixels: int, device) -> str | None:
+    """A warning when the largest box of a plan (``box_pixels`` LR pixels) needs more than
+    ``device`` has free now, else ``None``. The tiles stay as planned either way."""
+    need, free = box_memory_mb(box_pixels), free_memory_mb(device)
+    if free is None or need <= free:
+        return None
+    return (f"a tile may need about {need:.0f} MB and {free:.0f} MB is free on {device}: if "
+            "memory runs out, tiles are split and the output can differ slightly from a run "
+            "with more free memory (close other programs, or set a smaller tile budget)")
 
 
 def tile_for_budget(budget_mb: float, context: int, multiple: int) -> int:

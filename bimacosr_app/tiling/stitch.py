@@ -15,13 +15,20 @@ whole-image output; the shipped 1-bit model is chaotic (its whole-image output a
 by ~12/255 on average for a 1e-6 input change), so there tiles agree only to that floor
 (tests/test_tiling.py has the figures).
 
+Tile size: :data:`~.memory.DEFAULT_TILE` unless the settings give one (or a budget), never
+from the free memory, so that the same command gives the same pixels on every machine; a plan
+whose largest box needs more than the device has free gets a warning (``TiledImage.warnings``)
+and is run as planned.
+
 Out of memory on a tile: that tile alone is split into smaller aligned tiles and redone
 (recursively, down to one ``required_multiple`` per side); tiles already added stay; later
-tiles at least as large as one that failed are split before being tried.
+tiles at least as large as one that failed are split before being tried. The output then
+depends on the memory the run had, which ``TiledImage.warnings`` says.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections import deque
@@ -31,7 +38,13 @@ from typing import Protocol
 
 import numpy as np
 
-from .memory import default_budget_mb, is_out_of_memory, release_free_memory, tile_for_budget
+from .memory import (
+    DEFAULT_TILE,
+    is_out_of_memory,
+    memory_warning,
+    release_free_memory,
+    tile_for_budget,
+)
 from .plan import Tile, plan_tiles, split_tile, tile_weights
 
 __all__ = [
@@ -65,8 +78,9 @@ ProgressCallback = Callable[[float, int, int], None]
 
 @dataclass(frozen=True)
 class TileSettings:
-    """How to tile. ``tile=None`` derives the core side from ``budget_mb``, and
-    ``budget_mb=None`` from the device (:func:`~.memory.default_budget_mb`)."""
+    """How to tile. ``tile=None`` derives the core side from ``budget_mb``
+    (:func:`~.memory.tile_for_budget`), and ``budget_mb=None`` is the fixed
+    :data:`~.memory.DEFAULT_TILE` (the same on every machine)."""
 
     tile: int | None = None  #: largest core side in LR pixels
     context: int = DEFAULT_CONTEXT  #: LR pixels read beyond each side of a core
@@ -87,6 +101,8 @@ class TiledImage:
     #: LR pixels between planned tile cuts along (rows, columns); 0: no cut on that axis.
     #: Cores are balanced per axis, so cuts fall at multiples of these (splits add more).
     cut_period: tuple[int, int] = (0, 0)
+    #: Said to the user: the plan may not fit the free memory; tiles were split.
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 def upscale_image(
@@ -127,12 +143,13 @@ def upscale_image(
     tile = settings.tile
     if tile is None:
         budget = settings.budget_mb
-        if budget is None:
-            budget = default_budget_mb(backend.device)
-        tile = tile_for_budget(budget, context, m)
+        tile = DEFAULT_TILE if budget is None else tile_for_budget(budget, context, m)
     tile = max(m, tile // m * m)
 
     queue = deque(plan_tiles(height, width, tile, context, m, feather))
+    warnings = []
+    if (note := memory_warning(max(t.box.area for t in queue), backend.device)) is not None:
+        warnings.append(note)
     first = queue[0].core
     cut_period = (first.height if first.height < height else 0,
                   first.width if first.width < width else 0)
@@ -169,7 +186,10 @@ def upscale_image(
         area_done += t.core.area
         if progress is not None:
             progress(area_done / (height * width), done, total)
-    return TiledImage(out, tile, context, feather, done, splits, cut_period)
+    if splits:
+        warnings.append(f"memory ran out on {splits} tile(s), which were split and redone: "
+                        "this output can differ slightly from a run with more free memory")
+    return TiledImage(out, tile, context, feather, done, splits, cut_period, warnings)
 
 
 def _run(backend, lr: np.ndarray, t: Tile, seed: int) -> np.ndarray | None:
