@@ -11,8 +11,8 @@ so no FUSE is needed), so the artifact itself is what gets tested.
 1. ``bimacosr --self-test``: the bundled model upscales the bundled image with every
    available backend and matches the golden result (bimacosr_app/selftest.py).
 2. ``bimacosr-gui`` (through ``AppRun`` for an AppImage/AppDir) on the offscreen Qt platform
-   with ``BIMACOSR_QUIT_AFTER``: it must become interactive, start its engine thread (torch
-   imported, backends listed) and, a few seconds later, close and exit 0 with nothing on
+   with ``BIMACOSR_QUIT_AFTER``: it must become interactive, start its engine thread (backends
+   listed) and, a few seconds later, close and exit 0 with nothing on
    stderr that looks like a crash. Settings and queue go to a temporary folder.
 
 Prints the timings (self-test wall time, GUI time to interactive window measured from the

@@ -31,8 +31,8 @@ __all__ = ["CUDA_EXTRA_HINT", "CudaDevice", "CudaStatus", "cuda_status", "torch_
            "torch_installed", "torch_missing_reason"]
 
 #: how to get the CUDA backend's PyTorch (the package's ``[cuda]`` extra)
-CUDA_EXTRA_HINT = ("pip install 'bimacosr-upscaler[cuda]'; in a source checkout: "
-                   ".venv/bin/pip install -e '.[cuda]'")
+PIP_CUDA_EXTRA = "pip install 'bimacosr-upscaler[cuda]'"
+CUDA_EXTRA_HINT = f"{PIP_CUDA_EXTRA}; in a source checkout: .venv/bin/pip install -e '.[cuda]'"
 TORCH_CUDA_URL = "https://pytorch.org/get-started/locally/"
 DRIVER_URL = "https://www.nvidia.com/Download/index.aspx"
 _CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
@@ -84,7 +84,7 @@ def torch_missing_reason(what: str = "PyTorch") -> str:
     """Completes "needs ..." for a backend that needs PyTorch, where it is not installed."""
     if _frozen():
         return (f"{what} (this build of the app leaves it out and runs on the CPU; the Python "
-                f"package has it as an extra: {CUDA_EXTRA_HINT})")
+                f"package has it as an extra: {PIP_CUDA_EXTRA})")
     return f"{what} (not installed here: {CUDA_EXTRA_HINT})"
 
 
