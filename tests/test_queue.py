@@ -131,7 +131,7 @@ def test_the_batch_eta_counts_the_items_with_an_estimate():
     a, b, _c = queue.items()
     runner.on_progress(a.id, 0.5, 3.0)
     assert totals[-1] is None  # a tile's timing alone is not an estimate of the batch
-    b.estimate = 4.0  # c has none (its size is not known yet): it adds nothing
+    queue.update(b.id, estimate=4.0)  # c has none (its size is not known yet): adds nothing
     runner.on_progress(a.id, 0.6, 2.0)
     assert totals[-1] == 2.0 + 4.0
     a.estimate, a.eta = 10.0, None
@@ -159,3 +159,97 @@ def test_speeds_are_learned_per_backend_and_tile_size():
     assert SpeedTable.from_json("").rate("cpu-packed", None) is None
     assert SpeedTable.from_json('{"rates": {"x/1": "nonsense"}}').to_json() == \
         SpeedTable().to_json()
+
+
+def test_the_batch_eta_estimates_by_rate_the_items_without_one():
+    """The command line gives the runner a rate (seconds per model output megapixel) rather
+    than an estimate per item; an item's own estimate still counts."""
+    queue = _queue("a.png", "b.png", "c.png", sizes={"b.png": (100, 50), "c.png": (10, 10)})
+    totals, rate = [], [None]
+
+    class Held:
+        def submit(self, item):
+            pass
+
+        def cancel_current(self):
+            pass
+
+    runner = QueueRunner(queue, Held(), total_progress=lambda f, eta: totals.append(eta),
+                         rate=lambda: rate[0])
+    runner.start()
+    a, _b, c = queue.items()
+    runner.on_progress(a.id, 0.5, 3.0)
+    assert totals[-1] is None  # no rate yet
+    rate[0] = 2.0
+    runner.on_progress(a.id, 0.5, 3.0)
+    assert totals[-1] == 3.0 + 2.0 * (100 * 50 + 10 * 10) * 16 / 1e6
+    queue.update(c.id, estimate=7.0)
+    runner.on_progress(a.id, 0.5, 3.0)
+    assert totals[-1] == 3.0 + 2.0 * 100 * 50 * 16 / 1e6 + 7.0
+
+
+def test_a_retried_item_counts_once_in_the_batch():
+    queue = _queue("a.png", "b.png", sizes={"a.png": (10, 10), "b.png": (10, 10)})
+    submitted, totals, summaries = [], [], []
+
+    class Held:
+        def submit(self, item):
+            submitted.append(item)
+
+        def cancel_current(self):
+            pass
+
+    runner = QueueRunner(queue, Held(), total_progress=lambda f, eta: totals.append(f),
+                         batch_finished=summaries.append)
+    runner.start()
+    runner.on_done(submitted[-1].id, JobOutcome(Status.FAILED, error="x"))  # a failed
+    assert totals[-1] == 0.5
+    queue.set_statuses((Status.FAILED,), Status.QUEUED)  # retried while b runs
+    runner.on_done(submitted[-1].id, JobOutcome(Status.DONE))  # b; then a again
+    assert submitted[-1].input.name == "a.png" and totals[-1] == 0.5
+    runner.on_done(submitted[-1].id, JobOutcome(Status.DONE))
+    assert totals[-2] == 1.0 and (summaries[0].done, summaries[0].failed) == (2, 0)
+
+
+class _Counted(QueueItem):
+    """A queue item that counts every attribute read of every instance."""
+
+    reads = 0
+
+    def __getattribute__(self, name):
+        _Counted.reads += 1
+        return super().__getattribute__(name)
+
+
+def _reads_for_a_batch(n: int) -> int:
+    queue = JobQueue()
+    queue.extend([_Counted(Path(f"/photos/{i}.png"), in_size=(64, 48), estimate=1.0)
+                  for i in range(n)])
+    submitted = []
+
+    class Loop:  # the command line's way: one job after another, four tiles each
+        def submit(self, item):
+            submitted.append(item)
+
+        def cancel_current(self):
+            pass
+
+    runner = QueueRunner(queue, Loop())
+    _Counted.reads = 0
+    runner.start()
+    while submitted:
+        item = submitted.pop()
+        for tile in range(1, 5):
+            runner.on_progress(item.id, tile / 4, 1.0)
+        runner.on_done(item.id, JobOutcome(Status.DONE, output=Path("/out/x.png")))
+    assert queue.count(Status.DONE) == n
+    return _Counted.reads
+
+
+def test_the_runner_costs_the_same_per_item_in_any_batch():
+    """Issue 16: the runner read every item of the batch on every event (a list membership
+    test per queued item when starting one, a scan of the queue per item looked up), about
+    66 s for 1,000 items. Counted, not timed: the item reads per item must not grow with the
+    batch (benchmarks/queue_runner.py has the times)."""
+    small, large = _reads_for_a_batch(100), _reads_for_a_batch(400)
+    assert large / small < 4 * 1.1, (small, large)

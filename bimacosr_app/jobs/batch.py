@@ -61,7 +61,7 @@ from ..atomic import temp_name_pattern
 from ..image_io import ImageIOError, ImageWriteError, is_image_path, probe_image
 from ..image_io.formats import format_from_suffix
 from .journal import JOURNAL_NAME, FileState, FolderInUseError, FolderLock, Journal
-from .queue import JobOutcome, JobQueue, QueueItem, QueueRunner, Status
+from .queue import JobOutcome, JobQueue, QueueItem, QueueRunner, SpeedSample, SpeedTable, Status
 from .request import (
     Progress,
     UpscaleRequest,
@@ -212,7 +212,8 @@ class Batch:
         the window's queue model, on this thread. ``progress(index, total, request,
         Progress)`` reports the current image, ``on_result(index, total, result)`` each
         finished one, ``total_progress(fraction, eta)`` the whole batch (weighed by input
-        pixels; the ETA from the speed of the images done so far, ``None`` before the first).
+        pixels; the ETA from the speed of the images done so far, the latest weighing most,
+        as ``jobs.SpeedTable`` keeps it: ``None`` before the first).
         ``KeyboardInterrupt`` propagates with the journal consistent (the current item stays
         pending).
 
@@ -246,7 +247,8 @@ class Batch:
                       for item in self._items])
         index_of = {queued.id: index for index, queued in enumerate(queue.items())}
         results: list[UpscaleResult] = []
-        speed = _Speed()
+        speed = SpeedTable()  # of the images done so far in this run
+        ran: dict[str, Any] = {}  # the backend and budget of the last image done
 
         def work(queued: QueueItem, report: Callable[[float, float | None], None],
                  cancel: threading.Event) -> JobOutcome:
@@ -260,18 +262,21 @@ class Batch:
 
             result = self._run_item(item, backend, on_tile, cancel)
             results.append(result)
-            if result.status == "done":
-                speed.add(result.seconds, queued.in_size)
-                for waiting in queue.items():
-                    if waiting.status is Status.QUEUED:
-                        waiting.estimate = speed.estimate(waiting.in_size)
+            tiling = result.details.get("tiling")
+            if result.status == "done" and tiling and queued.in_size:
+                ran.update(backend=result.backend, budget=item.request.tile_budget_mb)
+                speed.add(SpeedSample(result.backend, item.request.tile_budget_mb,
+                                      tiling["tile"], result.seconds,
+                                      queued.in_size[0] * queued.in_size[1] * 16))
             if on_result is not None:
                 on_result(index, len(self._items), result)
             return JobOutcome.from_result(result)
 
         executor = _InlineExecutor(work, cancel or threading.Event())
         runner = QueueRunner(queue, executor,
-                             total_progress=total_progress or (lambda _f, _eta: None))
+                             total_progress=total_progress or (lambda _f, _eta: None),
+                             rate=lambda: speed.rate(ran["backend"], ran["budget"])
+                             if ran else None)
         executor.run(runner)
         return results
 
@@ -439,24 +444,6 @@ class _InlineExecutor:
             if outcome.status is Status.CANCELLED:
                 runner.cancel_all()
             runner.on_done(item.id, outcome)
-
-
-class _Speed:
-    """Seconds per input pixel of the images done so far in this run."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.pixels = 0
-
-    def add(self, seconds: float, size: tuple[int, int] | None) -> None:
-        if size is not None:
-            self.seconds += seconds
-            self.pixels += size[0] * size[1]
-
-    def estimate(self, size: tuple[int, int] | None) -> float | None:
-        if size is None or not self.pixels:
-            return None
-        return self.seconds / self.pixels * size[0] * size[1]
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:

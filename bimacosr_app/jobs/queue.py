@@ -20,6 +20,7 @@ imports Qt.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import os
@@ -110,6 +111,11 @@ class QueueItem:
     stage: str = ""  #: e.g. "Loading model…" while running
     estimate: float | None = None  #: seconds, before it runs
 
+    @property
+    def weight(self) -> int:
+        """The item's share of a batch's progress: its input pixels (1 while unknown)."""
+        return self.in_size[0] * self.in_size[1] if self.in_size else 1
+
     def expected_out_size(self) -> tuple[int, int] | None:
         if self.out_size is not None:
             return self.out_size
@@ -146,12 +152,63 @@ class JobOutcome:
                    error=result.error or "", **details)
 
 
+@dataclass
+class QueuedTotals:
+    """Running totals over a queue's queued items."""
+
+    count: int = 0
+    weight: int = 0  #: the sum of their :attr:`QueueItem.weight`
+    seconds: float = 0.0  #: the sum of their estimates
+    estimated: int = 0  #: how many have an estimate
+    unestimated_pixels: int = 0  #: input pixels of those with a size and no estimate
+
+
 class JobQueue:
     """The ordered items. Reading is free; each change returns what it changed, so that a
-    view (the window's table model) can announce it around the change."""
+    view (the window's table model) can announce it around the change.
+
+    Every change goes through these methods, which keep what the runner reads per event in
+    constant time: items by id, rows (rebuilt once after a removal, move or reset), where the
+    first queued item can be (no item before :attr:`_first_queued` is queued), and running
+    totals over the queued items (:meth:`queued_totals`). So a batch of N items costs the
+    runner O(N) in all, not O(N) per progress event (docs/BENCHMARKS.md, "Queue runner").
+    """
 
     def __init__(self) -> None:
         self._items: list[QueueItem] = []
+        self._by_id: dict[str, QueueItem] = {}
+        self._rows: dict[str, int] | None = {}  # None: rebuilt on next use
+        self._first_queued = 0  # no queued item before this row
+        self._queued = QueuedTotals()
+
+    # -- the running totals ------------------------------------------------------------------
+
+    def _count(self, item: QueueItem, sign: int) -> None:
+        """Add (sign 1) or take away (-1) an item's share of the queued totals."""
+        if item.status is not Status.QUEUED:
+            return
+        totals = self._queued
+        totals.count += sign
+        totals.weight += sign * item.weight
+        if item.estimate is not None:
+            totals.seconds += sign * item.estimate
+            totals.estimated += sign
+        elif item.in_size is not None:
+            totals.unestimated_pixels += sign * item.in_size[0] * item.in_size[1]
+
+    def _recount(self) -> None:
+        self._queued = QueuedTotals()
+        for it in self._items:
+            self._count(it, 1)
+
+    def queued_totals(self) -> QueuedTotals:
+        """Running totals over the queued items (a copy)."""
+        totals = dataclasses.replace(self._queued)
+        if not totals.estimated:
+            totals.seconds = 0.0  # no float residue of estimates added and taken away
+        return totals
+
+    # -- reading -----------------------------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self._items)
@@ -163,13 +220,20 @@ class JobQueue:
         return self._items[row]
 
     def item_by_id(self, item_id: str) -> QueueItem | None:
-        return next((it for it in self._items if it.id == item_id), None)
+        return self._by_id.get(item_id)
 
     def row_of(self, item_id: str) -> int:
-        return next((r for r, it in enumerate(self._items) if it.id == item_id), -1)
+        if self._rows is None:
+            self._rows = {it.id: row for row, it in enumerate(self._items)}
+        return self._rows.get(item_id, -1)
 
     def next_queued(self) -> QueueItem | None:
-        return next((it for it in self._items if it.status is Status.QUEUED), None)
+        for row in range(self._first_queued, len(self._items)):
+            if self._items[row].status is Status.QUEUED:
+                self._first_queued = row
+                return self._items[row]
+        self._first_queued = len(self._items)
+        return None
 
     def count(self, *statuses: Status) -> int:
         return sum(it.status in statuses for it in self._items)
@@ -186,19 +250,39 @@ class JobQueue:
                 new.append(it)
         return new
 
+    # -- changes -----------------------------------------------------------------------------
+
     def extend(self, items: list[QueueItem]) -> None:
-        self._items.extend(items)
+        for it in items:
+            if self._rows is not None:
+                self._rows[it.id] = len(self._items)
+            self._items.append(it)
+            self._by_id[it.id] = it
+            self._count(it, 1)
 
     def update(self, item_id: str, **changes) -> int:
         """Set attributes of an item; its row, or -1 when it is not in the queue."""
+        item = self._by_id.get(item_id)
+        if item is None:
+            return -1
+        self._count(item, -1)
+        for key, value in changes.items():
+            setattr(item, key, value)
+        self._count(item, 1)
         row = self.row_of(item_id)
-        if row >= 0:
-            for key, value in changes.items():
-                setattr(self._items[row], key, value)
+        if item.status is Status.QUEUED:
+            self._first_queued = min(self._first_queued, row)
         return row
 
+    def _structure_changed(self) -> None:
+        self._rows = None
+        self._first_queued = 0
+
     def remove(self, row: int) -> None:
-        del self._items[row]
+        item = self._items.pop(row)
+        del self._by_id[item.id]
+        self._count(item, -1)
+        self._structure_changed()
 
     def move_target(self, row: int, to: int) -> int | None:
         """Where a move of ``row`` to index ``to`` ends (clamped), or None for no move."""
@@ -209,6 +293,7 @@ class JobQueue:
 
     def move(self, row: int, to: int) -> None:
         self._items.insert(to, self._items.pop(row))
+        self._structure_changed()
 
     def set_statuses(self, old: tuple[Status, ...], new: Status) -> int:
         """Every item in one of the ``old`` statuses gets ``new`` (errors cleared on retry);
@@ -220,10 +305,16 @@ class JobQueue:
                 if new is Status.QUEUED:
                     it.error, it.stage = "", ""
                 changed += 1
+        if changed:
+            self._recount()
+            self._first_queued = 0
         return changed
 
     def reset(self, items: list[QueueItem]) -> None:
         self._items = list(items)
+        self._by_id = {it.id: it for it in self._items}
+        self._recount()
+        self._structure_changed()
 
 
 # -- estimates ---------------------------------------------------------------------------------
@@ -337,9 +428,16 @@ class QueueRunner:
     States: idle -> running (a batch) -> idle again when nothing is queued; "pause after
     current" lets the running item finish and then stops (start resumes). Cancel current
     stops the running item between two tiles; cancel all also marks every queued item
-    cancelled. Total progress weighs every item of the batch by its input pixels; the ETA is
-    the running item's ETA (its estimate until a tile has timed it) plus the estimates of the
-    queued ones, given while any of them has an estimate (items without one add nothing).
+    cancelled. Total progress weighs every item of the batch (those it finished, the running
+    one and the queued ones) by its input pixels; the ETA is the running item's ETA (its
+    estimate until a tile has timed it) plus the estimates of the queued ones, given while any
+    of them has an estimate (items without one add nothing). ``rate()``, when given, estimates
+    the items that have none: seconds per model output megapixel (``SpeedTable.rate``), or
+    ``None`` while unknown.
+
+    Each event (a progress report, a finished job, the next start) costs constant time: the
+    batch is a dict, its finished part a running total, the queued part the queue's running
+    totals (:meth:`JobQueue.queued_totals`).
 
     ``changed(item_id, fields)`` is called after every change the runner makes to an item
     (through :meth:`update`), ``state_changed()`` when running/pausing change,
@@ -351,15 +449,20 @@ class QueueRunner:
                  update: Callable[..., None] | None = None,
                  state_changed: Callable[[], None] = lambda: None,
                  total_progress: Callable[[float, float | None], None] = lambda f, e: None,
-                 batch_finished: Callable[[BatchSummary], None] = lambda s: None) -> None:
+                 batch_finished: Callable[[BatchSummary], None] = lambda s: None,
+                 rate: Callable[[], float | None] | None = None) -> None:
         self.queue, self.executor = queue, executor
         self._update = update or (lambda item_id, **changes: queue.update(item_id, **changes))
         self._state_changed, self._total = state_changed, total_progress
         self._finished = batch_finished
+        self._rate = rate
         self.running = False
         self.pausing = False
         self.current: str | None = None
-        self._batch: list[str] = []
+        #: the items this batch finished (ran, or cancelled while queued), in order, with
+        #: their weights; and the sum of those weights
+        self._batch: dict[str, int] = {}
+        self._done_weight = 0
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -370,7 +473,7 @@ class QueueRunner:
             return
         if not self.running:
             self.running = True
-            self._batch = []
+            self._batch, self._done_weight = {}, 0
         self._state_changed()
         self._next()
 
@@ -389,6 +492,7 @@ class QueueRunner:
         for item in self.queue.items():
             if item.status is Status.QUEUED:
                 self._update(item.id, status=Status.CANCELLED, progress=0.0, eta=None)
+                self._finish(item)
         self.cancel_current()
 
     # -- executor events ---------------------------------------------------------------------
@@ -417,11 +521,18 @@ class QueueRunner:
                 model=outcome.model, tiles=outcome.tiles, seam_period=outcome.seam_period,
                 progress=1.0 if done else 0.0, eta=None, stage="")
         if item_id == self.current:
+            if item is not None:
+                self._finish(item)
             self.current = None
             self._emit_total()
             self._next()
 
     # -- bookkeeping -------------------------------------------------------------------------
+
+    def _finish(self, item: QueueItem) -> None:
+        """Count a finished item into the batch (once: a retried one replaces its share)."""
+        self._done_weight += item.weight - self._batch.pop(item.id, 0)
+        self._batch[item.id] = item.weight
 
     def _next(self) -> None:
         if not self.running or self.current is not None:
@@ -429,13 +540,12 @@ class QueueRunner:
         if self.pausing:
             self._stop()
             return
-        for it in self.queue.items():
-            if it.status is Status.QUEUED and it.id not in self._batch:
-                self._batch.append(it.id)
         item = self.queue.next_queued()
         if item is None:
             self._finish_batch()
             return
+        if item.id in self._batch:  # finished earlier in this batch, queued again since
+            self._done_weight -= self._batch.pop(item.id)
         self.current = item.id
         self._update(item.id, status=Status.RUNNING, progress=0.0, eta=None, error="",
                      stage="Starting…")
@@ -448,11 +558,8 @@ class QueueRunner:
         self._state_changed()
         self._total(-1.0, None)
 
-    def _batch_items(self) -> list[QueueItem]:
-        return [it for it in (self.queue.item_by_id(i) for i in self._batch) if it]
-
     def _finish_batch(self) -> None:
-        items = self._batch_items()
+        items = [it for it in map(self.queue.item_by_id, self._batch) if it is not None]
         outputs = [it.output for it in items if it.status is Status.DONE and it.output]
         summary = BatchSummary(
             done=sum(it.status is Status.DONE for it in items),
@@ -460,33 +567,41 @@ class QueueRunner:
             skipped=sum(it.status is Status.SKIPPED for it in items),
             cancelled=sum(it.status is Status.CANCELLED for it in items),
             last_output=str(outputs[-1].parent) if outputs else "")
-        self._batch = []
+        self._batch, self._done_weight = {}, 0
         self._stop()
         self._finished(summary)
 
     def _emit_total(self) -> None:
-        items = self._batch_items()
-        if not items:
+        queued = self.queue.queued_totals()
+        running = None if self.current is None else self.queue.item_by_id(self.current)
+        total = self._done_weight + queued.weight + (running.weight if running else 0)
+        if not total:
             return
-        weight = {it.id: (it.in_size[0] * it.in_size[1] if it.in_size else 1) for it in items}
-        total = sum(weight.values())
-        done = sum(weight[it.id] * (1.0 if it.status.finished else it.progress)
-                   for it in items if it.status is not Status.QUEUED)
-        waiting = [it for it in items if it.status in (Status.RUNNING, Status.QUEUED)]
+        done = self._done_weight + (running.weight * running.progress if running else 0.0)
+        rate = self._rate() if self._rate is not None else None
+        by_rate = (rate * queued.unestimated_pixels * _MODEL_SCALE**2 / 1e6
+                   if rate is not None and queued.unestimated_pixels else None)
+        running_estimate = None if running is None else self._estimate(running, rate)
         eta = None
-        if any(it.estimate is not None for it in waiting):
-            eta = sum(self._time_left(it) for it in waiting)
+        if queued.estimated or by_rate is not None or running_estimate is not None:
+            eta = queued.seconds + (by_rate or 0.0)
+            if running is not None:
+                eta += self._time_left(running, running_estimate)
         self._total(done / total, eta)
 
     @staticmethod
-    def _time_left(item: QueueItem) -> float:
-        """A waiting item's seconds to go: a running one's own ETA once a tile has timed it,
-        else what is left of its estimate (0 without one)."""
-        if item.status is Status.RUNNING and item.eta is not None:
+    def _estimate(item: QueueItem, rate: float | None) -> float | None:
+        return item.estimate if item.estimate is not None else estimate_seconds(item, rate)
+
+    @staticmethod
+    def _time_left(item: QueueItem, estimate: float | None) -> float:
+        """The running item's seconds to go: its own ETA once a tile has timed it, else what
+        is left of its estimate (0 without one)."""
+        if item.eta is not None:
             return item.eta
-        if item.estimate is None:
+        if estimate is None:
             return 0.0
-        return item.estimate * (1.0 - item.progress)
+        return estimate * (1.0 - item.progress)
 
 
 # -- the saved queue ---------------------------------------------------------------------------
