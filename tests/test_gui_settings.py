@@ -111,11 +111,10 @@ def test_folders_are_scanned_recursively_on_request(tmp_path):
     (tmp_path / "sub").mkdir()
     for name in ("b.jpg", "a.PNG", "notes.txt", ".hidden.png", "sub/c.webp"):
         (tmp_path / name).write_bytes(b"x")
-    flat = scan_inputs([tmp_path], recursive=False, naming="{stem}_x{scale}.{ext}")
+    flat = scan_inputs([tmp_path], recursive=False)
     assert [f.file.name for f in flat.found] == ["a.PNG", "b.jpg"] and not flat.problems
     assert flat.subfolders_left_out == [tmp_path]  # sub/c.webp
-    deep = scan_inputs([tmp_path, tmp_path / "b.jpg", tmp_path / "missing"], recursive=True,
-                       naming="{stem}_x{scale}.{ext}")
+    deep = scan_inputs([tmp_path, tmp_path / "b.jpg", tmp_path / "missing"], recursive=True)
     assert [(f.file.name, f.subfolder) for f in deep.found] == [
         ("a.PNG", ""), ("b.jpg", ""), ("c.webp", "sub")]
     assert deep.problems == [f"'{tmp_path / 'missing'}' does not exist"]
@@ -123,8 +122,22 @@ def test_folders_are_scanned_recursively_on_request(tmp_path):
     (tmp_path / "sub" / "c.webp").rename(tmp_path / "sub" / ".c.webp")
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "d.png").write_bytes(b"x")
-    assert scan_inputs([tmp_path], recursive=False, naming="{stem}_x{scale}.{ext}"
+    assert scan_inputs([tmp_path], recursive=False
                        ).subfolders_left_out == []  # only hidden ones hold images
+
+
+def test_scanning_recognises_earlier_outputs_by_content_not_by_name(tmp_path):
+    """An output of this app is left out whatever its name; a photo of the user named like
+    an output is taken (scan_inputs has no naming template to guess with)."""
+    from bimacosr_app import APP_NAME
+    from bimacosr_app.image_io import write_image
+
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    write_image(tmp_path / "holiday.png", pixels, provenance={"app": APP_NAME})
+    write_image(tmp_path / "beach_x4.png", pixels)
+    write_image(tmp_path / "beach.png", pixels)
+    found = scan_inputs([tmp_path], recursive=False).found
+    assert [f.file.name for f in found] == ["beach.png", "beach_x4.png"]
 
 
 def test_quality_check_flags_colour_shift_and_seams():

@@ -99,8 +99,7 @@ class PhotoInputs(QObject):
             prefs = self._window.prefs
             self._window.statusBar().showMessage("Looking for photos…")
             self._window.loaders.scan([Path(p) for p in paths],
-                                      prefs.recursive if recursive is None else recursive,
-                                      prefs.naming)
+                                      prefs.recursive if recursive is None else recursive)
 
     def open_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self._window, "Add photos", "", _file_filter())

@@ -108,9 +108,9 @@ class Loaders(QObject):
         self._scan.done.connect(lambda _key, result: self.scanned.emit(result))
         self._scan.error.connect(lambda _key, msg: self.scanned.emit(ScanResult([], [msg])))
 
-    def scan(self, paths: list[Path], recursive: bool, naming: str) -> None:
-        """Find the images among files and folders (see :func:`.scanning.scan_inputs`)."""
-        self._pool.start(_Task(self._scan, None, scan_inputs, paths, recursive, naming), 2)
+    def scan(self, paths: list[Path], recursive: bool) -> None:
+        """Find the images among files and folders (see :func:`jobs.scan_inputs`)."""
+        self._pool.start(_Task(self._scan, None, scan_inputs, paths, recursive), 2)
 
     def thumbnail(self, item_id: str, path: Path) -> None:
         self._pool.start(_Task(self._thumbs, item_id, _thumbnail, path))

@@ -690,13 +690,14 @@ class ScanResult:
     subfolders_left_out: list[Path] = field(default_factory=list)
 
 
-def scan_inputs(paths: Iterable[str | os.PathLike[str]], recursive: bool,
-                naming: str) -> ScanResult:
+def scan_inputs(paths: Iterable[str | os.PathLike[str]], recursive: bool) -> ScanResult:
     """Images among ``paths`` (folders scanned, recursively when ``recursive``), in order,
-    without duplicates, exactly as the command line scans them (:func:`~.batch.plan_batch`
-    with ``naming``: image files by suffix, hidden ones and this app's own outputs skipped);
-    files given one by one are taken as they are. Without ``recursive``, the folders with
-    photos in a visible subfolder are listed too."""
+    without duplicates, exactly as the command line scans them (:func:`~.batch.plan_batch`):
+    image files by suffix, hidden ones skipped, and so are this app's own earlier outputs,
+    recognised by content, whatever their names (its provenance record, or a journal in the
+    scanned folders listing the file as an output: ``jobs.batch``'s "Scanning"). Files given
+    one by one are taken as they are. Without ``recursive``, the folders with photos in a
+    visible subfolder are listed too."""
     from .batch import InputError, plan_batch
 
     found: dict[Path, Found] = {}
@@ -707,7 +708,7 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], recursive: bool,
         if not recursive and path.is_dir() and _photos_in_subfolders(path):
             left_out.append(path)
         try:
-            batch = plan_batch([path], recursive=recursive, naming=naming)
+            batch = plan_batch([path], recursive=recursive)
         except InputError:
             problems.append(f"'{path}' does not exist" if not path.exists() else
                             f"no photos in '{path}'" + ("" if recursive else
