@@ -16,7 +16,7 @@
 #   5. the PyInstaller one-folder bundle from packaging/bimacosr.spec, run under Wine (no torch:
 #      the native CPU runtime), in build/win64/dist/bimacosr (dist/bimacosr is Linux's);
 #   6. the NSIS installer from packaging/windows/bimacosr.nsi.
-# The chroot (~2.5 GB), the Wine prefix with its Python and the downloads are kept between runs;
+# The chroot (3.6 GB), the Wine prefix with its Python and the downloads are kept between runs;
 # a second run redoes only steps 4-6 (and 2-3 when the lock file changed). Delete
 # $BIMACOSR_WIN_CACHE to start over. Test the result with packaging/smoke_test_windows.sh.
 set -euo pipefail

@@ -3,7 +3,7 @@
 # Everything Windows runs under Wine 10 inside a Debian 13 (trixie) chroot: Debian 12's Wine 8
 # cannot run Qt (QGuiApplication aborts: Windows.UI UISettings missing), and trixie's Wine needs
 # glibc 2.38. The chroot, the Wine prefixes and the downloads are cached outside the checkout,
-# in $BIMACOSR_WIN_CACHE (default /var/cache/bimacosr-windows, about 3 GB).
+# in $BIMACOSR_WIN_CACHE (default /var/cache/bimacosr-windows, 7.1 GB with both prefixes).
 #
 # The calling script re-executes itself in a private mount namespace (unshare -m), so the bind
 # mounts (/proc, /dev, /sys, the checkout at /src, ../shared at /shared) disappear with it, even
@@ -45,7 +45,7 @@ enter_namespace() {
     fi
 }
 
-# The trixie chroot with Wine 10 and the build tools (cached; ~2.5 GB, ~2-4 minutes).
+# The trixie chroot with Wine 10 and the build tools (cached; 3.6 GB).
 ensure_chroot() {
     stamp=$CHROOT/.bimacosr-packages
     if [ ! -x "$CHROOT/usr/bin/apt-get" ] || [ ! -f "$CHROOT/.bimacosr-debootstrap-ok" ]; then
