@@ -97,6 +97,25 @@ def test_recursive_json_mirrors_tree_and_exit_codes(tmp_path):
     assert outputs(out) == ["a_x2.png", "sub/b_x2.png"]
 
 
+def test_warnings_are_printed_with_the_result_and_in_the_summary(tmp_path):
+    """A result's warnings (here: with --on-exists overwrite, a file of the user's where the
+    output would go, kept) go to the result line, the --json result event and the summary."""
+    src, out = tmp_path / "photos", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    photo(0).save(src / "a.png")
+    photo(1).save(out / "a_x4.png")  # the user's own file, not written by the app
+    run = cli(src / "a.png", "-o", out, "--json", "--backend", "reference", "--on-exists",
+              "overwrite")
+    assert run.returncode == 0, run.stderr
+    (result,) = results(run.stdout)
+    assert result["status"] == "done" and Path(result["output"]).name == "a_x4 (1).png"
+    assert result["warnings"] and "a_x4.png" in result["warnings"][0]
+    assert f"  warning: {result['warnings'][0]}" in run.stderr
+    assert "1 with warnings" in run.stderr
+    assert f"  warning: a.png: {result['warnings'][0]}" in run.stderr
+
+
 def test_outputs_next_to_inputs_by_default(tmp_path):
     photo(2).save(tmp_path / "c.jpg", quality=90)
     run = cli(tmp_path / "c.jpg", "--backend", "reference", "--quality", "80")

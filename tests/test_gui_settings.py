@@ -107,6 +107,25 @@ def test_queue_model_reorders_and_retries(qapp, tmp_path):
     assert items[1].status is Status.QUEUED and items[1].error == ""
 
 
+def test_an_items_warnings_show_in_the_table_and_the_panel(qapp, tmp_path):
+    from PySide6.QtCore import Qt
+
+    from bimacosr_app.gui.quality_panel import QualityPanel
+
+    model = QueueModel()
+    (item,) = model.add_items([QueueItem(input=tmp_path / "a.jpg")])
+    model.update_item(item.id, status=Status.DONE, seconds=3.0, output=tmp_path / "a_x4.jpg",
+                      warnings=["the JPEG ends without its end marker"])
+    index = model.index(0, 4)  # the progress column
+    assert "1 warning" in model.data(index)
+    assert "⚠ the JPEG ends without its end marker" in model.data(
+        index, Qt.ItemDataRole.ToolTipRole)
+    panel = QualityPanel()
+    panel.show_item(item)
+    assert not panel.warning.isHidden()
+    assert "without its end marker" in panel.warning.text()
+
+
 def test_folders_are_scanned_recursively_on_request(tmp_path):
     (tmp_path / "sub").mkdir()
     for name in ("b.jpg", "a.PNG", "notes.txt", ".hidden.png", "sub/c.webp"):

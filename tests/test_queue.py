@@ -253,3 +253,39 @@ def test_the_runner_costs_the_same_per_item_in_any_batch():
     batch (benchmarks/queue_runner.py has the times)."""
     small, large = _reads_for_a_batch(100), _reads_for_a_batch(400)
     assert large / small < 4 * 1.1, (small, large)
+
+
+def test_the_results_warnings_reach_the_item_the_summary_and_the_saved_queue(tmp_path):
+    """Issue 16 follow-up: JobOutcome.from_result dropped UpscaleResult.warnings, so the
+    window never said that a file was kept, a JPEG had no end marker or memory ran out."""
+    from bimacosr_app.jobs import UpscaleResult
+
+    result = UpscaleResult(Path("/photos/a.jpg"), Path("/photos/a_x4 (1).jpg"), "done")
+    result.warnings.extend(["a_x4.jpg exists and was not written by this app: kept",
+                            "the JPEG ends without its end marker"])
+    outcome = JobOutcome.from_result(result, backend="test")
+    assert outcome.warnings == tuple(result.warnings)
+
+    queue = _queue("a.jpg", "b.jpg")
+    summaries, submitted = [], []
+
+    class Held:
+        def submit(self, item):
+            submitted.append(item)
+
+        def cancel_current(self):
+            pass
+
+    runner = QueueRunner(queue, Held(), batch_finished=summaries.append)
+    runner.start()
+    runner.on_done(submitted[-1].id, outcome)
+    a = queue.item(0)
+    assert a.warnings == list(result.warnings)
+    runner.on_done(submitted[-1].id, JobOutcome(Status.DONE))
+    assert queue.item(1).warnings == [] and summaries[0].warned == 1
+    store = QueueStore(tmp_path)
+    store.save(queue.items())
+    assert store.load()[0].warnings == list(result.warnings)
+    queue.update(a.id, status=Status.QUEUED)  # run again: the old warnings go
+    runner.start()
+    assert queue.item(0).warnings == []

@@ -238,11 +238,16 @@ class _Display:
     def summary(self, results: list[UpscaleResult], journal_error: str | None) -> None:
         self.clear()
         counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+        warned = [r for r in results if r.warnings]
         print(f"Summary: {counts['done']} done, {counts['skipped']} skipped, "
-              f"{counts['failed']} failed", file=self.err)
+              f"{counts['failed']} failed" + (f", {len(warned)} with warnings" if warned else ""),
+              file=self.err)
         for r in results:
             if r.status == "failed":
                 print(f"  failed: {r.error}", file=self.err)
+        for r in warned:
+            for warning in r.warnings:
+                print(f"  warning: {r.input.name}: {warning}", file=self.err)
         if journal_error:
             print(f"warning: the batch journal could not be written, so this batch cannot be "
                   f"resumed: {journal_error}", file=self.err)

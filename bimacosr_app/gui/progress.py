@@ -92,7 +92,8 @@ class BatchProgress:
         parts = [f"{summary.done} done"]
         parts += [f"{n} {word}" for n, word in ((summary.failed, "failed"),
                                                 (summary.skipped, "skipped"),
-                                                (summary.cancelled, "cancelled")) if n]
+                                                (summary.cancelled, "cancelled"),
+                                                (summary.warned, "with warnings")) if n]
         text = ", ".join(parts)
         if summary.last_output:
             self.last_output = summary.last_output

@@ -2,7 +2,8 @@
 
 Queued: the time and memory estimate. Running: the stage. Done: the consistency check (PSNR-Y
 and SSIM-Y of the output brought back to the input size, colour shift, seam score), time
-taken, backend, tile settings and model, with a warning box when something looks wrong.
+taken, backend, tile settings and model, with a warning box when something looks wrong or
+the job said something about its result (its warnings).
 Failed: the whole error, wrapped anywhere (a long path has no spaces to wrap at), never
 clipped.
 """
@@ -116,6 +117,7 @@ class QualityPanel(QFrame):
         if item.error:
             self.error.setPlainText(item.error)
             self.error.show()
+        warnings = list(item.warnings)
         info = {}
         if item.status is Status.QUEUED:
             info["estimate"] = estimate
@@ -135,9 +137,10 @@ class QualityPanel(QFrame):
                     *report.colour_shift)
                 info["seams"] = ("no tile cut in the measured area" if math.isnan(
                     report.seam_score) else f"{report.seam_score:.2f}× surroundings")
-                if report.warnings:
-                    self.warning.setText("⚠ " + "\n⚠ ".join(report.warnings))
-                    self.warning.show()
+                warnings += report.warnings
             elif analysing:
                 info["consistency"] = "Analysing…"
+        if warnings:
+            self.warning.setText("⚠ " + "\n⚠ ".join(warnings))
+            self.warning.show()
         self._set(**info)

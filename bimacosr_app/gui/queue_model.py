@@ -179,10 +179,12 @@ class QueueModel(QAbstractTableModel):
             tip = str(item.input)
             if item.output is not None:
                 tip += f"\n→ {item.output}"
-            return tip + (f"\n\n{item.error}" if item.error else "")
+            tip += f"\n\n{item.error}" if item.error else ""
+            return tip + "".join(f"\n⚠ {w}" for w in item.warnings)
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return f"{item.input.name}, {item.status.label}" + (
-                f", {item.error}" if item.error else "")
+                f", {item.error}" if item.error else "") + "".join(
+                f", warning: {w}" for w in item.warnings)
         if role == Qt.ItemDataRole.UserRole:
             return item
         return None
@@ -205,7 +207,9 @@ class QueueModel(QAbstractTableModel):
                 return item.error
             if item.status is Status.DONE and item.seconds is not None:
                 name = item.output.name if item.output else ""
-                return f"{format_duration(item.seconds)} · {name}"
+                warned = f" · ⚠ {len(item.warnings)} warning{'s' * (len(item.warnings) > 1)}" \
+                    if item.warnings else ""
+                return f"{format_duration(item.seconds)} · {name}{warned}"
             if item.status is Status.QUEUED and item.estimate is not None:
                 return f"≈ {format_duration(item.estimate)}"
             return ""

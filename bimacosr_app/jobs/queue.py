@@ -99,6 +99,9 @@ class QueueItem:
     out_size: tuple[int, int] | None = None  #: of the written output
     output: Path | None = None
     error: str = ""
+    #: what the job said about its result (a file kept and a number added, a JPEG without
+    #: its end marker, a tile split after memory ran out, ...)
+    warnings: list[str] = field(default_factory=list)
     seconds: float | None = None  #: time the job took
     backend: str = ""
     model: str = ""  #: content hash of the model
@@ -143,13 +146,15 @@ class JobOutcome:
     #: output pixels between tile cuts along (rows, columns); 0: no cut on that axis
     seam_period: tuple[int, int] = (0, 0)
     speed: SpeedSample | None = None  #: how fast it ran (a job done by a model only)
+    warnings: tuple[str, ...] = ()  #: the result's warnings, for the user
 
     @classmethod
     def from_result(cls, result: UpscaleResult, **details) -> JobOutcome:
-        """The outcome of a request's result; ``details``: the other fields (backend, …)."""
+        """The outcome of a request's result, its warnings too; ``details``: the other fields
+        (backend, …)."""
         return cls(status=Status(result.status), output=result.output,
                    out_size=result.output_size, seconds=result.seconds,
-                   error=result.error or "", **details)
+                   error=result.error or "", warnings=tuple(result.warnings), **details)
 
 
 @dataclass
@@ -420,6 +425,7 @@ class BatchSummary:
     skipped: int
     cancelled: int
     last_output: str  #: folder of the last output written ("" if none)
+    warned: int = 0  #: items whose result came with warnings
 
 
 class QueueRunner:
@@ -519,7 +525,8 @@ class QueueRunner:
                 out_size=outcome.out_size or item.out_size, error=outcome.error,
                 seconds=outcome.seconds if done else item.seconds, backend=outcome.backend,
                 model=outcome.model, tiles=outcome.tiles, seam_period=outcome.seam_period,
-                progress=1.0 if done else 0.0, eta=None, stage="")
+                warnings=list(outcome.warnings), progress=1.0 if done else 0.0, eta=None,
+                stage="")
         if item_id == self.current:
             if item is not None:
                 self._finish(item)
@@ -548,7 +555,7 @@ class QueueRunner:
             self._done_weight -= self._batch.pop(item.id)
         self.current = item.id
         self._update(item.id, status=Status.RUNNING, progress=0.0, eta=None, error="",
-                     stage="Starting…")
+                     warnings=[], stage="Starting…")
         self.executor.submit(item)
         self._emit_total()
 
@@ -566,7 +573,8 @@ class QueueRunner:
             failed=sum(it.status is Status.FAILED for it in items),
             skipped=sum(it.status is Status.SKIPPED for it in items),
             cancelled=sum(it.status is Status.CANCELLED for it in items),
-            last_output=str(outputs[-1].parent) if outputs else "")
+            last_output=str(outputs[-1].parent) if outputs else "",
+            warned=sum(bool(it.warnings) for it in items))
         self._batch, self._done_weight = {}, 0
         self._stop()
         self._finished(summary)
@@ -620,6 +628,7 @@ def _item_to_json(item: QueueItem) -> dict:
     record = {name: getattr(item, name) for name in _SAVED_FIELDS}
     record.update(
         seam_period=list(item.seam_period),
+        warnings=list(item.warnings),
         input=str(item.input),
         status=item.status.value,
         output=str(item.output) if item.output is not None else None,
@@ -638,6 +647,8 @@ def _item_from_json(record: dict) -> QueueItem:
         if record.get(name) is not None:
             setattr(item, name, record[name])
     item.seam_period = tuple(record.get("seam_period") or (0, 0))
+    warnings = record.get("warnings")
+    item.warnings = [str(w) for w in warnings] if isinstance(warnings, list) else []
     item.output = Path(record["output"]) if record.get("output") else None
     item.in_size = tuple(record["in_size"]) if record.get("in_size") else None
     item.out_size = tuple(record["out_size"]) if record.get("out_size") else None
