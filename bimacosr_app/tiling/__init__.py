@@ -2,7 +2,7 @@
 
 ``upscale_image(backend, lr)`` is the entry point: it plans tiles aligned to the backend's
 ``required_multiple`` (:mod:`.plan`), of a fixed default size or the size a budget the user sets
-gives (:mod:`.memory`; never from the free memory, so the output is the same on every machine),
+gives (:mod:`.memory`; never from the free memory, so the output does not depend on it),
 upscales each at its absolute LR position (so the position-derived diffusion noise matches a
 whole-image run) and adds it into a float32 output with weights that sum to 1
 (:mod:`.stitch`). A tile that runs out of memory is split and redone on its own.

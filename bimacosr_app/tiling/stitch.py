@@ -16,9 +16,9 @@ by ~12/255 on average for a 1e-6 input change), so there tiles agree only to tha
 (tests/test_tiling.py has the figures).
 
 Tile size: :data:`~.memory.DEFAULT_TILE` unless the settings give one (or a budget), never
-from the free memory, so that the same command gives the same pixels whatever memory is free; a plan
-whose largest box needs more than the device has free gets a warning (``TiledImage.warnings``)
-and is run as planned.
+from the free memory, so that the same command gives the same pixels whatever memory is free;
+a plan whose largest box needs more than the device has free gets a warning
+(``TiledImage.warnings``) and is run as planned.
 
 Out of memory on a tile: that tile alone is split into smaller aligned tiles and redone
 (recursively, down to one ``required_multiple`` per side); tiles already added stay; later
