@@ -193,9 +193,7 @@ in_chroot env WINEPREFIX="$PREFIX" WINEARCH=win64 xvfb-run -a -s "-screen 0 1600
     xdotool windowsize \$w 1500 940 windowmove \$w 40 20 windowactivate --sync \$w 2>/dev/null || true
     sleep 2
     xdotool key --window \$w ctrl+Return
-    sleep 60
-    xdotool key --window \$w ctrl+Home Home 2>/dev/null || true
-    sleep 10
+    sleep 70
     import -window root /tmp/gui-shot.png
     xdotool key --window \$w ctrl+q
     sleep 5

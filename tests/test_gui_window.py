@@ -305,6 +305,21 @@ def test_shortcuts_are_listed_and_about_shows_the_model(qtbot, make_window, chec
     assert about.model.text() == checkpoint.content_sha256
 
 
+def test_keys_go_to_the_queue_at_start_not_to_the_scale_box(qtbot, make_window, photos,
+                                                           checkpoint):
+    """Home and the arrows move in the queue; they once reached the toolbar's scale box first,
+    where Home silently set the scale to 2x."""
+    window = make_window(SlowBackend(checkpoint, 0.0), scale=4)
+    add(qtbot, window, [photos / "small.png", photos / "large.png"])
+    window.activateWindow()
+    qtbot.waitActive(window)
+    assert QApplication.focusWidget() is window.table
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_End)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Home)
+    assert window.commands.scale_box.currentData() == 4 and window.prefs.scale == 4
+    assert window.table.selected_rows() == [0]
+
+
 def test_estimates_follow_the_finished_jobs_per_backend_and_tile_size(qtbot, make_window,
                                                                       photos, checkpoint):
     backend = SlowBackend(checkpoint, 0.0)

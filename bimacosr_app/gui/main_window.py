@@ -132,6 +132,9 @@ class MainWindow(QMainWindow):
                                                    scale=self.commands.scale_box.currentData())))
         self.progress.open_output_button.setDefaultAction(self.commands.open_output)
         self._restore_view()
+        # Keys go to the queue at start (arrows, Home, Delete act on photos), not to the
+        # first toolbar widget, where Home or an arrow would change the scale unnoticed.
+        self.table.setFocus()
         self.saved_queue.offer()
         self.commands.update()
         self.engine.start()

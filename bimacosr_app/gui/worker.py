@@ -3,7 +3,7 @@
 
 :class:`Engine` (UI thread) starts the thread and talks to :class:`EngineWorker` (engine
 thread) only through queued signals; results come back the same way, so the UI thread never
-waits on the model. The session loads the engine (torch takes seconds to import) and the
+waits on the model. The session loads the engine (the backend, and torch where it needs it) and the
 model lazily, on the first job or calibration (``loading`` / ``modelReady``), and keeps it for
 the next jobs while backend and device stay the same.
 
