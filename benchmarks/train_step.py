@@ -2,7 +2,7 @@
 denoiser by batch size and memory format, and the binarize stage's step (the frozen FP
 parent's target, then the 1-bit student's forward, backward and AdamW) in two recipes:
 
-* ``1-bit, session 4``: the shipped model's recipe before shortcuts (``configs/
+* ``1-bit, shipped``: the shipped model's recipe, before shortcuts (``configs/
   binarize_shift.json``: thresholds, RPReLU slope 1, kappa 2, NCHW, eager);
 * ``1-bit, shortcuts``: today's recipe (``configs/binarize_parent.json``: a plain parent
   binarized with a full-precision shortcut around every layer, thresholds, gain, kappa 0),
@@ -12,8 +12,8 @@ parent's target, then the 1-bit student's forward, backward and AdamW) in two re
                                     [--profile]
 
 Every figure is the median of 20 timed iterations after warm-up, with CUDA synchronisation
-around each. ``crops/s`` is HR 256² crops (LR 64²) per second; ``vs session 4`` is the
-speed over the session 4 1-bit step at the same batch, measured in the same run. Rows print
+around each. ``crops/s`` is HR 256² crops (LR 64²) per second; ``vs shipped`` is the
+speed over the shipped recipe's 1-bit step at the same batch, measured in the same run. Rows print
 as they are measured. With ``--json`` the last line is ``{"data": [...], "steps": [...],
 "device": ..}``.
 """
@@ -63,7 +63,7 @@ def data_rows(batch: int) -> list[dict]:
 
 # The binarize recipes timed: (architecture, binarize() options, kappa).
 RECIPES = {
-    "1-bit, session 4": (ModelConfig(), {"rprelu_slope": 1.0, "act_shift": True}, 2.0),
+    "1-bit, shipped": (ModelConfig(), {"rprelu_slope": 1.0, "act_shift": True}, 2.0),
     "1-bit, shortcuts": (ModelConfig(), {"rprelu_slope": 1.0, "act_shift": True, "gain": True,
                                          "shortcut": True}, 0.0),
 }
@@ -141,11 +141,11 @@ def _timed_row(make_step, **row) -> dict:
 
 
 #: (recipe, channels_last, compiled) of the timed 1-bit steps; the first is the baseline.
-BINARIZE_VARIANTS = (("1-bit, session 4", False, False), ("1-bit, shortcuts", False, False),
+BINARIZE_VARIANTS = (("1-bit, shipped", False, False), ("1-bit, shortcuts", False, False),
                      ("1-bit, shortcuts", False, True))
 
 STEP_HEADER = (f"{'step':18} {'batch':>6} {'NHWC':>5} {'compile':>8} {'ms':>8} {'crops/s':>8}"
-               f" {'vs session 4':>13} {'first s':>8} {'GiB':>5}")
+               f" {'vs shipped':>13} {'first s':>8} {'GiB':>5}")
 
 
 def step_rows(batches: list[int], parts: set[str]):
@@ -163,7 +163,7 @@ def step_rows(batches: list[int], parts: set[str]):
                 lambda r=recipe, b=batch, c=channels_last, k=compiled: _binarize_step(r, b, c, k),
                 model=recipe, batch=batch, channels_last=channels_last, compile=compiled)
             base_ms = base_ms or row["ms"]
-            row["vs_session4"] = round(base_ms / row["ms"], 2)
+            row["vs_shipped"] = round(base_ms / row["ms"], 2)
             yield row
 
 
@@ -207,7 +207,7 @@ def main() -> None:
     for r in step_rows(batches, parts):
         steps.append(r)
         print(f"{r['model']:18} {r['batch']:>6} {r['channels_last']!s:>5} {r['compile']!s:>8}"
-              f" {r['ms']:>8} {r['crops_per_s']:>8} {r.get('vs_session4', ''):>13}"
+              f" {r['ms']:>8} {r['crops_per_s']:>8} {r.get('vs_shipped', ''):>13}"
               f" {r['first_step_s']:>8} {r['peak_gib']:>5}", flush=True)
     if args.profile:
         profile_fp_step(max(batches))

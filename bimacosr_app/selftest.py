@@ -22,14 +22,14 @@ two CPUs, or two BLAS builds) sum in another order and one activation within ~1e
 lands on the other side of sign(), the output changes by up to ~0.7 in places (mean ~0.05-0.1
 over the tile), although both results are correct. The pass criterion therefore compares the
 outputs averaged over 8x8 output pixels (half the input resolution), where that chaos mostly
-cancels but a wrong or broken model does not: measured on the session-1 model, another
+cancels but a wrong or broken model does not: measured on the first trained model, another
 backend with sign flips gives a mean |diff| of 0.008 at 1/8 resolution, another noise seed
-0.016, another model 0.086, so the bound is ``MEAN_ABS_TOL = 0.03``. Later models were
-calmer: cpu-packed against the reference-made golden differs by at most 0.0004 (session 2,
-8bda046d) and 0.0002 (session 3, 0a151411; mean 0.0001) at full resolution; session 4's
-(be4db9c2) max 0.038, mean 0.0026, and 0.0009 at 1/8. Full-resolution max and mean |diff|
-are reported too (0 when the backend reproduces the golden bit for bit). Every
-output must also have the golden's shape, be finite and lie in [0, 1].
+0.016, another model 0.086, so the bound is ``MEAN_ABS_TOL = 0.03``. Later models were calmer:
+cpu-packed against the reference-made golden differs by at most 0.0004 (8bda046d) and 0.0002
+(0a151411; mean 0.0001) at full resolution; the shipped model's (be4db9c2) max 0.038, mean
+0.0026, and 0.0009 at 1/8. Full-resolution max and mean |diff| are reported too (0 when the
+backend reproduces the golden bit for bit). Every output must also have the golden's shape,
+be finite and lie in [0, 1].
 """
 
 from __future__ import annotations

@@ -489,21 +489,21 @@ def test_export_refuses_metadata_the_reader_refuses(tmp_path):
 # RPReLU and norms are exact. So (1) the deploy model equals, bit for bit, the folded training
 # form with those float16 roundings applied, and (2) each layer, fed the training form's own
 # inputs, differs from it by float16 rounding only. Measured max relative error: tiny float32
-# model 3.9e-4 (bound 2e-3; float16 keeps 11 significant bits, 2^-11 = 4.9e-4); session 1's
+# model 3.9e-4 (bound 2e-3; float16 keeps 11 significant bits, 2^-11 = 4.9e-4); the first
 # trained run (training saves bf16, which float16 holds exactly except below 2^-14, where
 # float16 subnormals keep fewer bits) 0 in 122 of 146 layers, <= 2.2e-7 elsewhere.
 #
 # The trained model of these tests is the shipped one (resources/models/bimacosr-x4.safetensors,
-# session 4's model, committed), not a git-ignored training run: its deploy form (to_model():
-# time path folded, latent weights the packed signs, gain beta) exported again. Its values are
-# those a packed file holds already, so the export gives the shipped file's tensors bit for bit
-# (the hash of its tensors) and (1) and (2) hold exactly (measured: 0 in all 137 layers; bound 0).
-# What it adds to the tiny models is the real architecture at full size with trained values:
-# up to 160 input channels (sign rows of three 64-bit words, the last one padded), attention,
-# SMB, LRMB and activation thresholds. (Folding a trained time path is left to the tiny cases.)
+# committed), not a git-ignored training run: its deploy form (to_model(): time path folded,
+# latent weights the packed signs, gain beta) exported again. Its values are those a packed file
+# holds already, so the export gives the shipped file's tensors bit for bit (the hash of its
+# tensors) and (1) and (2) hold exactly (measured: 0 in all 137 layers; bound 0). What it adds to
+# the tiny models is the real architecture at full size with trained values: up to 160 input
+# channels (sign rows of three 64-bit words, the last one padded), attention, SMB, LRMB and
+# activation thresholds. (Folding a trained time path is left to the tiny cases.)
 #
 # End to end the binarized network is chaotic: one activation at ~1e-8 flipping sign through
-# such a rounding can change every pixel downstream. Measured, session-1 model vs
+# such a rounding can change every pixel downstream. Measured, first trained model vs
 # load(export(model)).to_model() on 40x48 real-photo crops: 13 of 15 (crop, seed) cases
 # agree to max 1e-4/255, mean 1e-5/255; the other cases (and the fold's float32 rounding
 # alone on some) diverge with max ~80/255, mean ~12/255, which is about half of what changing

@@ -11,10 +11,10 @@ Measured tolerances (real photos from ../shared/data/val, default context 64 / f
   the 1/255 target for a smooth model.
 * a 1-bit model can be sensitive to rounding: sign flips of near-zero activations cascade, so
   tiles cannot be closer to the whole image than the whole image is to itself under a 1e-6
-  change of its input (the floor). Session 1's model was chaotic (floor max 86/255, tiled vs
-  whole max 83/255); session 2's (8bda046d) had a floor of max 1.22/255 and tiled vs whole
-  max 1.44/255; session 3's (0a151411, full-precision shortcut) tiled within 0.57/255. The
-  session 4 model (be4db9c2, activation thresholds, no shortcut: 0.6 dB better) is again
+  change of its input (the floor). The first trained model was chaotic (floor max 86/255, tiled vs
+  whole max 83/255); 8bda046d had a floor of max 1.22/255 and tiled vs whole
+  max 1.44/255; 0a151411 (full-precision shortcut) tiled within 0.57/255. The
+  shipped model (be4db9c2, activation thresholds, no shortcut: 0.6 dB better) is again
   sensitive. Its floor on lomiri (232x120 LR) is mean 0.39/255, p99 1.64/255, max 7.7/255
   (kde: 0.78, 5.1, 17.2/255), and tiled (64 LR px) vs whole measures mean 0.35/255, p99
   1.43/255, max 6.3/255 at context 64 (kde: 0.71, 4.7, 20.5/255), mean 0.18/255 at context
