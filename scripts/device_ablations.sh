@@ -7,7 +7,8 @@
 #
 #   scripts/device_ablations.sh MINUTES [CONFIG ...]
 #
-# The frozen target is the committed FP one-step model (resources/training/onestep).
+# The frozen target is the FP one-step model (resources/training/onestep), kept in the history:
+# restore it first with git checkout dda9c4c -- resources/training/onestep.
 # Leaves eval_<config>.json, ablation_log.txt and ablation_meta.tar under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
