@@ -4,7 +4,7 @@ parent's target, then the 1-bit student's forward, backward and AdamW) in two re
 
 * ``1-bit, shipped``: the shipped model's recipe, before shortcuts (``configs/
   binarize_shift.json``: thresholds, RPReLU slope 1, kappa 2, NCHW, eager);
-* ``1-bit, shortcuts``: today's recipe (``configs/binarize_parent.json``: a plain parent
+* ``1-bit, shortcuts``: the recipe to train (``configs/binarize_parent.json``: a plain parent
   binarized with a full-precision shortcut around every layer, thresholds, gain, kappa 0),
   eager and under ``torch.compile``.
 
