@@ -1,7 +1,8 @@
 # Build the Windows release natively on Windows (CI: windows-2022, where NSIS is preinstalled):
-# the PyInstaller bundle dist\bimacosr\ and the per-user NSIS installer
-# dist\BiMaCoSR-Upscaler-<version>-win64-setup.exe, from the same installer definition
-# (packaging\windows\bimacosr.nsi) as packaging/build_windows.sh, which builds it on Linux under
+# the PyInstaller bundle dist\bimacosr\ and the NSIS installer
+# dist\BiMaCoSR-Upscaler-<version>-win64-setup.exe (per-user by default, all users with /AllUsers
+# or its "Choose Users" page), from the same installer definition (packaging\windows\bimacosr.nsi)
+# and the same makensis defines as packaging/build_windows.sh, which builds it on Linux under
 # Wine. Run from any folder with the Python that has `pip install -e .[package]` done:
 #   powershell -ExecutionPolicy Bypass -File packaging\build_windows.ps1
 # Then test:  python packaging\smoke_test.py dist\bimacosr

@@ -19,7 +19,11 @@
 #     (Ctrl+Enter), the finished photo selected; screenshot -> build/win64/smoke/window.png;
 #     settings and log in the Windows locations platformdirs gives (%LOCALAPPDATA%);
 #  6. the uninstaller run silently; nothing of the app may be left in the prefix but the
-#     outputs and the user's settings, queue and log.
+#     outputs and the user's settings, queue and log;
+#  7. the all-users mode in the same prefix (Wine runs as an administrator): a silent
+#     `/S /AllUsers` install into C:\Program Files\BiMaCoSR Upscaler, the common Start menu and
+#     desktop and HKLM (nothing in HKCU or the per-user places); the installed
+#     `bimacosr --self-test` from there; its silent uninstall, then nothing of the app left.
 # The Linux reference outputs come from $LINUX_BIMACOSR (a Linux `bimacosr` program), else
 # dist/bimacosr/bimacosr, else ./scripts/bimacosr (the development install).
 # Results: build/win64/smoke/ (report.txt, window.png, outputs). Needs root, like the build.
@@ -28,7 +32,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=windows/common.sh
 . packaging/windows/common.sh
 enter_namespace "$@"
-STEPS=6
+STEPS=7
 
 SETUP=${1:-$(ls -t dist/BiMaCoSR-Upscaler-*-win64-setup.exe 2>/dev/null | head -1)}
 [ -f "$SETUP" ] || die "no installer: build it with packaging/build_windows.sh, or name it"
@@ -231,4 +235,53 @@ left=$(comm -13 "$OUT/prefix-before.txt" "$OUT/prefix-after.txt" \
 [ -z "$left" ] || fail "left after uninstall: $(echo "$left" | head -5)"
 [ -f "$held" ] || fail "the outputs were removed"
 report "after uninstall: program, shortcuts and registry entries gone; outputs and settings kept"
+
+# ---- 7 ----------------------------------------------------------------------------------------
+step "all users: silent install (/S /AllUsers), self-test, silent uninstall"
+AU_DIR_WIN='C:\Program Files\BiMaCoSR Upscaler'
+AU_DIR=$HP/drive_c/Program\ Files/BiMaCoSR\ Upscaler
+AU_START=$HP/drive_c/ProgramData/Microsoft/Windows/Start\ Menu/Programs/BiMaCoSR\ Upscaler
+AU_DESKTOP=$HP/drive_c/users/Public/Desktop/BiMaCoSR\ Upscaler.lnk
+AU_KEY='HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall\BiMaCoSR Upscaler'
+# `wine reg` is the 32-bit reg.exe here: /reg:64 reads the view the installer writes (and
+# Settings > Apps lists), not WOW6432Node.
+if grep -qi 'bimacosr' "$HP/system.reg"; then fail "HKLM names the app before the all-users install"; fi
+t=$(date +%s)
+wine_run sh -c "wine '$SETUP_IN' /S /AllUsers; wineserver -w"
+report "all-users install: $(($(date +%s) - t)) s, $(du -sm "$AU_DIR" | cut -f1) MB in $AU_DIR_WIN"
+for f in bimacosr.exe bimacosr-gui.exe uninstall.exe; do
+    [ -f "$AU_DIR/$f" ] || fail "$f not installed under Program Files"
+done
+[ -f "$AU_START/BiMaCoSR Upscaler.lnk" ] || fail "no all-users Start-menu shortcut"
+[ -f "$AU_DESKTOP" ] || fail "no all-users (Public) desktop shortcut"
+if grep -qi 'bimacosr' "$HP/user.reg"; then
+    fail "the all-users install wrote to HKCU: $(grep -i bimacosr "$HP/user.reg" | head -3)"
+fi
+[ ! -e "$INSTDIR" ] && [ ! -e "$START_MENU" ] && [ ! -e "$desktop" ] \
+    || fail "the all-users install wrote into the user's folders"
+reg "$AU_KEY" /reg:64 | grep -q "InstallLocation.*Program Files" \
+    || fail "no uninstall entry in HKLM (64-bit view)"
+reg 'HKLM\Software\Classes\.png\OpenWithProgids' /reg:64 | grep -q BiMaCoSR.Upscaler.Image \
+    || fail "the all-users 'Open with' entry for .png is missing"
+report "shortcuts (common Start menu, Public desktop), uninstall entry and 'Open with' entries in HKLM, nothing in HKCU: ok"
+t=$(date +%s)
+wine_run wine "$AU_DIR_WIN\\bimacosr.exe" --self-test >"$OUT/self-test-allusers.txt" || true
+grep -aq "self-test passed" "$OUT/self-test-allusers.txt" \
+    || { tail -5 "$OUT/self-test-allusers.txt"; fail "self-test from Program Files did not pass"; }
+report "self-test from $AU_DIR_WIN passed in $(($(date +%s) - t)) s"
+t=$(date +%s)
+wine_run sh -c "wine '$AU_DIR_WIN\\uninstall.exe' /S; sleep 2; wineserver -w"
+report "all-users uninstall: $(($(date +%s) - t)) s"
+[ ! -e "$AU_DIR" ] || fail "the Program Files folder is still there: $(find "$AU_DIR" | head -5)"
+[ ! -e "$AU_START" ] || fail "the all-users Start-menu folder is still there"
+[ ! -e "$AU_DESKTOP" ] || fail "the Public desktop shortcut is still there"
+if grep -qi 'bimacosr' "$HP/system.reg"; then
+    fail "HKLM entries left: $(grep -i bimacosr "$HP/system.reg" | head -3)"
+fi
+(cd "$HP/drive_c" && find . | LC_ALL=C sort) >"$OUT/prefix-after-allusers.txt"
+left=$(comm -13 "$OUT/prefix-after.txt" "$OUT/prefix-after-allusers.txt" | grep -i 'bimacosr' \
+    | grep -v -e '^\./users/root/AppData/Local/BiMaCoSR Upscaler' -e '^\./users/root/AppData/Local/Temp' \
+    || true)
+[ -z "$left" ] || fail "left after the all-users uninstall: $(echo "$left" | head -5)"
+report "after the all-users uninstall: Program Files folder, shortcuts and HKLM entries gone"
 report "smoke test passed in $(($(date +%s) - T0)) s"
