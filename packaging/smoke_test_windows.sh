@@ -3,8 +3,11 @@
 #
 #   sudo packaging/smoke_test_windows.sh [dist/BiMaCoSR-Upscaler-VER-win64-setup.exe]
 #
-#  1. a fresh Wine prefix; the installer run silently (/S: per-user, default components);
-#     the files, the Start-menu and desktop shortcuts and the registry entries checked;
+#  1. a fresh Wine prefix; the installer's manifest asks for no elevation (asInvoker: a
+#     double-click never brings a UAC prompt); the installer run silently (/S: per-user, default
+#     components) as a standard user would (/TESTASSTANDARDUSER, see below): it installs by
+#     itself, no elevated relaunch; the files, the Start-menu and desktop shortcuts and the
+#     registry entries checked;
 #  2. the installed `bimacosr --self-test`;
 #  3. the installed `bimacosr upscale` on two val photos (128x96 LR centre crops of
 #     kde_BytheWater and lomiri_aitzgorri from ../shared/data/val, the crops of
@@ -20,10 +23,15 @@
 #     settings and log in the Windows locations platformdirs gives (%LOCALAPPDATA%);
 #  6. the uninstaller run silently; nothing of the app may be left in the prefix but the
 #     outputs and the user's settings, queue and log;
-#  7. the all-users mode in the same prefix (Wine runs as an administrator): a silent
-#     `/S /AllUsers` install into C:\Program Files\BiMaCoSR Upscaler, the common Start menu and
-#     desktop and HKLM (nothing in HKCU or the per-user places); the installed
-#     `bimacosr --self-test` from there; its silent uninstall, then nothing of the app left.
+#  7. the all-users mode in the same prefix, through the elevation relaunch: Wine runs as an
+#     administrator, so `/TESTASSTANDARDUSER` makes the installer treat itself as unelevated;
+#     `/S /AllUsers /TESTASSTANDARDUSER` must quit at once (exit 0, nothing installed) after
+#     starting itself again "runas" with /AllUsers /RELAUNCHED (under Wine runas just starts
+#     it), and that instance installs into C:\Program Files\BiMaCoSR Upscaler, the common Start
+#     menu and desktop and HKLM (nothing in HKCU or the per-user places), polled for with a
+#     timeout; the installed `bimacosr --self-test` from there; its uninstaller, unelevated, with
+#     /RELAUNCHED (no second relaunch) must leave everything in place, then `/S
+#     /TESTASSTANDARDUSER` relaunches itself elevated and removes it; then nothing of the app left.
 # The Linux reference outputs come from $LINUX_BIMACOSR (a Linux `bimacosr` program), else
 # dist/bimacosr/bimacosr, else ./scripts/bimacosr (the development install).
 # Results: build/win64/smoke/ (report.txt, window.png, outputs). Needs root, like the build.
@@ -69,9 +77,19 @@ ensure_chroot
 rm -rf "$HP" "$CHROOT/tmp/bimacosr smoke"
 wine_run wineboot --init >/dev/null
 (cd "$HP/drive_c" && find . | LC_ALL=C sort) >"$OUT/prefix-before.txt"
+grep -aq 'requestedExecutionLevel level="asInvoker"' "$SETUP" \
+    || fail "the installer's manifest asks for elevation (not asInvoker)"
+report "manifest: requestedExecutionLevel asInvoker (no UAC prompt on a double-click)"
 t=$(date +%s)
-wine_run sh -c "wine '$SETUP_IN' /S; wineserver -w"
-report "install: $(($(date +%s) - t)) s, $(du -sm "$INSTDIR" | cut -f1) MB in $INSTDIR_WIN"
+# The files must be there when the installer process returns: no elevated relaunch did it.
+wine_run sh -c "wine '$SETUP_IN' /S /TESTASSTANDARDUSER; echo \"installer exit status \$?\"
+    [ -f '$PREFIX/drive_c/users/root/AppData/Local/Programs/BiMaCoSR Upscaler/uninstall.exe' ] \
+        && echo 'installed by this process'
+    wineserver -w" >"$OUT/install.txt"
+grep -aq "installer exit status 0" "$OUT/install.txt" || fail "the per-user install failed: $(cat "$OUT/install.txt")"
+grep -aq "installed by this process" "$OUT/install.txt" \
+    || fail "the per-user install as a standard user did not install by itself"
+report "install: $(($(date +%s) - t)) s, $(du -sm "$INSTDIR" | cut -f1) MB in $INSTDIR_WIN (as a standard user, no elevation)"
 for f in bimacosr.exe bimacosr-gui.exe uninstall.exe; do
     [ -f "$INSTDIR/$f" ] || fail "$f not installed"
 done
@@ -237,9 +255,10 @@ left=$(comm -13 "$OUT/prefix-before.txt" "$OUT/prefix-after.txt" \
 report "after uninstall: program, shortcuts and registry entries gone; outputs and settings kept"
 
 # ---- 7 ----------------------------------------------------------------------------------------
-step "all users: silent install (/S /AllUsers), self-test, silent uninstall"
+step "all users: silent install (/S /AllUsers) through the elevated relaunch, self-test, uninstall"
 AU_DIR_WIN='C:\Program Files\BiMaCoSR Upscaler'
 AU_DIR=$HP/drive_c/Program\ Files/BiMaCoSR\ Upscaler
+AU_DIR_IN="$PREFIX/drive_c/Program Files/BiMaCoSR Upscaler"  # inside the chroot
 AU_START=$HP/drive_c/ProgramData/Microsoft/Windows/Start\ Menu/Programs/BiMaCoSR\ Upscaler
 AU_DESKTOP=$HP/drive_c/users/Public/Desktop/BiMaCoSR\ Upscaler.lnk
 AU_KEY='HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall\BiMaCoSR Upscaler'
@@ -247,8 +266,27 @@ AU_KEY='HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall\BiMaCoSR Upscal
 # Settings > Apps lists), not WOW6432Node.
 if grep -qi 'bimacosr' "$HP/system.reg"; then fail "HKLM names the app before the all-users install"; fi
 t=$(date +%s)
-wine_run sh -c "wine '$SETUP_IN' /S /AllUsers; wineserver -w"
-report "all-users install: $(($(date +%s) - t)) s, $(du -sm "$AU_DIR" | cut -f1) MB in $AU_DIR_WIN"
+# The first process quits as soon as it has started the elevated one: poll (0.5 s, at most
+# 180 s) until the relaunched installer (seen by its command line) has gone and the uninstall
+# key is there.
+wine_run sh -c "wine '$SETUP_IN' /S /AllUsers /TESTASSTANDARDUSER; echo \"first instance: exit status \$?\"
+    [ -e '$AU_DIR_IN/uninstall.exe' ] && echo 'first instance: installed by itself'
+    seen=0; done=0
+    for i in \$(seq 360); do
+        if ps -eo args | grep -aq '[/]AllUsers /RELAUNCHED'; then seen=1; sleep 0.5; continue; fi
+        if wine reg query '$AU_KEY' /reg:64 2>/dev/null | grep -q UninstallString; then done=1; break; fi
+        sleep 0.5
+    done
+    echo \"relaunched instance seen: \$seen, finished: \$done\"
+    wineserver -w" >"$OUT/install-allusers.txt"
+sed 's/^/        /' "$OUT/install-allusers.txt"
+grep -aq "first instance: exit status 0" "$OUT/install-allusers.txt" || fail "the unelevated /AllUsers installer did not exit with 0"
+if grep -aq "installed by itself" "$OUT/install-allusers.txt"; then
+    fail "the unelevated /AllUsers installer installed without the elevated relaunch"
+fi
+grep -aq "relaunched instance seen: 1, finished: 1" "$OUT/install-allusers.txt" \
+    || fail "no elevated relaunch, or it did not finish within 180 s"
+report "all-users install through the elevated relaunch: $(($(date +%s) - t)) s, $(du -sm "$AU_DIR" | cut -f1) MB in $AU_DIR_WIN"
 for f in bimacosr.exe bimacosr-gui.exe uninstall.exe; do
     [ -f "$AU_DIR/$f" ] || fail "$f not installed under Program Files"
 done
@@ -269,9 +307,20 @@ wine_run wine "$AU_DIR_WIN\\bimacosr.exe" --self-test >"$OUT/self-test-allusers.
 grep -aq "self-test passed" "$OUT/self-test-allusers.txt" \
     || { tail -5 "$OUT/self-test-allusers.txt"; fail "self-test from Program Files did not pass"; }
 report "self-test from $AU_DIR_WIN passed in $(($(date +%s) - t)) s"
+# Unelevated and marked as the relaunch already: it must refuse (740) and remove nothing.
+wine_run sh -c "wine '$AU_DIR_WIN\\uninstall.exe' /S /TESTASSTANDARDUSER /RELAUNCHED; sleep 2; wineserver -w"
+[ -f "$AU_DIR/uninstall.exe" ] && [ -f "$AU_START/BiMaCoSR Upscaler.lnk" ] \
+    || fail "the unelevated all-users uninstaller removed files"
+reg "$AU_KEY" /reg:64 | grep -q UninstallString || fail "the unelevated all-users uninstaller removed the uninstall entry"
+report "unelevated all-users uninstaller without a relaunch: refused, nothing removed"
 t=$(date +%s)
-wine_run sh -c "wine '$AU_DIR_WIN\\uninstall.exe' /S; sleep 2; wineserver -w"
-report "all-users uninstall: $(($(date +%s) - t)) s"
+wine_run sh -c "wine '$AU_DIR_WIN\\uninstall.exe' /S /TESTASSTANDARDUSER
+    for i in \$(seq 360); do
+        [ ! -e '$AU_DIR_IN' ] && ! wine reg query '$AU_KEY' /reg:64 >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    sleep 2; wineserver -w"
+report "all-users uninstall through the elevated relaunch: $(($(date +%s) - t)) s"
 [ ! -e "$AU_DIR" ] || fail "the Program Files folder is still there: $(find "$AU_DIR" | head -5)"
 [ ! -e "$AU_START" ] || fail "the all-users Start-menu folder is still there"
 [ ! -e "$AU_DESKTOP" ] || fail "the Public desktop shortcut is still there"

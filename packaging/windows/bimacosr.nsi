@@ -4,23 +4,36 @@
 ;            -DOUTFILE=dist/BiMaCoSR-Upscaler-0.1.0-win64-setup.exe -DROOT=. packaging/windows/bimacosr.nsi
 ; (on Windows the same with makensis.exe). BUNDLE is the PyInstaller one-folder bundle.
 ;
-; - Two install modes (NSIS's MultiUser.nsh), per-user the default:
+; - Two install modes, per-user the default (our own mode logic: NSIS's MultiUser.nsh cannot
+;   start unelevated and elevate only for an all-users install):
 ;   - just for me (per-user, no administrator rights): %LOCALAPPDATA%\Programs\BiMaCoSR Upscaler,
 ;     Start menu, desktop and registry (HKCU) of the current user;
 ;   - for all users (needs administrator rights): %ProgramFiles%\BiMaCoSR Upscaler, the common
-;     Start menu and desktop, registry under HKLM (SetShellVarContext all, SHCTX).
-;   An administrator chooses on the "Choose Users" page (Windows asks for elevation when the
-;   installer starts: MULTIUSER_EXECUTIONLEVEL Highest); a standard user gets no prompt and no
-;   page, and installs per-user. A later run defaults to the mode already installed.
+;     Start menu and desktop, registry under HKLM (SetShellVarContext all, SHCTX, 64-bit view).
+;   The installer asks for no rights (RequestExecutionLevel user): a double-click never brings a
+;   UAC prompt. The "Choose Users" page (after Welcome) preselects "Just for me", or the mode
+;   already installed; "For all users" in an unelevated installer relaunches it elevated
+;   (ExecShell "runas": the UAC prompt) with /AllUsers and the given /D=, /NODESKTOP, /NOASSOC,
+;   and this instance quits; the elevated one skips Welcome and this page. Declined: a message,
+;   and the page stays.
 ; - Start-menu shortcut; desktop shortcut (a component, selected by default).
 ; - File associations offered, not forced: a component ("Open with" for JPEG, PNG, WebP, TIFF
 ;   and BMP through a ProgID and OpenWithProgids); it never takes over the default program.
 ; - Uninstaller (Settings > Apps and the Start-menu folder): removes the mode it was installed
 ;   with (found by its own folder), exactly the files the installer wrote (list generated at
 ;   build time), the shortcuts and the registry entries; the user's settings, logs, queue and
-;   upscaled photos stay.
-; Silent install: setup.exe /S [/CurrentUser | /AllUsers] [/D=C:\path]; silent uninstall:
-; uninstall.exe /S. Components from the command line: /NODESKTOP, /NOASSOC (with or without /S).
+;   upscaled photos stay. An all-users one started unelevated relaunches itself elevated
+;   (runas, also with /S); if that is declined or fails it stops with exit code 740
+;   (ERROR_ELEVATION_REQUIRED) and, without /S, a message.
+; Command line: setup.exe [/S] [/CurrentUser | /AllUsers] [/NODESKTOP] [/NOASSOC] [/D=C:\path]
+;   /S alone installs per-user without any prompt; /AllUsers (with or without /S) relaunches an
+;   unelevated installer elevated, as the page does (the UAC prompt appears; an elevated caller,
+;   e.g. a deployment tool, gets no prompt and no relaunch; the relaunching process exits with 0
+;   at once, the elevated one installs); /CurrentUser forces per-user. uninstall.exe [/S].
+;   Internal and test-only switches (installer and uninstaller): /RELAUNCHED marks the elevated
+;   relaunch (if it is still unelevated: exit code 740, no second relaunch); /TESTASSTANDARDUSER
+;   makes the process treat itself as unelevated even when it is an administrator (Wine runs as
+;   one), so that the relaunch path can be tested; the relaunched process never gets it.
 
 Unicode true
 SetCompressor /SOLID lzma
@@ -46,24 +59,15 @@ ManifestDPIAware true
 !define UNINSTKEY "Software\Microsoft\Windows\CurrentVersion\Uninstall\BiMaCoSR Upscaler"
 !define APPKEY "Software\BiMaCoSR Upscaler"
 
-; MultiUser.nsh: per-user by default; all users for an administrator who chooses it (page or
-; /AllUsers). It sets $INSTDIR, SetShellVarContext and SHCTX (HKCU or HKLM) for the mode.
-!define MULTIUSER_EXECUTIONLEVEL Highest
-!define MULTIUSER_MUI
-!define MULTIUSER_INSTALLMODE_COMMANDLINE
-!define MULTIUSER_INSTALLMODE_DEFAULT_CURRENTUSER
-!define MULTIUSER_INSTALLMODE_DEFAULT_REGISTRY_KEY "${APPKEY}"
-!define MULTIUSER_INSTALLMODE_DEFAULT_REGISTRY_VALUENAME "InstallDir"
-!define MULTIUSER_INSTALLMODE_INSTDIR "${APPNAME}"
-!define MULTIUSER_INSTALLMODE_INSTDIR_REGISTRY_KEY "${APPKEY}"
-!define MULTIUSER_INSTALLMODE_INSTDIR_REGISTRY_VALUENAME "InstallDir"
-!define MULTIUSER_USE_PROGRAMFILES64
-!define MULTIUSER_INSTALLMODE_FUNCTION onInstallModeChanged
-!define MULTIUSER_INSTALLMODE_UNFUNCTION un.onInstallModeChanged
+; the per-user folder: FOLDERID_UserProgramFiles (%LOCALAPPDATA%\Programs), as MultiUser.nsh
+!define USERPROGRAMFILES "{5CD7AEE2-2219-4A67-B85D-6C9CE15660CB}"
+
+; the installer and the uninstaller run with the caller's rights; all users relaunches elevated
+RequestExecutionLevel user
 
 Name "${APPNAME}"
 OutFile "${OUTFILE}"
-; no InstallDir: MultiUser.nsh sets $INSTDIR per mode (a /D= folder is kept, see below)
+; no InstallDir: SetModeCurrentUser / SetModeAllUsers set $INSTDIR (a /D= folder is kept)
 BrandingText "${APPNAME} ${VERSION}"
 
 VIProductVersion "${VERSION}.0"
@@ -73,11 +77,12 @@ VIAddVersionKey "FileVersion" "${VERSION}"
 VIAddVersionKey "FileDescription" "${APPNAME} setup"
 VIAddVersionKey "LegalCopyright" "MIT License"
 
-!include "MultiUser.nsh"
 !include "MUI2.nsh"
 !include "FileFunc.nsh"
 !include "x64.nsh"
 !include "Sections.nsh"
+!include "LogicLib.nsh"
+!include "nsDialogs.nsh"
 
 !define MUI_ICON "${ROOT}\resources\icons\bimacosr.ico"
 !define MUI_UNICON "${ROOT}\resources\icons\bimacosr.ico"
@@ -87,8 +92,9 @@ VIAddVersionKey "LegalCopyright" "MIT License"
 !define MUI_FINISHPAGE_RUN_FUNCTION LaunchApp
 !define MUI_FINISHPAGE_RUN_TEXT "Start ${APPNAME}"
 
+!define MUI_PAGE_CUSTOMFUNCTION_PRE SkipIfRelaunched
 !insertmacro MUI_PAGE_WELCOME
-!insertmacro MULTIUSER_PAGE_INSTALLMODE
+Page custom ModePageCreate ModePageLeave
 !insertmacro MUI_PAGE_COMPONENTS
 !insertmacro MUI_PAGE_DIRECTORY
 !insertmacro MUI_PAGE_INSTFILES
@@ -152,63 +158,248 @@ Section "Offer ${APPNAME} in $\"Open with$\" for JPEG, PNG, WebP, TIFF and BMP" 
   System::Call 'shell32::SHChangeNotify(i 0x08000000, i 0, p 0, p 0)'
 SectionEnd
 
-Var CmdLineInstDir  ; a folder given with /D= (MultiUser.nsh would replace it)
+Var CmdLineInstDir  ; a folder given with /D= (empty without: no InstallDir)
 Var UninstDir       ; the uninstaller's own folder: the installation it removes
+Var AllUsers        ; 1: all-users mode (chosen or preselected), 0: per-user
+Var ModeFixed       ; 1: /AllUsers or /CurrentUser (or the elevated relaunch) chose the mode
+Var IsAdmin         ; 1: this process has administrator rights (elevated)
+Var Relaunched      ; 1: this is the elevated relaunch (/RELAUNCHED)
+Var NoDesktop       ; 1: /NODESKTOP given (passed on to the relaunch)
+Var NoAssoc         ; 1: /NOASSOC given (passed on to the relaunch)
+Var RadioMe
+Var RadioAll
+
+; $IsAdmin and $Relaunched from the account type and the command line ($R0: the parameters).
+!macro READ_RIGHTS
+  StrCpy $IsAdmin 0
+  UserInfo::GetAccountType
+  Pop $R1
+  ${If} $R1 == "Admin"
+    StrCpy $IsAdmin 1
+  ${EndIf}
+  ClearErrors
+  ${GetOptions} $R0 "/TESTASSTANDARDUSER" $R1
+  ${IfNot} ${Errors}
+    StrCpy $IsAdmin 0  ; test-only: behave as a standard user (or an unelevated administrator)
+  ${EndIf}
+  StrCpy $Relaunched 0
+  ClearErrors
+  ${GetOptions} $R0 "/RELAUNCHED" $R1
+  ${IfNot} ${Errors}
+    StrCpy $Relaunched 1
+  ${EndIf}
+!macroend
+
+Function SetModeCurrentUser
+  StrCpy $AllUsers 0
+  SetShellVarContext current  ; SHCTX = HKCU
+  ReadRegStr $INSTDIR HKCU "${APPKEY}" "InstallDir"
+  ${If} $INSTDIR == ""
+    GetKnownFolderPath $INSTDIR ${USERPROGRAMFILES}
+    ${If} $INSTDIR == ""
+      StrCpy $INSTDIR "$LOCALAPPDATA\Programs"
+    ${EndIf}
+    StrCpy $INSTDIR "$INSTDIR\${APPNAME}"
+  ${EndIf}
+  ${If} $CmdLineInstDir != ""
+    StrCpy $INSTDIR $CmdLineInstDir
+  ${EndIf}
+FunctionEnd
+
+Function SetModeAllUsers
+  StrCpy $AllUsers 1
+  SetShellVarContext all  ; SHCTX = HKLM
+  ReadRegStr $INSTDIR HKLM "${APPKEY}" "InstallDir"
+  ${If} $INSTDIR == ""
+    StrCpy $INSTDIR "$PROGRAMFILES64\${APPNAME}"
+  ${EndIf}
+  ${If} $CmdLineInstDir != ""
+    StrCpy $INSTDIR $CmdLineInstDir
+  ${EndIf}
+FunctionEnd
+
+; Start this installer again elevated (the UAC prompt), for all users, and quit. Returns with
+; the error flag set when it could not be started (the prompt declined).
+Function RelaunchElevated
+  StrCpy $R9 "/AllUsers /RELAUNCHED"
+  ${If} ${Silent}
+    StrCpy $R9 "/S $R9"
+  ${EndIf}
+  ${If} $NoDesktop == 1
+    StrCpy $R9 "$R9 /NODESKTOP"
+  ${EndIf}
+  ${If} $NoAssoc == 1
+    StrCpy $R9 "$R9 /NOASSOC"
+  ${EndIf}
+  ${If} $CmdLineInstDir != ""
+    StrCpy $R9 "$R9 /D=$CmdLineInstDir"  ; last and unquoted, as NSIS wants
+  ${EndIf}
+  ClearErrors
+  ExecShell "runas" "$EXEPATH" "$R9"
+  ${IfNot} ${Errors}
+    SetErrorLevel 0  ; Quit alone exits with 2 ("aborted by the script")
+    Quit
+  ${EndIf}
+FunctionEnd
 
 Function .onInit
   ${IfNot} ${RunningX64}
     MessageBox MB_ICONSTOP "${APPNAME} needs 64-bit Windows." /SD IDOK
     Abort
   ${EndIf}
-  SetRegView 64  ; before MULTIUSER_INIT: HKLM\Software, not WOW6432Node
+  SetRegView 64  ; HKLM\Software, not WOW6432Node
   StrCpy $CmdLineInstDir $INSTDIR  ; empty without /D= (no InstallDir)
-  !insertmacro MULTIUSER_INIT
   ${GetParameters} $R0
+  !insertmacro READ_RIGHTS
+  StrCpy $NoDesktop 0
   ClearErrors
   ${GetOptions} $R0 "/NODESKTOP" $R1
   ${IfNot} ${Errors}
+    StrCpy $NoDesktop 1
     !insertmacro UnselectSection ${SecDesktop}
   ${EndIf}
+  StrCpy $NoAssoc 0
   ClearErrors
   ${GetOptions} $R0 "/NOASSOC" $R1
   ${IfNot} ${Errors}
+    StrCpy $NoAssoc 1
     !insertmacro UnselectSection ${SecAssoc}
   ${EndIf}
-FunctionEnd
-
-; called by MultiUser.nsh after each mode change (init, /AllUsers, /CurrentUser, the page)
-Function onInstallModeChanged
-  ${If} $CmdLineInstDir != ""
-    StrCpy $INSTDIR $CmdLineInstDir
+  ; the mode: per-user, or the one already installed (per-user first), or the command line's
+  StrCpy $AllUsers 0
+  ReadRegStr $R1 HKCU "${APPKEY}" "InstallDir"
+  ReadRegStr $R2 HKLM "${APPKEY}" "InstallDir"
+  ${If} $R1 == ""
+  ${AndIf} $R2 != ""
+    StrCpy $AllUsers 1
+  ${EndIf}
+  StrCpy $ModeFixed 0
+  ClearErrors
+  ${GetOptions} $R0 "/CurrentUser" $R1
+  ${IfNot} ${Errors}
+    StrCpy $AllUsers 0
+    StrCpy $ModeFixed 1
+  ${Else}
+    ClearErrors
+    ${GetOptions} $R0 "/AllUsers" $R1
+    ${IfNot} ${Errors}
+      StrCpy $AllUsers 1
+      StrCpy $ModeFixed 1
+    ${EndIf}
+  ${EndIf}
+  ${If} ${Silent}
+  ${AndIf} $ModeFixed == 0
+    StrCpy $AllUsers 0  ; /S alone: per-user, never a prompt
+  ${EndIf}
+  ${If} $AllUsers == 1
+  ${AndIf} $ModeFixed == 1
+  ${AndIf} $IsAdmin == 0
+    ${If} $Relaunched == 1
+      ; the relaunch did not bring administrator rights: no second one
+      MessageBox MB_ICONSTOP "Installing ${APPNAME} for all users needs administrator rights." /SD IDOK
+      SetErrorLevel 740  ; ERROR_ELEVATION_REQUIRED
+      Quit
+    ${EndIf}
+    Call RelaunchElevated  ; quits when the elevated installer was started
+    ${If} ${Silent}
+      SetErrorLevel 740
+      Quit
+    ${EndIf}
+    MessageBox MB_ICONEXCLAMATION "Administrator rights were not granted, so ${APPNAME} cannot be installed for all users. Choose $\"Just for me$\", or try again."
+    StrCpy $ModeFixed 0  ; show the page, "for all users" still selected
+  ${EndIf}
+  ${If} $AllUsers == 1
+    Call SetModeAllUsers
+  ${Else}
+    Call SetModeCurrentUser
   ${EndIf}
 FunctionEnd
 
-Function un.onInstallModeChanged
-  StrCpy $INSTDIR $UninstDir  ; never the folder recorded in the registry
+; the elevated relaunch starts at the page after "Choose Users"
+Function SkipIfRelaunched
+  ${If} $Relaunched == 1
+    Abort
+  ${EndIf}
+FunctionEnd
+
+Function ModePageCreate
+  ${If} $ModeFixed == 1
+    Abort  ; chosen on the command line (or by the relaunch)
+  ${EndIf}
+  !insertmacro MUI_HEADER_TEXT "Choose Users" "Choose for which users you want to install ${APPNAME}."
+  nsDialogs::Create 1018
+  Pop $R0
+  ${If} $R0 == error
+    Abort
+  ${EndIf}
+  ${NSD_CreateLabel} 0 0 100% 24u "Install ${APPNAME} just for you, or for everyone who uses this computer."
+  Pop $R0
+  ${NSD_CreateRadioButton} 10u 32u -10u 12u "&Just for me (recommended)"
+  Pop $RadioMe
+  ${NSD_AddStyle} $RadioMe ${WS_GROUP}
+  ${NSD_CreateLabel} 22u 45u -22u 12u "No administrator rights needed; only your account gets ${APPNAME}."
+  Pop $R0
+  ${NSD_CreateRadioButton} 10u 64u -10u 12u "For &all users of this computer (asks for administrator rights)"
+  Pop $RadioAll
+  ${NSD_CreateLabel} 22u 77u -22u 12u "Installs into Program Files; Windows asks for administrator rights."
+  Pop $R0
+  ${If} $AllUsers == 1
+    ${NSD_Check} $RadioAll
+  ${Else}
+    ${NSD_Check} $RadioMe
+  ${EndIf}
+  nsDialogs::Show
+FunctionEnd
+
+Function ModePageLeave
+  ${NSD_GetState} $RadioAll $R0
+  ${If} $R0 == ${BST_CHECKED}
+    ${If} $IsAdmin == 0
+      Call RelaunchElevated  ; quits when the elevated installer was started
+      MessageBox MB_ICONEXCLAMATION "Administrator rights were not granted, so ${APPNAME} cannot be installed for all users. Choose $\"Just for me$\", or try again."
+      Abort  ; stay on the page
+    ${EndIf}
+    Call SetModeAllUsers
+  ${Else}
+    Call SetModeCurrentUser
+  ${EndIf}
 FunctionEnd
 
 Function un.onInit
   SetRegView 64
-  StrCpy $UninstDir $INSTDIR
-  !insertmacro MULTIUSER_UNINIT
+  StrCpy $UninstDir $INSTDIR  ; from _?=: this uninstaller's folder
+  ${GetParameters} $R0
+  !insertmacro READ_RIGHTS
+  SetShellVarContext current
   ; The mode is the one whose recorded folder is this uninstaller's (both may be installed).
-  ReadRegStr $R0 HKCU "${APPKEY}" "InstallDir"
-  ReadRegStr $R1 HKLM "${APPKEY}" "InstallDir"
-  ${If} $R0 == $UninstDir
-    Call un.MultiUser.InstallMode.CurrentUser
-  ${ElseIf} $R1 == $UninstDir
-    ${If} $MultiUser.Privileges != "Admin"
-    ${AndIf} $MultiUser.Privileges != "Power"
-      MessageBox MB_ICONSTOP "${APPNAME} was installed for all users: uninstalling it needs administrator rights." /SD IDOK
+  ReadRegStr $R1 HKCU "${APPKEY}" "InstallDir"
+  ReadRegStr $R2 HKLM "${APPKEY}" "InstallDir"
+  ${If} $R1 != $UninstDir
+  ${AndIf} $R2 == $UninstDir
+    ${If} $IsAdmin == 0
+      ${If} $Relaunched == 0
+        ; start the uninstaller again elevated (the UAC prompt), and quit
+        StrCpy $R9 "/RELAUNCHED"
+        ${If} ${Silent}
+          StrCpy $R9 "/S $R9"
+        ${EndIf}
+        ClearErrors
+        ExecShell "runas" "$UninstDir\uninstall.exe" "$R9"
+        ${IfNot} ${Errors}
+          SetErrorLevel 0
+          Quit
+        ${EndIf}
+      ${EndIf}
+      MessageBox MB_ICONSTOP "${APPNAME} was installed for all users: uninstalling it needs administrator rights, which were not granted." /SD IDOK
       SetErrorLevel 740  ; ERROR_ELEVATION_REQUIRED
       Quit
     ${EndIf}
-    Call un.MultiUser.InstallMode.AllUsers
+    SetShellVarContext all  ; SHCTX = HKLM
   ${EndIf}
 FunctionEnd
 
 ; The finish page's "Start": through Explorer, so the app runs with the user's normal rights
-; (an administrator's installer runs elevated; an elevated window takes no drops from Explorer).
+; (the all-users installer runs elevated; an elevated window takes no drops from Explorer).
 Function LaunchApp
   Exec '"$WINDIR\explorer.exe" "$INSTDIR\${APPEXE}"'
 FunctionEnd
