@@ -19,11 +19,11 @@ With ``--json`` the last line printed is ``{"rows": [...]}``.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import rows_json
 from bimacosr_app.jobs.journal import JOURNAL_NAME, FileState, Journal
 
 _SETTINGS = {"output_folder": "/home/someone/Pictures/upscaled", "scale": 4, "format": "same",
@@ -109,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['changes_s']:>9.3f} | {r['load_s']:>6.3f} | {r['total_s']:>7.3f} | "
               f"{r['us_per_entry']:>8.1f} | {r['file_mb']:>5.2f} |")
     if args.json:
-        print(json.dumps({"rows": [{k: round(v, 4) if isinstance(v, float) else v
-                                    for k, v in r.items()} for r in rows]}))
+        print(rows_json(rows))
     return 0
 
 

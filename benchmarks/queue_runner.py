@@ -16,10 +16,10 @@ With ``--json`` the last line printed is ``{"rows": [...]}``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
+from benchmarks import rows_json
 from bimacosr_app.jobs.queue import JobOutcome, JobQueue, QueueItem, QueueRunner, Status
 
 
@@ -81,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['items']:>7,} | {r['tiles']:>5} | {r['events']:>8,} | {r['total_s']:>8.3f} "
               f"| {r['us_per_item']:>8.1f} | {r['us_per_event']:>8.2f} |")
     if args.json:
-        print(json.dumps({"rows": [{k: round(v, 4) if isinstance(v, float) else v
-                                    for k, v in r.items()} for r in rows]}))
+        print(rows_json(rows))
     return 0
 
 

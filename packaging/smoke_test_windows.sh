@@ -67,6 +67,11 @@ REPORT=$OUT/report.txt
 : >"$REPORT"
 report() { echo "$*" | tee -a "$REPORT" | sed 's/^/        /'; }
 fail() { report "FAILED: $*"; die "smoke test failed: $*"; }
+expect_programs() {  # FOLDER WHERE: the installed executables and the uninstaller are there
+    for f in bimacosr.exe bimacosr-gui.exe uninstall.exe; do
+        [ -f "$1/$f" ] || fail "$f not installed$2"
+    done
+}
 wine_run() { in_wine "$PREFIX" "$@"; }
 # One Windows program in the prefix; its output through a pipe (see common.sh).
 app() { wine_run wine "$INSTDIR_WIN\\$1" "${@:2}"; }
@@ -90,9 +95,7 @@ grep -aq "installer exit status 0" "$OUT/install.txt" || fail "the per-user inst
 grep -aq "installed by this process" "$OUT/install.txt" \
     || fail "the per-user install as a standard user did not install by itself"
 report "install: $(($(date +%s) - t)) s, $(du -sm "$INSTDIR" | cut -f1) MB in $INSTDIR_WIN (as a standard user, no elevation)"
-for f in bimacosr.exe bimacosr-gui.exe uninstall.exe; do
-    [ -f "$INSTDIR/$f" ] || fail "$f not installed"
-done
+expect_programs "$INSTDIR" ""
 START_MENU=$USERDIR/AppData/Roaming/Microsoft/Windows/Start\ Menu/Programs/BiMaCoSR\ Upscaler
 [ -f "$START_MENU/BiMaCoSR Upscaler.lnk" ] || fail "no Start-menu shortcut"
 desktop=$(find "$USERDIR" -maxdepth 2 -iname 'BiMaCoSR Upscaler.lnk' -path '*esktop*' | head -1)
@@ -287,9 +290,7 @@ fi
 grep -aq "relaunched instance seen: 1, finished: 1" "$OUT/install-allusers.txt" \
     || fail "no elevated relaunch, or it did not finish within 180 s"
 report "all-users install through the elevated relaunch: $(($(date +%s) - t)) s, $(du -sm "$AU_DIR" | cut -f1) MB in $AU_DIR_WIN"
-for f in bimacosr.exe bimacosr-gui.exe uninstall.exe; do
-    [ -f "$AU_DIR/$f" ] || fail "$f not installed under Program Files"
-done
+expect_programs "$AU_DIR" " under Program Files"
 [ -f "$AU_START/BiMaCoSR Upscaler.lnk" ] || fail "no all-users Start-menu shortcut"
 [ -f "$AU_DESKTOP" ] || fail "no all-users (Public) desktop shortcut"
 if grep -qi 'bimacosr' "$HP/user.reg"; then

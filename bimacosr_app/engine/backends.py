@@ -167,6 +167,11 @@ def unavailable_reason(name: str) -> str:
     (``cuda``) is answered by it, ``reference`` by finding torch without importing it."""
     if name in _PROBES:
         return _PROBES[name]()
+    return _class_reason(name)
+
+
+def _class_reason(name: str) -> str:
+    """``unavailable_reason`` as the backend's class answers it (importing its module)."""
     cls = _backend_class(name)
     if cls is None:
         if name in _PLUGINS:
@@ -214,14 +219,12 @@ def select_backend(name: str = "auto",
     known = registered_backends()
     if name not in known:
         raise ValueError(f"unknown backend {name!r}; known: {', '.join(['auto', *known])}")
-    reason = unavailable_reason(name)
-    cls = None if reason else _backend_class(name)
-    if not reason:  # the class itself confirms a probe's answer (torch asked, for cuda)
-        reason = (f"its module {_PLUGINS.get(name)}, which cannot be imported here"
-                  if cls is None else cls.unavailable_reason())
+    # a probe's "yes" is confirmed by the class itself (torch asked, for cuda)
+    reason = unavailable_reason(name) or (_class_reason(name) if name in _PROBES else "")
     if reason:
         raise RuntimeError(f"backend {name!r} is not available on this machine: it needs "
                            f"{reason}")
     if not isinstance(checkpoint, PackedCheckpoint):
         checkpoint = load_packed(default_checkpoint_path() if checkpoint is None else checkpoint)
+    cls = _backend_class(name)
     return cls(checkpoint, device if device is not None else cls.default_device())

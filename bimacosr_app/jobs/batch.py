@@ -248,10 +248,11 @@ class Batch:
         index_of = {queued.id: index for index, queued in enumerate(queue.items())}
         results: list[UpscaleResult] = []
         speed = SpeedTable()  # of the images done so far in this run
-        ran: dict[str, Any] = {}  # the backend and budget of the last image done
+        last: SpeedSample | None = None  # of the last image done
 
         def work(queued: QueueItem, report: Callable[[float, float | None], None],
                  cancel: threading.Event) -> JobOutcome:
+            nonlocal last
             index = index_of[queued.id]
             item = self._items[index]
 
@@ -264,10 +265,9 @@ class Batch:
             results.append(result)
             tiling = result.details.get("tiling")
             if result.status == "done" and tiling and queued.in_size:
-                ran.update(backend=result.backend, budget=item.request.tile_budget_mb)
-                speed.add(SpeedSample(result.backend, item.request.tile_budget_mb,
-                                      tiling["tile"], result.seconds,
-                                      queued.in_size[0] * queued.in_size[1] * 16))
+                last = SpeedSample(result.backend, item.request.tile_budget_mb, tiling["tile"],
+                                   result.seconds, queued.in_size[0] * queued.in_size[1] * 16)
+                speed.add(last)
             if on_result is not None:
                 on_result(index, len(self._items), result)
             return JobOutcome.from_result(result)
@@ -275,8 +275,8 @@ class Batch:
         executor = _InlineExecutor(work, cancel or threading.Event())
         runner = QueueRunner(queue, executor,
                              total_progress=total_progress or (lambda _f, _eta: None),
-                             rate=lambda: speed.rate(ran["backend"], ran["budget"])
-                             if ran else None)
+                             rate=lambda: None if last is None
+                             else speed.rate(last.backend, last.budget_mb))
         executor.run(runner)
         return results
 
