@@ -260,11 +260,7 @@ def _time_folded_at(text: str) -> int:
 
 
 def _provenance(text: str) -> dict:
-    value = _json(text)
-    if not isinstance(value, dict):
-        raise ValueError("provenance must be a JSON object")
-    _finite_json("provenance", value)
-    return value
+    return _field("provenance", _json(text), "object", None, None)
 
 
 def _digest(text: str) -> str:
