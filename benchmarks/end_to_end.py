@@ -11,9 +11,10 @@ with the default ``ModelConfig``, random weights (seed 0) and the time path fold
   shortcut, activation thresholds: ``benchmarks.model_cost.shipped_structure``) and schedule,
   exported by ``checkpoint.export_packed`` and run by ``runtime.PackedNetwork.upscale`` (NumPy
   and the native kernels: the ``cpu-packed`` backend, in a process that never imports torch);
-* ``native-parent``: the same for the 1-bit model of a shortcut parent
-  (``ModelConfig(shortcuts=True)``: residual-unit ResBlocks, layer shortcuts; thresholds and
-  gains; kappa = 0, so no noise is drawn), the recipe of ``configs/binarize_parent.json``;
+* ``native-parent``: the same for the 1-bit student of the FP parent, built as
+  ``configs/binarize_parent.json`` builds it (its ``model`` and ``binarize`` options: SMB,
+  LRMB, a full-precision shortcut around every 1-bit layer, thresholds and gains; its
+  ``diffusion``: kappa = 0, so no noise is drawn);
 * ``packed`` and ``parent``: the same two networks on the torch-assisted packed path the app
   ran before the native runtime (``benchmarks/torch_packed.py``: the binarized layers on the
   kernels, everything else torch), through ``model.pipeline.upscale_tile``, channels_last,
@@ -61,7 +62,8 @@ import numpy as np
 from bimacosr_app.native import kernels_status, load_kernels
 
 VARIANTS = ("native", "native-parent", "packed", "parent", "fp32")
-PARENT_OPTIONS = {"act_shift": True, "gain": True}  # shortcuts follow the architecture
+PARENT_RECIPE = (Path(__file__).resolve().parents[1]
+                 / "bimacosr_app" / "training" / "configs" / "binarize_parent.json")
 
 
 def _status_kb(key: str) -> int | None:
@@ -104,8 +106,9 @@ def binary_model(variant: str):
 
     torch.manual_seed(0)
     if _is_parent(variant):
-        model = binarize(Denoiser(ModelConfig(shortcuts=True)), **PARENT_OPTIONS)
-        return model.eval(), DiffusionConfig(steps=4, kappa=0.0)
+        recipe = json.loads(PARENT_RECIPE.read_text())
+        model = binarize(Denoiser(ModelConfig.from_dict(recipe["model"])), **recipe["binarize"])
+        return model.eval(), DiffusionConfig(**recipe["diffusion"])
     model = binarize(Denoiser(), **shipped_structure())
     return model.eval(), load_packed(default_checkpoint_path()).diffusion
 
