@@ -24,7 +24,7 @@ ARCHITECTURES = {
     "default": ModelConfig(),
     "shortcuts": ModelConfig(shortcuts=True),
     "narrow": ModelConfig(widths=(16, 24, 40), res_blocks=3, attn_levels=(0, 2), window=4,
-                          head_dim=12, mlp_ratio=1.5),
+                          head_dim=8, mlp_ratio=1.5),
     "narrow-shortcuts": ModelConfig(widths=(8, 8), res_blocks=1, attn_levels=(1,), window=2,
                                     head_dim=3, shortcuts=True, residual=False),
 }

@@ -3,7 +3,7 @@
 # Everything Windows runs under Wine 10 inside a Debian 13 (trixie) chroot: Debian 12's Wine 8
 # cannot run Qt (QGuiApplication aborts: Windows.UI UISettings missing), and trixie's Wine needs
 # glibc 2.38. The chroot, the Wine prefixes and the downloads are cached outside the checkout,
-# in $BIMACOSR_WIN_CACHE (default /var/cache/bimacosr-windows, 7.1 GB with both prefixes).
+# in $BIMACOSR_WIN_CACHE (default /var/cache/bimacosr-windows, 7.0 GB with both prefixes).
 #
 # The calling script re-executes itself in a private mount namespace (unshare -m), so the bind
 # mounts (/proc, /dev, /sys, the checkout at /src, ../shared at /shared) disappear with it, even
