@@ -1126,7 +1126,7 @@ def test_window_attention_matches_torch_swin():
     from bimacosr_app.model.unet import SwinBlock
 
     torch.manual_seed(0)
-    block = SwinBlock(128, 32, 8, 4, 2.0).eval()
+    block = SwinBlock(128, 4, 8, 4, 2.0).eval()
     x = torch.randn(1, 32, 24, 128)  # (B, H, W, C) tokens of the map
     with torch.no_grad():
         qkv = block.attn.qkv(x)  # per token: the map's q, k, v

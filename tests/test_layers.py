@@ -89,3 +89,31 @@ def test_layer_rules(module):
         assert used <= {"native"}, f"model imports {sorted(used)}"
     if part in LEAVES:
         assert used <= ({""} if part == "logs" else set()), f"{part} imports {sorted(used)}"
+
+
+LAZY_PACKAGES = ("model", "checkpoint", "jobs")
+
+
+@pytest.mark.parametrize("package", LAZY_PACKAGES)
+def test_lazy_exports_are_the_objects_even_after_their_submodules_were_imported(package):
+    """A package that loads its names on first use (``__getattr__`` over ``_EXPORTS``) must not
+    export a name that is also one of its submodules: importing that submodule first (as
+    ``from pkg import a, b`` does when ``a`` lives there) sets the submodule as the package's
+    attribute, and ``from pkg import b`` then hands out the module. In a fresh interpreter every
+    submodule is imported first, then every name is checked."""
+    import subprocess
+    import sys
+
+    script = f"""
+import importlib, pkgutil, types
+pkg = importlib.import_module("bimacosr_app.{package}")
+for info in pkgutil.iter_modules(pkg.__path__):
+    importlib.import_module(f"{{pkg.__name__}}.{{info.name}}")
+bad = [n for n, source in pkg._EXPORTS.items()
+       if isinstance(getattr(pkg, n), types.ModuleType)
+       or getattr(pkg, n) is not getattr(importlib.import_module(source, pkg.__name__), n)]
+assert not bad, bad
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr[-2000:]

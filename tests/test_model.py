@@ -510,3 +510,15 @@ def test_a_schedule_without_noise_feeds_the_bicubic_latent_and_ignores_the_seed(
         out = upscale_tile(model, schedule, lr01, seed=1)
         assert torch.equal(upscale_tile(model, schedule, lr01, seed=2), out)
     torch.testing.assert_close(seen[0][..., :16, :20], to_latent(bicubic_upscale(lr01 * 2 - 1)))
+
+
+def test_model_config_refuses_attention_that_does_not_split_into_heads():
+    """Checked when the config is made, not at the first forward pass: a level of 40 channels
+    with head_dim 12 would get 3 heads of 13.33 channels."""
+    with pytest.raises(ValueError, match=r"width 40 .* 3 heads of head_dim 12"):
+        ModelConfig(widths=(16, 24, 40), attn_levels=(0, 2), head_dim=12)
+    with pytest.raises(ValueError, match="attention level 3 is not a level"):
+        ModelConfig(widths=(16, 24, 40), attn_levels=(3,))
+    config = ModelConfig(widths=(16, 24, 40), attn_levels=(0, 2), head_dim=8)
+    assert [config.heads(w) for w in config.widths] == [2, 3, 5]
+    assert ModelConfig().heads(160) == 5 and ModelConfig().heads(16) == 1

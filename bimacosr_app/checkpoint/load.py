@@ -88,7 +88,7 @@ class PackedCheckpoint:
         """
         import torch
 
-        from ..model.binarize import binarize
+        from ..model.convert import binarize
         from ..model.fold import fold_time
         from ..model.unet import Denoiser
 

@@ -11,7 +11,7 @@ from importlib import import_module
 # name -> submodule that defines it
 _EXPORTS = {
     **dict.fromkeys(("binarizable_layers", "binarize", "calibrate_act_shift", "calibrate_gain"),
-                    ".binarize"),
+                    ".convert"),
     **dict.fromkeys(("BinaryConv2d", "BinaryLinear", "RPReLU", "set_binary_mix", "sign"),
                     ".binary"),
     **dict.fromkeys(("LATENT_CHANNELS", "SCALE", "DiffusionConfig", "ModelConfig"), ".config"),
@@ -27,6 +27,8 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+# No submodule bears an exported name: importing a submodule sets it as an attribute of the
+# package, which would then shadow the name (and skip ``__getattr__``).
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,6 +36,20 @@ class ModelConfig:
     shortcuts: bool = False  # a fixed shortcut around every binarizable layer (model.shortcut)
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        for level in self.attn_levels:
+            if not 0 <= level < len(self.widths):
+                raise ValueError(f"attention level {level} is not a level of widths "
+                                 f"{tuple(self.widths)}")
+            width = self.widths[level]
+            if width % self.heads(width):
+                raise ValueError(f"width {width} (level {level}) does not split into "
+                                 f"{self.heads(width)} heads of head_dim {self.head_dim}")
+
+    def heads(self, width: int) -> int:
+        """Attention heads of a level of ``width`` channels (each head ``width // heads``)."""
+        return max(1, width // self.head_dim)
+
     def to_dict(self) -> dict:
         """The fields as JSON-ready values; ``shortcuts`` only when on, so that files written
         before it existed keep their bytes."""

@@ -153,7 +153,7 @@ class DenoiserLayout:
         a, dim, sc = f"{prefix}.attn", cout, cfg.shortcuts
         hidden = int(dim * cfg.mlp_ratio)
         self.norms[f"{a}.norm1"], self.norms[f"{a}.norm2"] = dim, dim
-        swin = SwinSpec(a, dim, max(1, dim // cfg.head_dim), cfg.window,
+        swin = SwinSpec(a, dim, cfg.heads(dim), cfg.window,
                         cfg.window // 2 if shifted else 0, hidden,
                         LayerSpec(f"{a}.attn.qkv", dim, 3 * dim, 0, layer_shortcut=sc),
                         LayerSpec(f"{a}.attn.proj", dim, dim, 0, layer_shortcut=sc),

@@ -151,12 +151,12 @@ class WindowAttention(nn.Module):
 class SwinBlock(nn.Module):
     """Pre-norm (shifted) window attention and MLP on a (B,C,H,W) map; H, W multiples of window."""
 
-    def __init__(self, dim: int, head_dim: int, window: int, shift: int, mlp_ratio: float,
+    def __init__(self, dim: int, heads: int, window: int, shift: int, mlp_ratio: float,
                  shortcuts: bool = False):
         super().__init__()
         self.window, self.shift = window, shift
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, max(1, dim // head_dim), window, shortcuts)
+        self.attn = WindowAttention(dim, heads, window, shortcuts)
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
         self.fc1 = _linear(shortcuts, dim, hidden)
@@ -220,7 +220,7 @@ class Stage(nn.Module):
         super().__init__()
         self.res = ResBlock(cin, cout, cfg.time_dim, cfg.shortcuts)
         shift = cfg.window // 2 if shifted else 0
-        self.attn = SwinBlock(cout, cfg.head_dim, cfg.window, shift,
+        self.attn = SwinBlock(cout, cfg.heads(cout), cfg.window, shift,
                               cfg.mlp_ratio, cfg.shortcuts) if attention else None
 
     def forward(self, x, temb):
