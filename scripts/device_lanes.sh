@@ -12,7 +12,8 @@
 # --set overrides. EVAL_SECONDS (default 200) bounds each evaluation (0: none, evaluate the
 # weights elsewhere); KEEP=run1,run2 copies
 # those runs' EMA weights under $OUT/<run>/ (about 15 MiB each: at most four fit what comes
-# back). Leaves lanes_log.txt and lanes_meta.tar (configs, states, logs, grids, eval_<run>.json).
+# back). Leaves lanes_log.txt and lanes_meta.tar (configs, states, logs, grids, eval_<run>.json);
+# exits 1 when a lane's training failed (after keeping what the others made).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -29,6 +30,11 @@ lane() {  # GPU STAGE RUN CONFIG OVERRIDES
     CUDA_VISIBLE_DEVICES=$gpu python3 -m "bimacosr_app.training.$stage" \
         --config "bimacosr_app/training/configs/$config.json" --out "runs/$run" \
         --budget-minutes "$minutes" "${sets[@]}" 2>&1 | grep -v -i warn | sed "s/^/[$run] /"
+    local status=${PIPESTATUS[0]}
+    if [ "$status" != 0 ]; then
+        echo "[$run] training failed (exit $status)"
+        return "$status"
+    fi
     [ "${EVAL_SECONDS:-200}" = 0 ] && return
     CUDA_VISIBLE_DEVICES=$gpu timeout "${EVAL_SECONDS:-200}" python3 -m \
         bimacosr_app.training.evaluate --checkpoint "runs/$run" --json \
@@ -46,14 +52,17 @@ EOF
 }
 
 {
-    i=0
+    i=0 pids=() failed=0
     for spec in "$@"; do
         IFS=: read -r stage run config overrides <<< "$spec"
         lane $((i % ngpu)) "$stage" "$run" "${config:-$stage}" "${overrides:-}" &
+        pids+=($!)
         i=$((i + 1))
     done
-    wait
+    for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+    exit "$failed"
 } 2>&1 | tee -a "$out/lanes_log.txt"
+failed=${PIPESTATUS[0]}
 tar -cf "$out/lanes_meta.tar" $(ls runs/*/config.json runs/*/state.json runs/*/log.jsonl \
     runs/*/val_grid.png runs/*/eval_*.json 2>/dev/null)
 IFS=, read -ra keep <<< "${KEEP:-}"
@@ -61,3 +70,4 @@ for run in "${keep[@]}"; do
     mkdir -p "$out/$run" && cp runs/"$run"/ema-*.safetensors "$out/$run/"
 done
 ls -la "$out" "$out"/*/ 2>/dev/null
+[ "$failed" = 0 ] || { echo "$failed lane(s) failed" >&2; exit 1; }
