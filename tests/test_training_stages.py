@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -18,8 +19,13 @@ from bimacosr_app.training import onestep, teacher
 from bimacosr_app.training.data import default_data_dir, list_photos
 from bimacosr_app.training.evaluate import evaluate_pairs, load_upscaler
 from bimacosr_app.training.perceptual import STLPIPS
-from bimacosr_app.training.stages import _layer_distance, _layer_outputs
-from bimacosr_app.training.trainer import StageConfig, _param_groups, load_run_model
+from bimacosr_app.training.stages import _layer_distance, _layer_outputs, onestep_stage
+from bimacosr_app.training.trainer import (
+    StageConfig,
+    Trainer,
+    _param_groups,
+    load_run_model,
+)
 from bimacosr_app.training.weights import load_weights
 
 VAL_PHOTO = default_data_dir("val") / "gc_erase_spoonbills.webp"
@@ -231,3 +237,41 @@ def test_a_resumed_run_warms_up_again(tmp_path, data_dirs):
     _run(teacher.main, tmp_path, data_dirs, "teacher", warmup_steps=4, lr=1e-3, steps=4)
     lrs = [r["lr"] for r in _log(t) if "loss" in r]
     assert lrs == pytest.approx([2.5e-4, 5e-4, 2.5e-4, 5e-4])
+
+
+def test_a_budget_run_anneals_over_the_time_after_its_first_step(tmp_path, data_dirs):
+    """The first step (which compiles under torch.compile) takes half of a 6 s budget here;
+    the cosine spends the other half: at every budget check its progress is the time since
+    the first step over the time left after it, not the time since the start."""
+    cfg = StageConfig.from_dict(dict(TINY, stage="onestep", train_dir=str(data_dirs[0]),
+                                     val_dir=str(data_dirs[1]), steps=100_000, lr=1e-3,
+                                     warmup_steps=1, min_lr_ratio=0.0,
+                                     val_every=10**6, save_every=10**6))
+    build, loss, predict = onestep_stage(cfg)
+    calls = []
+
+    def slow_first_loss(model, lr, hr):
+        calls.append(None)
+        if len(calls) == 1:
+            time.sleep(3.0)
+        return loss(model, lr, hr)
+
+    budget_s = 6.0
+    Trainer(cfg, tmp_path / "run", budget_s / 60, build, slow_first_loss, predict).train()
+    log = _log(tmp_path / "run")
+    first = next(r for r in log if r.get("event") == "first_step")
+    assert first["step"] == 1 and 3.0 <= first["elapsed_s"] < 4.5
+    steps = {r["step"]: r for r in log if "loss" in r}
+    # A record "step": n holds the learning rate of the n-th step, computed when the loop's
+    # step counter was n - 1; the counter's budget checks are at multiples of 20.
+    checked = [n for n in steps if n % 20 == 0 and n > 0 and n + 1 in steps]
+    assert checked and next(r for r in log if r.get("event") == "stop")["reason"] == "budget"
+
+    def cosine(fraction):
+        return 1e-3 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, fraction))))
+
+    for n in checked:
+        # that check saw about the elapsed time logged at the end of step n (both rounded to
+        # 0.1 s: a tolerance of 0.2 s on 3 s)
+        fraction = (steps[n]["elapsed_s"] - first["elapsed_s"]) / (budget_s - first["elapsed_s"])
+        assert cosine(fraction + 0.07) <= steps[n + 1]["lr"] <= cosine(fraction - 0.07), n

@@ -268,8 +268,9 @@ class Trainer:
     # -- loop ----------------------------------------------------------------------------
     def lr_at(self, step: int, time_fraction: float = 0.0) -> float:
         """Cosine from ``lr`` to ``min_lr_ratio``, progress the larger of the step fraction
-        and the fraction of the wall-clock budget used (so a budget-limited run still anneals;
-        a resumed run restarts the time fraction: a warm restart), times a linear warmup over
+        and ``time_fraction``, the fraction of the wall-clock budget used after this process's
+        first step (so a budget-limited run still anneals, and a compiling one anneals over
+        the time it trains; a resumed run restarts it: a warm restart), times a linear warmup over
         the first ``warmup_steps`` of this process: a resumed run's optimizer moments start
         from zero, so it warms up again."""
         cfg = self.cfg
@@ -302,15 +303,13 @@ class Trainer:
             torch.cuda.synchronize()
         return batches / (time.time() - start)
 
-    def _shared_time_fraction(self, start: float) -> float:
-        """Fraction of the wall-clock budget used, as rank 0 sees it, so that every rank
-        takes the same learning rate and stops at the same step."""
-        if self.budget is None:
-            return 0.0
-        fraction = torch.tensor([(time.time() - start) / 60 / self.budget], device=self.device)
+    def _shared_elapsed(self, start: float) -> float:
+        """Seconds since ``start`` as rank 0 sees them, so that every rank takes the same
+        learning rate and stops at the same step."""
+        elapsed = torch.tensor([time.time() - start], dtype=torch.float64, device=self.device)
         if self.world > 1:
-            dist.broadcast(fraction, src=0)
-        return float(fraction)
+            dist.broadcast(elapsed, src=0)
+        return float(elapsed)
 
     def train(self):
         cfg = self.cfg
@@ -318,14 +317,26 @@ class Trainer:
         losses = []
         stop_reason = "steps"
         self.model.train()
+        budget_s = None if self.budget is None else self.budget * 60
+        # The learning-rate schedule spends the budget left after the first step (under
+        # torch.compile that step compiles, minutes of a short run); the stop spends it all.
+        first_step_s = None
         time_fraction = 0.0
         while self.step < cfg.steps:
-            # The budget check syncs host and GPU, so it runs every BUDGET_CHECK_EVERY steps.
-            if self.step % BUDGET_CHECK_EVERY == 0:
-                time_fraction = self._shared_time_fraction(start)
-                if time_fraction >= 1.0:
+            # The budget check syncs host and GPU, so it runs every BUDGET_CHECK_EVERY steps
+            # (and once after the first step, to time it).
+            first_done = first_step_s is None and self.step == self.start_step + 1
+            if budget_s is not None and (self.step % BUDGET_CHECK_EVERY == 0 or first_done):
+                elapsed = self._shared_elapsed(start)
+                if first_done:
+                    first_step_s = elapsed
+                    self._log({"event": "first_step", "step": self.step,
+                               "elapsed_s": round(elapsed, 1)})
+                if elapsed >= budget_s:
                     stop_reason = "budget"
                     break
+                warm_s = first_step_s or 0.0
+                time_fraction = (elapsed - warm_s) / max(1e-9, budget_s - warm_s)
             lr = self.lr_at(self.step, time_fraction)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr * g["lr_scale"]
