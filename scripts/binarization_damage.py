@@ -1,0 +1,116 @@
+"""Where binarization hurts: a binarize config's student as the binarize stage converts it
+(SMB, LRMB, shortcuts, calibrated thresholds and gains; no training), scored on validation
+crops with parts of it in full precision.
+
+    python scripts/binarization_damage.py [--config binarize_parent] [--photos 6]
+                                          [--calibration-batch 32] [--json]
+
+Every 1-bit layer computes its full-precision layer at ``binary_mix`` 0 (exactly: the same
+latent weights, branches and shortcut) and its 1-bit form at 1, so one converted network gives
+every mix of the two. Rows: all layers 1-bit; all full precision; each resolution level in
+full precision with the rest 1-bit; then each layer alone 1-bit with the rest full precision,
+worst first (its damage: the PSNR-Y it costs the full-precision network). Validation: the
+first ``--photos`` val photos' 256-pixel centre crops, bicubic track, as the trainer
+validates. Needs torch; runs on the CPU in a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bimacosr_app.metrics import psnr_y  # noqa: E402
+from bimacosr_app.model import BinaryConv2d, BinaryLinear  # noqa: E402
+from bimacosr_app.training.data import (  # noqa: E402
+    DegradationConfig,
+    PhotoSet,
+    TrainBatches,
+    default_data_dir,
+    validation_pairs,
+)
+from bimacosr_app.training.stages import binarize_stage  # noqa: E402
+from bimacosr_app.training.trainer import StageConfig  # noqa: E402
+
+CALIBRATION_SEED_RANK = 999  # a stream of its own, away from training ranks
+
+
+def level(name: str) -> int | None:
+    """Resolution level of a layer's output (0: LR resolution) from its name in the Denoiser;
+    None for the middle block (the deepest level)."""
+    head, _, rest = name.partition(".")
+    if head in ("down", "up", "fuse", "upsample", "downsample"):
+        return int(rest.split(".")[0]) + (1 if head == "downsample" else 0)
+    return None
+
+
+def convert(config: Path, calibration_batch: int):
+    """(student, predict): the config's student as its binarize stage builds it, on the CPU,
+    and the stage's one-step prediction."""
+    cfg = StageConfig.from_dict({**json.loads(config.read_text()), "stage": "binarize",
+                                 "batch_size": calibration_batch})
+    photos = PhotoSet(cfg.train_dir or default_data_dir("train"))
+    degradation = DegradationConfig(realistic_fraction=cfg.realistic_fraction)
+
+    def sample():
+        return next(TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
+                                 seed=cfg.seed, rank=CALIBRATION_SEED_RANK))
+
+    build, _, predict = binarize_stage(cfg)
+    student = build(cfg, torch.device("cpu"), sample).eval()
+    return student, predict
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="binarize_parent",
+                   help="a binarize config of bimacosr_app/training/configs/, without .json")
+    p.add_argument("--photos", type=int, default=6, help="validation photos used")
+    p.add_argument("--calibration-batch", type=int, default=32)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    config = ROOT / "bimacosr_app" / "training" / "configs" / f"{args.config}.json"
+    torch.manual_seed(0)
+    student, predict = convert(config, args.calibration_batch)
+    val = validation_pairs(None, "bicubic", max_side=256)[: args.photos]
+    layers = {n: m for n, m in student.named_modules()
+              if isinstance(m, (BinaryConv2d, BinaryLinear))}
+
+    @torch.no_grad()
+    def score(binary: set[str]) -> float:
+        for name, module in layers.items():
+            module.binary_mix = 1.0 if name in binary else 0.0
+        return sum(psnr_y(predict(student, lr[None]), hr[None]) for _, lr, hr in val) / len(val)
+
+    bicubic = sum(psnr_y(F.interpolate(lr[None], scale_factor=4, mode="bicubic").clamp(0, 1),
+                         hr[None]) for _, lr, hr in val) / len(val)  # as the trainer scores it
+    every = set(layers)
+    fp = score(set())
+    rows = [{"what": "bicubic", "psnr_y": bicubic},
+            {"what": "all 1-bit", "psnr_y": score(every)},
+            {"what": "all full precision", "psnr_y": fp}]
+    deepest = max(lv for lv in map(level, layers) if lv is not None)
+    for lv in range(deepest + 1):
+        at_level = {n for n in layers if (level(n) if level(n) is not None else deepest) == lv}
+        rows.append({"what": f"level {lv} full precision ({len(at_level)} layers)",
+                     "psnr_y": score(every - at_level)})
+    singles = sorted(({"what": f"only {n} 1-bit", "psnr_y": score({n})} for n in layers),
+                     key=lambda r: r["psnr_y"])
+    for row in rows + singles:
+        row["damage_db"] = fp - row["psnr_y"]
+        print(f"{row['what']:55s} {row['psnr_y']:8.3f} dB  {row['damage_db']:+7.3f}", flush=True)
+    if args.json:
+        print(json.dumps({"config": args.config, "photos": [name for name, _, _ in val],
+                          "rows": rows + singles}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
