@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,14 @@ import torch
 from PIL import Image
 
 from bimacosr_app.metrics import psnr_y, rgb_to_y
-from bimacosr_app.model import BinaryConv2d, BinaryLinear, Denoiser, ModelConfig, binarize
+from bimacosr_app.model import (
+    BinaryConv2d,
+    BinaryLinear,
+    Denoiser,
+    ModelConfig,
+    binarizable_layers,
+    binarize,
+)
 from bimacosr_app.training import binarize as binarize_stage
 from bimacosr_app.training import onestep, teacher
 from bimacosr_app.training.data import default_data_dir, list_photos
@@ -275,3 +283,33 @@ def test_a_budget_run_anneals_over_the_time_after_its_first_step(tmp_path, data_
         # 0.1 s: a tolerance of 0.2 s on 3 s)
         fraction = (steps[n]["elapsed_s"] - first["elapsed_s"]) / (budget_s - first["elapsed_s"])
         assert cosine(fraction + 0.07) <= steps[n + 1]["lr"] <= cosine(fraction - 0.07), n
+
+
+def test_binarization_damage_levels_follow_the_resolution_of_each_layers_output():
+    """scripts/binarization_damage.py groups layers by resolution level from their names; here
+    a Denoiser's forward pass says where each binarizable layer's output really is."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "binarization_damage", Path(__file__).resolve().parents[1] / "scripts" /
+        "binarization_damage.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    config = ModelConfig.from_dict(TINY["model"])
+    model = Denoiser(config).eval()
+    sides = {}  # layer -> the width of its output map (convolutions only)
+
+    def record(module, args, out, name):
+        if isinstance(module, torch.nn.Conv2d):
+            sides[name] = out.shape[-1]
+
+    for name in binarizable_layers(model):
+        model.get_submodule(name).register_forward_hook(
+            lambda m, args, out, n=name: record(m, args, out, n))
+    with torch.no_grad():
+        model(torch.zeros(1, 48, 64, 64), torch.zeros(1, 3, 64, 64), 0)
+    deepest = len(config.widths) - 1
+    assert len(sides) > 20
+    for name, side in sides.items():
+        expected = script.level(name)
+        assert 64 // 2 ** (deepest if expected is None else expected) == side, name
