@@ -37,23 +37,22 @@ from bimacosr_app.training.data import (  # noqa: E402
     validation_pairs,
 )
 from bimacosr_app.training.stages import binarize_stage  # noqa: E402
-from bimacosr_app.training.trainer import StageConfig  # noqa: E402
-
-CALIBRATION_SEED_RANK = 999  # a stream of its own, away from training ranks
+from bimacosr_app.training.trainer import CALIBRATION_STREAM, StageConfig  # noqa: E402
 
 
-def level(name: str) -> int | None:
-    """Resolution level of a layer's output (0: LR resolution) from its name in the Denoiser;
-    None for the middle block (the deepest level)."""
+def level(name: str, deepest: int) -> int:
+    """Resolution level of a layer's output (0: LR resolution) from its name in a Denoiser
+    whose deepest level (that of its middle block) is ``deepest``."""
     head, _, rest = name.partition(".")
     if head in ("down", "up", "fuse", "upsample", "downsample"):
         return int(rest.split(".")[0]) + (1 if head == "downsample" else 0)
-    return None
+    return deepest
 
 
 def convert(config: Path, calibration_batch: int):
-    """(student, predict): the config's student as its binarize stage builds it, on the CPU,
-    and the stage's one-step prediction."""
+    """(student, predict, cfg): the config's student as its binarize stage builds it (the
+    same calibration batch stream; ``calibration_batch`` crops of it), on the CPU, the stage's
+    one-step prediction and the stage config."""
     cfg = StageConfig.from_dict({**json.loads(config.read_text()), "stage": "binarize",
                                  "batch_size": calibration_batch})
     photos = PhotoSet(cfg.train_dir or default_data_dir("train"))
@@ -61,11 +60,11 @@ def convert(config: Path, calibration_batch: int):
 
     def sample():
         return next(TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
-                                 seed=cfg.seed, rank=CALIBRATION_SEED_RANK))
+                                 seed=cfg.seed, rank=CALIBRATION_STREAM))
 
     build, _, predict = binarize_stage(cfg)
     student = build(cfg, torch.device("cpu"), sample).eval()
-    return student, predict
+    return student, predict, cfg
 
 
 def main(argv=None) -> int:
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     config = ROOT / "bimacosr_app" / "training" / "configs" / f"{args.config}.json"
     torch.manual_seed(0)
-    student, predict = convert(config, args.calibration_batch)
+    student, predict, cfg = convert(config, args.calibration_batch)
     val = validation_pairs(None, "bicubic", max_side=256)[: args.photos]
     layers = {n: m for n, m in student.named_modules()
               if isinstance(m, (BinaryConv2d, BinaryLinear))}
@@ -96,9 +95,9 @@ def main(argv=None) -> int:
     rows = [{"what": "bicubic", "psnr_y": bicubic},
             {"what": "all 1-bit", "psnr_y": score(every)},
             {"what": "all full precision", "psnr_y": fp}]
-    deepest = max(lv for lv in map(level, layers) if lv is not None)
+    deepest = len(cfg.model_config().widths) - 1
     for lv in range(deepest + 1):
-        at_level = {n for n in layers if (level(n) if level(n) is not None else deepest) == lv}
+        at_level = {n for n in layers if level(n, deepest) == lv}
         rows.append({"what": f"level {lv} full precision ({len(at_level)} layers)",
                      "psnr_y": score(every - at_level)})
     singles = sorted(({"what": f"only {n} 1-bit", "psnr_y": score({n})} for n in layers),

@@ -13,7 +13,8 @@
 # weights elsewhere); KEEP=run1,run2 copies
 # those runs' EMA weights under $OUT/<run>/ (about 15 MiB each: at most four fit what comes
 # back). Leaves lanes_log.txt and lanes_meta.tar (configs, states, logs, grids, eval_<run>.json);
-# exits 1 when a lane's training failed (after keeping what the others made).
+# exits 1 when a lane failed: its training, or its evaluation (after keeping what the
+# others made).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1

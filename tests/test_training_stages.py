@@ -311,5 +311,4 @@ def test_binarization_damage_levels_follow_the_resolution_of_each_layers_output(
     deepest = len(config.widths) - 1
     assert len(sides) > 20
     for name, side in sides.items():
-        expected = script.level(name)
-        assert 64 // 2 ** (deepest if expected is None else expected) == side, name
+        assert 64 // 2 ** script.level(name, deepest) == side, name
