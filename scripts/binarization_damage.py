@@ -76,6 +76,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     config = ROOT / "bimacosr_app" / "training" / "configs" / f"{args.config}.json"
+    if not config.is_file():
+        p.error(f"no config {config.name} in {config.parent}")
     torch.manual_seed(0)
     student, predict, cfg = convert(config, args.calibration_batch)
     val = validation_pairs(None, "bicubic", max_side=256)[: args.photos]
