@@ -233,7 +233,7 @@ def test_killed_batch_resumes_and_completes_each_file_once(tmp_path):
                                             (signal.SIGTERM, 143, "Terminated (SIGTERM)")])
 def test_ctrl_c_and_sigterm_stop_without_partial_files(tmp_path, sig, code, said):
     src, out = tmp_path / "in", tmp_path / "out"
-    _folder_of(2, src)
+    _folder_of(4, src)  # 8 tiles: the signal lands mid-batch even when this test runs slowly
     proc = cli(src, "-o", out, "--backend", "reference", "--tile-budget", "1", "--json",
                background=True)
     next_event(proc, "progress")  # the first tile is done

@@ -538,13 +538,17 @@ def test_backend_registered_and_upscales(shipped):
         engine.upscale(lr[0])
 
 
-def test_deeper_architectures_run(tmp_path):
+@pytest.mark.parametrize("changes", [
+    dict(widths=(16, 24, 36), attn_levels=(0, 2), window=4, head_dim=12, res_blocks=1),
+    dict(widths=(16,), attn_levels=(), res_blocks=3),  # flat: every layer at LR resolution
+], ids=["three-levels", "flat"])
+def test_other_architectures_run(tmp_path, changes):
     """Any architecture the format allows: three levels, attention at the top level too,
-    a window of 4, an odd head size (parity teacher-forced on a random crop)."""
+    a window of 4, an odd head size; a single level without attention (parity
+    teacher-forced on a random crop)."""
     torch.manual_seed(0)
-    cfg = dataclasses.replace(ModelConfig(), widths=(16, 24, 36), attn_levels=(0, 2),
-                              window=4, head_dim=12, res_blocks=1)
-    model = binarize(Denoiser(cfg), act_shift=True)
+    model = binarize(Denoiser(dataclasses.replace(ModelConfig(), **changes)), act_shift=True,
+                     shortcut=True, gain=True)
     export_packed(model, DiffusionConfig(steps=4), tmp_path / "m.safetensors", {})
     case = Case(load_packed(tmp_path / "m.safetensors"))
     out, _ = case.forced(1)

@@ -27,6 +27,7 @@ ARCHITECTURES = {
                           head_dim=8, mlp_ratio=1.5),
     "narrow-shortcuts": ModelConfig(widths=(8, 8), res_blocks=1, attn_levels=(1,), window=2,
                                     head_dim=3, shortcuts=True, residual=False),
+    "flat": ModelConfig(widths=(16,), res_blocks=3, attn_levels=()),
 }
 
 

@@ -312,3 +312,24 @@ def test_binarization_damage_levels_follow_the_resolution_of_each_layers_output(
     assert len(sides) > 20
     for name, side in sides.items():
         assert 64 // 2 ** script.level(name, deepest) == side, name
+
+
+def test_every_config_parses_and_binarize_configs_match_their_parent():
+    """Each file of training/configs/ is a valid StageConfig of its stage; a binarize config
+    whose target is a parent config's run (``runs/<config>``) has that config's architecture
+    and schedule, which the binarize stage requires of its target."""
+    folder = Path(binarize_stage.__file__).parent / "configs"
+    configs = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    assert {"parent", "parent_flat", "binarize_parent", "binarize_flat"} <= set(configs)
+    checked = 0
+    for name, d in configs.items():
+        stage = ("teacher" if name.startswith("teacher") else
+                 "binarize" if name.startswith("binarize") else "onestep")
+        cfg = StageConfig.from_dict({**d, "stage": stage})
+        target = Path(d.get("target_run", "")).name
+        if stage == "binarize" and target in configs:
+            parent = StageConfig.from_dict({**configs[target], "stage": "onestep"})
+            assert cfg.model_config() == parent.model_config(), name
+            assert cfg.diffusion == parent.diffusion, name
+            checked += 1
+    assert checked >= 2
