@@ -2,6 +2,7 @@
 torch-assisted packed network it replaced and the same network in FP32 torch.
 
     python -m benchmarks.end_to_end [--json] [--size 256] [--threads N] [--kernel NAME]
+                                    [--recipe binarize_parent]
 
 Every variant runs one 4x upscale of a ``size x size`` LR input (so the output is 4x that)
 with the default ``ModelConfig``, random weights (seed 0) and the time path folded at t = T-1
@@ -11,10 +12,11 @@ with the default ``ModelConfig``, random weights (seed 0) and the time path fold
   shortcut, activation thresholds: ``benchmarks.model_cost.shipped_structure``) and schedule,
   exported by ``checkpoint.export_packed`` and run by ``runtime.PackedNetwork.upscale`` (NumPy
   and the native kernels: the ``cpu-packed`` backend, in a process that never imports torch);
-* ``native-parent``: the same for the 1-bit student of the FP parent, built as
-  ``configs/binarize_parent.json`` builds it (its ``model`` and ``binarize`` options: SMB,
-  LRMB, a full-precision shortcut around every 1-bit layer, thresholds and gains; its
-  ``diffusion``: kappa = 0, so no noise is drawn);
+* ``native-parent``: the same for the 1-bit student of an FP parent, built as the binarize
+  config ``--recipe`` (default ``binarize_parent``, of ``bimacosr_app/training/configs/``)
+  builds it (its ``model`` and ``binarize`` options: SMB, LRMB, a full-precision shortcut
+  around every 1-bit layer, thresholds and gains; its ``diffusion``: kappa = 0, so no noise is
+  drawn);
 * ``packed`` and ``parent``: the same two networks on the torch-assisted packed path the app
   ran before the native runtime (``benchmarks/torch_packed.py``: the binarized layers on the
   kernels, everything else torch), through ``model.pipeline.upscale_tile``, channels_last,
@@ -38,9 +40,9 @@ table says so.
 With ``--json`` the last line printed is ``{"ms_native", "ms_native_parent", "ms_packed",
 "ms_parent", "ms_fp32", "ratio", "ratio_parent", "ratio_packed", "speedup_vs_packed",
 "peak_rss_mb_native", "peak_rss_mb_native_parent", "peak_rss_mb_packed", "peak_rss_mb_parent",
-"peak_rss_mb_fp32", "threads", "kernel"}`` (``ratio`` = fp32 ms / native ms, ``ratio_parent``
-= fp32 ms / native-parent ms, ``ratio_packed`` = fp32 ms / packed ms, ``speedup_vs_packed`` =
-packed ms / native ms).
+"peak_rss_mb_fp32", "threads", "kernel", "recipe"}`` (``ratio`` = fp32 ms / native ms,
+``ratio_parent`` = fp32 ms / native-parent ms, ``ratio_packed`` = fp32 ms / packed ms,
+``speedup_vs_packed`` = packed ms / native ms).
 """
 
 from __future__ import annotations
@@ -62,8 +64,7 @@ import numpy as np
 from bimacosr_app.native import kernels_status, load_kernels
 
 VARIANTS = ("native", "native-parent", "packed", "parent", "fp32")
-PARENT_RECIPE = (Path(__file__).resolve().parents[1]
-                 / "bimacosr_app" / "training" / "configs" / "binarize_parent.json")
+CONFIGS = Path(__file__).resolve().parents[1] / "bimacosr_app" / "training" / "configs"
 
 
 def _status_kb(key: str) -> int | None:
@@ -95,8 +96,9 @@ def _is_parent(variant: str) -> bool:
     return variant in ("parent", "native-parent")
 
 
-def binary_model(variant: str):
-    """The random binarized Denoiser of a packed variant, and its diffusion settings."""
+def binary_model(variant: str, recipe: str):
+    """The random binarized Denoiser of a packed variant (the parent variants: as the binarize
+    config ``recipe`` builds it), and its diffusion settings."""
     import torch
 
     from benchmarks.model_cost import shipped_structure
@@ -106,24 +108,24 @@ def binary_model(variant: str):
 
     torch.manual_seed(0)
     if _is_parent(variant):
-        recipe = json.loads(PARENT_RECIPE.read_text())
-        model = binarize(Denoiser(ModelConfig.from_dict(recipe["model"])), **recipe["binarize"])
-        return model.eval(), DiffusionConfig(**recipe["diffusion"])
+        config = json.loads((CONFIGS / f"{recipe}.json").read_text())
+        model = binarize(Denoiser(ModelConfig.from_dict(config["model"])), **config["binarize"])
+        return model.eval(), DiffusionConfig(**config["diffusion"])
     model = binarize(Denoiser(), **shipped_structure())
     return model.eval(), load_packed(default_checkpoint_path()).diffusion
 
 
-def export(variant: str, folder: Path) -> Path:
+def export(variant: str, folder: Path, recipe: str) -> Path:
     """The packed file of a native variant (written by the parent process, which has torch)."""
     from bimacosr_app.checkpoint import export_packed
 
-    model, diffusion = binary_model(variant)
+    model, diffusion = binary_model(variant, recipe)
     path = folder / f"{variant}.safetensors"
     export_packed(model, diffusion, path, {"benchmark": "end_to_end", "variant": variant})
     return path
 
 
-def build(variant: str, checkpoint: Path | None):
+def build(variant: str, checkpoint: Path | None, recipe: str):
     """``run(lr01)``: one upscale of a (1,3,h,w) float32 array by the variant's network."""
     if variant.startswith("native"):
         from bimacosr_app.checkpoint import load_packed
@@ -147,7 +149,7 @@ def build(variant: str, checkpoint: Path | None):
     else:
         from benchmarks.torch_packed import pack_model
 
-        binary, diffusion = binary_model(variant)
+        binary, diffusion = binary_model(variant, recipe)
         schedule = ResShiftSchedule(diffusion)
         model = pack_model(fold_time(binary, schedule.steps - 1))
 
@@ -158,7 +160,7 @@ def build(variant: str, checkpoint: Path | None):
 
 
 def run_variant(variant: str, size: int, threads: int, kernel: str,
-                checkpoint: Path | None) -> dict:
+                checkpoint: Path | None, recipe: str) -> dict:
     """Time one variant in this process; returns {"ms", "times_ms", "peak_rss_mb", ...}."""
     bk = load_kernels()
     if variant.startswith("native"):
@@ -169,7 +171,7 @@ def run_variant(variant: str, size: int, threads: int, kernel: str,
         torch.set_num_threads(threads)
     if bk is not None:
         bk.set_kernel(kernel)
-    run = build(variant, checkpoint)
+    run = build(variant, checkpoint, recipe)
     lr = np.random.default_rng(1).random((1, 3, size, size), dtype=np.float32)
     gc.collect()
     _trim_heap()
@@ -194,10 +196,12 @@ def run_variant(variant: str, size: int, threads: int, kernel: str,
     }
 
 
-def spawn(variant: str, size: int, threads: int, kernel: str, checkpoint: Path | None) -> dict:
+def spawn(variant: str, size: int, threads: int, kernel: str, checkpoint: Path | None,
+          recipe: str) -> dict:
     """Run one variant in a fresh interpreter (its own RSS high-water mark)."""
     cmd = [sys.executable, "-m", "benchmarks.end_to_end", "--variant", variant,
-           "--size", str(size), "--threads", str(threads), "--kernel", kernel]
+           "--size", str(size), "--threads", str(threads), "--kernel", kernel,
+           "--recipe", recipe]
     if checkpoint is not None:
         cmd += ["--checkpoint", str(checkpoint)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -213,9 +217,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="threads for every variant (default: the kernels' default, the cores)")
     ap.add_argument("--kernel", default="auto",
                     help="packed kernel: auto, reference, avx2, avx512 or neon")
+    ap.add_argument("--recipe", default="binarize_parent",
+                    help="binarize config (bimacosr_app/training/configs/, without .json) whose "
+                         "student the parent variants build (default: binarize_parent)")
     ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # subprocess mode
     ap.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)  # native variants' file
     args = ap.parse_args(argv)
+    if not (CONFIGS / f"{args.recipe}.json").is_file():
+        ap.error(f"no binarize config {args.recipe}.json in {CONFIGS}")
     bk = load_kernels()
     if bk is None:
         print(f"native kernels unavailable: {kernels_status()['reason']}", file=sys.stderr)
@@ -224,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.size, threads, args.kernel,
-                                     args.checkpoint)))
+                                     args.checkpoint, args.recipe)))
         return 0
     import torch
 
@@ -232,12 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.model_cost import shipped_structure
 
     with tempfile.TemporaryDirectory() as tmp:
-        files = {v: export(v, Path(tmp)) for v in VARIANTS if v.startswith("native")}
-        results = {v: spawn(v, args.size, threads, args.kernel, files.get(v)) for v in VARIANTS}
+        files = {v: export(v, Path(tmp), args.recipe) for v in VARIANTS if v.startswith("native")}
+        results = {v: spawn(v, args.size, threads, args.kernel, files.get(v), args.recipe)
+                   for v in VARIANTS}
     ms = {v: r["ms"] for v, r in results.items()}
     print(f"cpu={cpu_model()} torch={torch.__version__} threads={threads} "
           f"kernel={results['native']['kernel']} input={args.size}x{args.size} LR -> "
-          f"{4 * args.size}x{4 * args.size} binarization={shipped_structure()}")
+          f"{4 * args.size}x{4 * args.size} binarization={shipped_structure()} "
+          f"parent recipe={args.recipe}")
     print(f"{'variant':<15}{'median ms':>11}{'runs ms':>22}{'peak RSS MB':>13}"
           f"{'RSS after build MB':>20}{'torch':>7}")
     for r in results.values():
@@ -264,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                for v, r in results.items()},
             "threads": threads,
             "kernel": results["native"]["kernel"],
+            "recipe": args.recipe,
         }))
     return 0
 
