@@ -239,6 +239,27 @@ def test_stage_command_line_refuses_a_misplaced_option_with_a_usage_error(capsys
     assert "feature_weight applies to the binarize stage" in capsys.readouterr().err
 
 
+def test_dotted_set_overrides_one_field_of_a_nested_option(capsys, tmp_path):
+    """``--set binarize.smb=false`` changes that field alone (an ablation lane of a recipe);
+    a dotted key into a field that is not an object is a usage error."""
+    from bimacosr_app.training.trainer import parse_stage_args
+
+    config = Path(binarize_stage.__file__).parent / "configs" / "binarize_flat.json"
+    base, _, _ = parse_stage_args("binarize", ["--config", str(config), "--out", str(tmp_path)])
+    cfg, _, _ = parse_stage_args("binarize", [
+        "--config", str(config), "--out", str(tmp_path), "--set", "binarize.smb=false",
+        "--set", "binarize.shortcut=false", "--set", "model.res_blocks=4"])
+    assert cfg.binarize == {**base.binarize, "smb": False, "shortcut": False}
+    assert base.binarize["smb"] is True and base.binarize["shortcut"] is True
+    assert cfg.model_config().res_blocks == 4 and base.model_config().res_blocks == 5
+    assert cfg.model_config().widths == base.model_config().widths
+    with pytest.raises(SystemExit) as exit_info:
+        parse_stage_args("binarize", ["--config", str(config), "--out", str(tmp_path),
+                                      "--set", "lr.scale=2"])
+    assert exit_info.value.code == 2
+    assert "--set lr.scale: lr is not an object" in capsys.readouterr().err
+
+
 def test_a_resumed_run_warms_up_again(tmp_path, data_dirs):
     """Its optimizer moments restart from zero, so its learning rate ramps up again."""
     t = _run(teacher.main, tmp_path, data_dirs, "teacher", warmup_steps=4, lr=1e-3)

@@ -10,6 +10,7 @@ its own batches, gradients are averaged by DistributedDataParallel, rank 0 logs 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -116,17 +117,23 @@ def parse_stage_args(stage: str, argv=None) -> tuple[StageConfig, Path, float | 
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="stop cleanly and checkpoint after this much wall time")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                   help="override one config field, e.g. --set steps=500 --set init=runs/t")
+                   help="override one config field, e.g. --set steps=500 --set init=runs/t; "
+                        "a dotted key sets a field of a nested one: --set binarize.smb=false")
     args = p.parse_args(argv)
     d = {"stage": stage}
     if args.config:
         d.update(json.loads(args.config.read_text()))
     for item in args.set:
         key, _, value = item.partition("=")
-        try:
-            d[key] = json.loads(value)
-        except json.JSONDecodeError:  # a bare string: --set init=runs/teacher
-            d[key] = value
+        with contextlib.suppress(json.JSONDecodeError):  # else a string: init=runs/teacher
+            value = json.loads(value)
+        *parents, field = key.split(".")
+        node = d
+        for name in parents:  # model.res_blocks, binarize.smb: into the nested object
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                p.error(f"--set {key}: {name} is not an object")
+        node[field] = value
     d["stage"] = stage
     try:
         cfg = StageConfig.from_dict(d)
