@@ -223,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # subprocess mode
     ap.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)  # native variants' file
     args = ap.parse_args(argv)
-    if not (CONFIGS / f"{args.recipe}.json").is_file():
-        ap.error(f"no binarize config {args.recipe}.json in {CONFIGS}")
+    recipe = CONFIGS / f"{args.recipe}.json"
+    if not recipe.is_file() or "binarize" not in json.loads(recipe.read_text()):
+        ap.error(f"{args.recipe} is not a binarize config of {CONFIGS}")
     bk = load_kernels()
     if bk is None:
         print(f"native kernels unavailable: {kernels_status()['reason']}", file=sys.stderr)
