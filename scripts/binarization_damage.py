@@ -32,12 +32,11 @@ from bimacosr_app.model import BinaryConv2d, BinaryLinear  # noqa: E402
 from bimacosr_app.training.data import (  # noqa: E402
     DegradationConfig,
     PhotoSet,
-    TrainBatches,
     default_data_dir,
     validation_pairs,
 )
 from bimacosr_app.training.stages import binarize_stage  # noqa: E402
-from bimacosr_app.training.trainer import CALIBRATION_STREAM, StageConfig  # noqa: E402
+from bimacosr_app.training.trainer import StageConfig, calibration_batch  # noqa: E402
 
 
 def level(name: str, deepest: int) -> int:
@@ -49,18 +48,17 @@ def level(name: str, deepest: int) -> int:
     return deepest
 
 
-def convert(config: Path, calibration_batch: int):
+def convert(config: Path, crops: int):
     """(student, predict, cfg): the config's student as its binarize stage builds it (the
-    same calibration batch stream; ``calibration_batch`` crops of it), on the CPU, the stage's
-    one-step prediction and the stage config."""
+    stage's calibration batch, ``crops`` crops of it), on the CPU, the stage's one-step
+    prediction and the stage config."""
     cfg = StageConfig.from_dict({**json.loads(config.read_text()), "stage": "binarize",
-                                 "batch_size": calibration_batch})
+                                 "batch_size": crops})
     photos = PhotoSet(cfg.train_dir or default_data_dir("train"))
     degradation = DegradationConfig(realistic_fraction=cfg.realistic_fraction)
 
     def sample():
-        return next(TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
-                                 seed=cfg.seed, rank=CALIBRATION_STREAM))
+        return calibration_batch(cfg, photos, degradation)
 
     build, _, predict = binarize_stage(cfg)
     student = build(cfg, torch.device("cpu"), sample).eval()

@@ -538,17 +538,18 @@ def test_backend_registered_and_upscales(shipped):
         engine.upscale(lr[0])
 
 
-@pytest.mark.parametrize("changes", [
-    dict(widths=(16, 24, 36), attn_levels=(0, 2), window=4, head_dim=12, res_blocks=1),
-    dict(widths=(16,), attn_levels=(), res_blocks=3),  # flat: every layer at LR resolution
+@pytest.mark.parametrize("changes, options", [
+    (dict(widths=(16, 24, 36), attn_levels=(0, 2), window=4, head_dim=12, res_blocks=1), {}),
+    # flat: every layer at LR resolution, as parent_flat.json's student
+    (dict(widths=(16,), attn_levels=(), res_blocks=3), dict(shortcut=True, gain=True)),
 ], ids=["three-levels", "flat"])
-def test_other_architectures_run(tmp_path, changes):
+def test_other_architectures_run(tmp_path, changes, options):
     """Any architecture the format allows: three levels, attention at the top level too,
     a window of 4, an odd head size; a single level without attention (parity
     teacher-forced on a random crop)."""
     torch.manual_seed(0)
     model = binarize(Denoiser(dataclasses.replace(ModelConfig(), **changes)), act_shift=True,
-                     shortcut=True, gain=True)
+                     **options)
     export_packed(model, DiffusionConfig(steps=4), tmp_path / "m.safetensors", {})
     case = Case(load_packed(tmp_path / "m.safetensors"))
     out, _ = case.forced(1)

@@ -40,7 +40,7 @@ from ..model import (
 from .data import DegradationConfig, PhotoSet, TrainBatches, default_data_dir, validation_pairs
 from .weights import load_weights, save_weights, weight_files
 
-__all__ = ["OUTPUT_DISTANCES", "StageConfig", "Trainer", "parse_stage_args"]
+__all__ = ["OUTPUT_DISTANCES", "StageConfig", "Trainer", "calibration_batch", "parse_stage_args"]
 
 BUDGET_CHECK_EVERY = 20  # steps between wall-clock budget checks
 CALIBRATION_STREAM = 2000  # TrainBatches rank of the calibration batch (no training rank's)
@@ -192,6 +192,14 @@ def _param_groups(model: nn.Module, cfg: StageConfig) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def calibration_batch(cfg: StageConfig, photos: PhotoSet, degradation: DegradationConfig):
+    """The batch ``(lr, hr)`` a stage calibrates its model on (the binarize stage: thresholds
+    and gains): a fixed batch of the training data, the same on every rank and for every tool
+    that converts a student the way the stage does."""
+    return next(TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
+                             seed=cfg.seed, rank=CALIBRATION_STREAM))
+
+
 class Trainer:
     """The training loop; a stage passes ``build_model(cfg, device, sample) -> nn.Module``
     (``sample()`` draws one training batch ``(lr, hr)``, for calibration),
@@ -211,9 +219,8 @@ class Trainer:
         photos = PhotoSet(train_dir, device=self.device)
         degradation = DegradationConfig(realistic_fraction=cfg.realistic_fraction)
 
-        def sample():  # a fixed batch of the training data, the same on every rank
-            return next(TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
-                                     seed=cfg.seed, rank=CALIBRATION_STREAM))
+        def sample():
+            return calibration_batch(cfg, photos, degradation)
 
         self.model = build_model(cfg, self.device, sample).to(self.device)
         if cfg.channels_last and self.device.type == "cuda":
