@@ -3,6 +3,7 @@ and hands its EMA weights to the next; evaluate's metrics match a hand computati
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -32,6 +33,7 @@ from bimacosr_app.training.trainer import (
     StageConfig,
     Trainer,
     _param_groups,
+    compile_for_training,
     load_run_model,
 )
 from bimacosr_app.training.weights import load_weights
@@ -228,6 +230,40 @@ def test_binarize_options_outside_the_binarize_stage_are_refused(key, value):
     with pytest.raises(ValueError, match=f"{key} applies to the binarize stage"):
         StageConfig.from_dict({"stage": "onestep", key: value})
     assert getattr(StageConfig.from_dict({"stage": "binarize", key: value}), key) == value
+
+
+def test_layer_compiled_student_computes_the_eager_student_with_its_state_dict_unchanged():
+    """compile "layers" compiles each 1-bit layer in place (inductor, here on the CPU): the
+    loss and every gradient equal the eager student's, the state dict keeps its keys, and
+    the recompile limit lets every layer shape compile."""
+    torch.manual_seed(0)
+    student = binarize(Denoiser(ModelConfig.from_dict(
+        {**TINY["model"], "widths": [8, 16], "attn_levels": []})),
+                       shortcut=True, act_shift=True, gain=True)
+    eager = copy.deepcopy(student)
+    keys = list(student.state_dict())
+    compiled = compile_for_training(student, "layers")
+    layers = [m for m in compiled.modules() if isinstance(m, BinaryConv2d)]
+    assert compiled is student and list(compiled.state_dict()) == keys
+    assert all(m._compiled_call_impl is not None for m in layers)
+    assert torch._dynamo.config.cache_size_limit >= len(layers)
+    x, lr = torch.randn(2, 48, 16, 16), torch.randn(2, 3, 16, 16)
+    t = torch.tensor([3, 3])
+    for model in (eager, compiled):
+        model(x, lr, t).square().mean().backward()
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6), name
+    assert compile_for_training(eager, False) is eager
+    with pytest.raises(ValueError, match="compile scope"):
+        compile_for_training(eager, "blocks")
+
+
+def test_compile_takes_a_scope_of_the_list_and_layers_only_where_there_are_1_bit_layers():
+    assert StageConfig.from_dict({"stage": "binarize", "compile": "layers"}).compile == "layers"
+    with pytest.raises(ValueError, match="compile must be one of"):
+        StageConfig.from_dict({"stage": "binarize", "compile": "model"})
+    with pytest.raises(ValueError, match="applies to the binarize stage"):
+        StageConfig.from_dict({"stage": "onestep", "compile": "layers"})
 
 
 def test_stage_command_line_refuses_a_misplaced_option_with_a_usage_error(capsys, tmp_path):

@@ -40,12 +40,34 @@ from ..model import (
 from .data import DegradationConfig, PhotoSet, TrainBatches, default_data_dir, validation_pairs
 from .weights import load_weights, save_weights, weight_files
 
-__all__ = ["OUTPUT_DISTANCES", "StageConfig", "Trainer", "calibration_batch", "parse_stage_args"]
+__all__ = ["COMPILE_SCOPES", "OUTPUT_DISTANCES", "StageConfig", "Trainer", "calibration_batch",
+           "compile_for_training", "parse_stage_args"]
 
 BUDGET_CHECK_EVERY = 20  # steps between wall-clock budget checks
 CALIBRATION_STREAM = 2000  # TrainBatches rank of the calibration batch (no training rank's)
 # StageConfig.loss: the distance of the output terms (mean over elements).
 OUTPUT_DISTANCES = {"mse": nn.functional.mse_loss, "l1": nn.functional.l1_loss}
+# StageConfig.compile: eager, the whole model, or each 1-bit layer (compile_for_training).
+COMPILE_SCOPES = (False, True, "layers")
+
+
+def compile_for_training(model: nn.Module, scope: bool | str) -> nn.Module:
+    """The module a training step calls, by ``scope`` (one of COMPILE_SCOPES): ``model``
+    itself (False), ``torch.compile(model)`` (True), or ``model`` with the forward of each
+    of its 1-bit layers compiled in place ("layers"). The 1-bit layers' fake quantisation is
+    most of what compiling speeds up; their few distinct shapes compile in a fraction of the
+    whole model's time, and the state dict keeps its keys. "layers" allows a recompilation
+    per 1-bit layer (they share one forward; each distinct shape compiles once)."""
+    if scope not in COMPILE_SCOPES:
+        raise ValueError(f"compile scope must be one of {COMPILE_SCOPES}, got {scope!r}")
+    if scope != "layers":
+        return torch.compile(model) if scope else model
+    layers = [m for m in model.modules() if isinstance(m, (BinaryConv2d, BinaryLinear))]
+    dynamo = torch._dynamo.config  # cache_size_limit: known to every torch >= 2.4 (later an alias)
+    dynamo.cache_size_limit = max(dynamo.cache_size_limit, len(layers))
+    for layer in layers:
+        layer.compile()
+    return model
 
 
 @dataclass
@@ -78,7 +100,7 @@ class StageConfig:
     binary_ramp_steps: int = 0  # binarize: steps over which binary_mix rises from 0 to 1
     binarize: dict = field(default_factory=lambda: {"rank": 8, "smb": True, "lrmb": True,
                                                     "svd_init": True, "rprelu_slope": 0.25})
-    compile: bool = False  # torch.compile the trained model (CUDA only)
+    compile: bool | str = False  # torch.compile on CUDA: true, "layers" (compile_for_training)
     channels_last: bool = True  # NHWC weights and activations on CUDA (cuDNN's fast layout)
 
     def model_config(self) -> ModelConfig:
@@ -105,6 +127,10 @@ class StageConfig:
         for key in ("feature_weight", "binary_ramp_steps"):
             if d.get(key) and d.get("stage", cls.stage) != "binarize":
                 raise ValueError(f"{key} applies to the binarize stage (its 1-bit layers)")
+        if d.get("compile", cls.compile) not in COMPILE_SCOPES:
+            raise ValueError(f"compile must be one of {COMPILE_SCOPES}, got {d['compile']!r}")
+        if d.get("compile") == "layers" and d.get("stage", cls.stage) != "binarize":
+            raise ValueError('compile "layers" applies to the binarize stage (its 1-bit layers)')
         if d.get("loss", cls.loss) not in OUTPUT_DISTANCES:
             raise ValueError(f"loss must be one of {sorted(OUTPUT_DISTANCES)}, got {d['loss']!r}")
         return cls(**d)
@@ -229,8 +255,8 @@ class Trainer:
         self.step = self.start_step = 0  # start_step: where this process began (resumed)
         self._resume()
         self.module = self.model
-        if cfg.compile and self.device.type == "cuda":
-            self.model = torch.compile(self.model)
+        if self.device.type == "cuda":
+            self.model = compile_for_training(self.model, cfg.compile)
         if self.world > 1:
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
