@@ -232,6 +232,8 @@ def test_binarize_options_outside_the_binarize_stage_are_refused(key, value):
     assert getattr(StageConfig.from_dict({"stage": "binarize", key: value}), key) == value
 
 
+# inductor's imports touch torch.jit.script_method (deprecated in torch itself)
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_layer_compiled_student_computes_the_eager_student_with_its_state_dict_unchanged():
     """compile "layers" compiles each 1-bit layer in place (inductor, here on the CPU): the
     loss and every gradient equal the eager student's, the state dict keeps its keys, and
