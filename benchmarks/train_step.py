@@ -102,7 +102,7 @@ def _fp_step(batch: int, channels_last: bool):
     return step
 
 
-def _binarize_step(recipe: str, batch: int, channels_last: bool, compiled: bool | str):
+def _binarize_step(recipe: str, batch: int, channels_last: bool, compile_scope: bool | str):
     """One binarize-stage optimizer step: the frozen FP parent's one-step output as target,
     plus the ground-truth term, as ``stages.binarize_stage`` computes it."""
     architecture, options, kappa = RECIPES[recipe]
@@ -111,7 +111,7 @@ def _binarize_step(recipe: str, batch: int, channels_last: bool, compiled: bool 
     if channels_last:
         fp, student = (m.to(memory_format=torch.channels_last) for m in (fp, student))
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4, fused=True)
-    forward = compile_for_training(student, compiled)
+    forward = compile_for_training(student, compile_scope)
     schedule = ResShiftSchedule(DiffusionConfig(steps=4, kappa=kappa))
     lr, x0 = _batch(batch, channels_last)
 
@@ -160,10 +160,10 @@ def step_rows(batches: list[int], parts: set[str]):
         if "binarize" not in parts:
             continue
         base_ms = None
-        for recipe, channels_last, compiled in BINARIZE_VARIANTS:
+        for recipe, channels_last, scope in BINARIZE_VARIANTS:
             row = _timed_row(
-                lambda r=recipe, b=batch, c=channels_last, k=compiled: _binarize_step(r, b, c, k),
-                model=recipe, batch=batch, channels_last=channels_last, compile=compiled)
+                lambda r=recipe, b=batch, c=channels_last, k=scope: _binarize_step(r, b, c, k),
+                model=recipe, batch=batch, channels_last=channels_last, compile=scope)
             base_ms = base_ms or row["ms"]
             row["vs_shipped"] = round(base_ms / row["ms"], 2)
             yield row
