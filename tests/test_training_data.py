@@ -66,6 +66,19 @@ def test_hr_crops_shape_range_and_seed(photos, hr_crops):
     assert not torch.equal(hr_crops, other)
 
 
+def test_hr_crops_at_scale_one_are_the_photos_own_pixels(photos, hr_crops):
+    """scale_range (1, 1) crops without resampling: every crop is a block of one photo's
+    8-bit pixels under a flip or transpose; the default range resamples (values between
+    levels)."""
+    native = data.sample_hr_crops(photos, 6, 64, generator=torch.Generator().manual_seed(0),
+                                  scale_range=(1.0, 1.0))
+    assert _is_8bit(native) and not _is_8bit(hr_crops)
+    pixels = [img.permute(1, 2, 0).reshape(-1, 3) for img in photos.images]
+    for crop in native:
+        corner = torch.round(crop[:, 0, 0] * 255).to(torch.uint8)
+        assert any((p == corner).all(1).any() for p in pixels)
+
+
 def test_realesrgan_shapes_levels_and_seeding(hr_crops):
     cfg = deg.RealESRGANConfig()
     lr = deg.realesrgan_degrade(hr_crops, cfg, torch.Generator().manual_seed(5))

@@ -25,7 +25,7 @@ from bimacosr_app.model import (
 )
 from bimacosr_app.training import binarize as binarize_stage
 from bimacosr_app.training import onestep, teacher
-from bimacosr_app.training.data import default_data_dir, list_photos
+from bimacosr_app.training.data import DegradationConfig, PhotoSet, default_data_dir, list_photos
 from bimacosr_app.training.evaluate import evaluate_pairs, load_upscaler
 from bimacosr_app.training.perceptual import STLPIPS
 from bimacosr_app.training.stages import _layer_distance, _layer_outputs, onestep_stage
@@ -266,6 +266,21 @@ def test_compile_takes_a_scope_of_the_list_and_layers_only_where_there_are_1_bit
         StageConfig.from_dict({"stage": "binarize", "compile": "model"})
     with pytest.raises(ValueError, match="applies to the binarize stage"):
         StageConfig.from_dict({"stage": "onestep", "compile": "layers"})
+
+
+def test_hr_scale_range_reaches_the_training_batches_and_must_lie_in_0_1():
+    from bimacosr_app.training.trainer import calibration_batch
+
+    cfg = StageConfig.from_dict({"stage": "onestep", "hr_scale_range": [1.0, 1.0],
+                                 "batch_size": 2, "crop_size": 64})
+    assert tuple(cfg.hr_scale_range) == (1.0, 1.0)
+    assert StageConfig().hr_scale_range == (0.5, 1.0)
+    photos = PhotoSet(default_data_dir("val"), max_side=256)
+    _, hr = calibration_batch(cfg, photos, DegradationConfig(realistic_fraction=0.0))
+    assert ((hr * 255 - torch.round(hr * 255)).abs() < 1e-3).all()  # no resampling at s = 1
+    for bad in ([0.0, 1.0], [0.8, 0.5], [0.5, 1.5]):
+        with pytest.raises(ValueError, match="hr_scale_range"):
+            StageConfig.from_dict({"stage": "onestep", "hr_scale_range": bad})
 
 
 def test_stage_command_line_refuses_a_misplaced_option_with_a_usage_error(capsys, tmp_path):

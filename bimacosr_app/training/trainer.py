@@ -80,6 +80,7 @@ class StageConfig:
     realistic_fraction: float = 0.5
     batch_size: int = 32  # per GPU
     crop_size: int = 256  # HR crop; LR is crop_size / 4
+    hr_scale_range: tuple[float, float] = (0.5, 1.0)  # photos rescaled by s ~ U(range) first
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 200
@@ -131,6 +132,9 @@ class StageConfig:
             raise ValueError(f"compile must be one of {COMPILE_SCOPES}, got {d['compile']!r}")
         if d.get("compile") == "layers" and d.get("stage", cls.stage) != "binarize":
             raise ValueError('compile "layers" applies to the binarize stage (its 1-bit layers)')
+        low, high = d.get("hr_scale_range", cls.hr_scale_range)
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"hr_scale_range must hold 0 < low <= high <= 1, got {[low, high]}")
         if d.get("loss", cls.loss) not in OUTPUT_DISTANCES:
             raise ValueError(f"loss must be one of {sorted(OUTPUT_DISTANCES)}, got {d['loss']!r}")
         return cls(**d)
@@ -223,7 +227,8 @@ def calibration_batch(cfg: StageConfig, photos: PhotoSet, degradation: Degradati
     and gains): a fixed batch of the training data, the same on every rank and for every tool
     that converts a student the way the stage does."""
     return next(TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
-                             seed=cfg.seed, rank=CALIBRATION_STREAM))
+                             seed=cfg.seed, rank=CALIBRATION_STREAM,
+                             scale_range=tuple(cfg.hr_scale_range)))
 
 
 class Trainer:
@@ -264,7 +269,8 @@ class Trainer:
             _param_groups(self.module, cfg), lr=cfg.lr, betas=(0.9, 0.99),
             fused=self.device.type == "cuda")
         self.batches = TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
-                                    seed=cfg.seed + 7919 * self.step, rank=self.rank)
+                                    seed=cfg.seed + 7919 * self.step, rank=self.rank,
+                                    scale_range=tuple(cfg.hr_scale_range))
         self.val = validation_pairs(cfg.val_dir, "bicubic", max_side=256) if self.is_main else []
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -332,7 +338,8 @@ class Trainer:
     def _data_rate(self, batches: int = 10) -> float:
         """Batches per second the data pipeline alone delivers (to compare with steps/s)."""
         probe = TrainBatches(self.batches.photos, self.cfg.batch_size, self.cfg.crop_size,
-                             self.batches.config, seed=self.cfg.seed, rank=1000 + self.rank)
+                             self.batches.config, seed=self.cfg.seed, rank=1000 + self.rank,
+                             scale_range=self.batches.scale_range)
         next(probe)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
