@@ -179,6 +179,18 @@ def test_evaluate_reports_model_bicubic_and_against_per_image(tmp_path):
     assert (tmp_path / "a.png").exists()
 
 
+def test_evaluate_takes_photos_or_lr_and_gt_folders_not_both(capsys, tmp_path):
+    from bimacosr_app.training.evaluate import main
+
+    for argv, message in ((["--lr-dir", str(tmp_path)], "go together"),
+                          (["--photos", str(tmp_path), "--lr-dir", str(tmp_path),
+                            "--gt-dir", str(tmp_path)], "exclude each other")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--checkpoint", str(tmp_path), *argv])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
 def test_st_lpips_loads_every_weight_and_ranks_distortions():
     pytest.importorskip("stlpips_pytorch.stlpips", reason="ST-LPIPS needs the [train] extra "
                         "(pip install -e .[train], with the torchvision of the installed torch)")

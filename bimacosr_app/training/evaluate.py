@@ -1,5 +1,6 @@
 """``python -m bimacosr_app.training.evaluate --checkpoint PATH [--against PATH] [--crop PX]
-[--lr-dir DIR --gt-dir DIR] [--save DIR] [--json] [--device cpu|cuda] [--weights ema|model]``
+[--photos DIR | --lr-dir DIR --gt-dir DIR] [--save DIR] [--json] [--device cpu|cuda]
+[--weights ema|model]``
 
 Upscales every LR image and reports PSNR-Y and SSIM-Y (BT.601 luma, 4-pixel border shaved,
 see :mod:`bimacosr_app.metrics`) and the perceptual distance ST-LPIPS (RGB, whole image,
@@ -13,9 +14,11 @@ same inputs: keys ``psnr_y``, ``ssim_y``, ``st_lpips`` with the prefixes ``bicub
 ``--weights model``; a teacher run samples all T steps, the other stages one). Without
 ``--lr-dir``/``--gt-dir`` it measures the whole validation photos (``--crop PX``: centre
 crops of at most PX a side) on both tracks (bicubic and realistic, fixed seeds: see
-``data.validation_pairs``); with them, LR and ground-truth images
-are paired by file stem. ``--save`` writes the outputs
-as PNG named like the inputs (one sub-folder per track for the validation photos).
+``data.validation_pairs``); ``--photos DIR`` degrades those photos the same way instead (the
+training photos, say: a gain there well above the validation photos' is overfitting); with
+``--lr-dir``/``--gt-dir``, LR and ground-truth images are paired by file stem. ``--save``
+writes the outputs as PNG named like the inputs (one sub-folder per track, but for
+``--lr-dir``).
 """
 
 from __future__ import annotations
@@ -118,6 +121,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--against", type=Path,
                    help="a second model (run directory or packed file) scored on the same inputs")
+    p.add_argument("--photos", type=Path,
+                   help="photos to degrade on both tracks instead of the validation photos")
     p.add_argument("--lr-dir", type=Path)
     p.add_argument("--gt-dir", type=Path)
     p.add_argument("--save", type=Path, help="write the outputs as PNG here")
@@ -125,13 +130,15 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--backend", default="reference", help="engine backend for packed files")
     p.add_argument("--crop", type=int, default=None, metavar="PX",
-                   help="centre crops of at most PX a side of the validation photos "
+                   help="centre crops of at most PX a side of the photos "
                         "(default: the whole photos; 512 gives the crops of earlier figures)")
     p.add_argument("--weights", choices=("ema", "model"), default="ema",
                    help="which weights of a run directory: EMA (default) or live")
     args = p.parse_args(argv)
     if (args.lr_dir is None) != (args.gt_dir is None):
         p.error("--lr-dir and --gt-dir go together")
+    if args.photos and args.lr_dir:
+        p.error("--photos and --lr-dir/--gt-dir exclude each other")
     device = torch.device(args.device)
     upscale, what = load_upscaler(args.checkpoint, device, args.backend, args.weights)
     against, against_what = (load_upscaler(args.against, device, args.backend)
@@ -140,7 +147,7 @@ def main(argv=None) -> int:
     if args.lr_dir:
         sets = {"dirs": _dir_pairs(args.lr_dir, args.gt_dir)}
     else:
-        sets = {track: validation_pairs(track=track, max_side=args.crop)
+        sets = {track: validation_pairs(args.photos, track, max_side=args.crop)
                 for track in ("bicubic", "realistic")}
     results = {"checkpoint": str(args.checkpoint), "model": what}
     if against is not None:
