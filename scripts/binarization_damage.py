@@ -3,7 +3,7 @@
 crops with parts of it in full precision.
 
     python scripts/binarization_damage.py [--config binarize_parent] [--photos 6]
-                                          [--calibration-batch 32] [--json]
+                                          [--calibration-batch 32] [--trained RUN] [--json]
 
 Every 1-bit layer computes its full-precision layer at ``binary_mix`` 0 (exactly: the same
 latent weights, branches and shortcut) and its 1-bit form at 1, so one converted network gives
@@ -12,6 +12,12 @@ full precision with the rest 1-bit; then each layer alone 1-bit with the rest fu
 worst first (its damage: the PSNR-Y it costs the full-precision network). Validation: the
 first ``--photos`` val photos' 256-pixel centre crops, bicubic track, as the trainer
 validates. Needs torch; runs on the CPU in a few minutes.
+
+``--trained RUN`` compares a trained student of the config (its EMA weights) with the
+conversion instead, per resolution level: how far training moved each 1-bit layer's effective
+weight scale (``beta()``, mean |W_b| times the gain; the median over output channels, as a
+ratio to the converted one) and the share of its binary weights whose sign flipped. A ratio
+well below 1 is a layer that training turned down in favour of its full-precision paths.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from bimacosr_app.training.data import (  # noqa: E402
 )
 from bimacosr_app.training.stages import binarize_stage  # noqa: E402
 from bimacosr_app.training.trainer import StageConfig, calibration_batch  # noqa: E402
+from bimacosr_app.training.weights import load_weights  # noqa: E402
 
 
 def level(name: str, deepest: int) -> int:
@@ -65,12 +72,42 @@ def convert(config: Path, crops: int):
     return student, predict, cfg
 
 
+def drift(converted: torch.nn.Module, trained: dict[str, torch.Tensor], deepest: int) -> list:
+    """Per resolution level of ``converted`` (a student as converted), how the 1-bit layers of
+    the state dict ``trained`` of the same student differ from it: rows with ``level``,
+    ``layers``, the median / min / max over layers of the per-layer scale ratio (median over
+    output channels of trained ``beta()`` / converted ``beta()``) and the mean share of
+    flipped weight signs."""
+    per_level: dict[int, list[tuple[float, float]]] = {}
+    for name, layer in converted.named_modules():
+        if not isinstance(layer, (BinaryConv2d, BinaryLinear)):
+            continue
+        before = layer.beta().detach()
+        weight = trained[f"{name}.weight"].float()
+        after = weight.abs().mean(dim=tuple(range(1, weight.dim())))
+        if layer.has_gain:
+            after = after * trained[f"{name}.gain"].float()
+        flipped = (torch.sign(weight) != torch.sign(layer.weight.detach())).float().mean()
+        per_level.setdefault(level(name, deepest), []).append(
+            (float((after / before).median()), float(flipped)))
+    rows = []
+    for lv, pairs in sorted(per_level.items()):
+        ratios = sorted(r for r, _ in pairs)
+        rows.append({"level": lv, "layers": len(pairs),
+                     "scale_ratio_median": ratios[len(ratios) // 2],
+                     "scale_ratio_min": ratios[0], "scale_ratio_max": ratios[-1],
+                     "sign_flips": sum(f for _, f in pairs) / len(pairs)})
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="binarize_parent",
                    help="a binarize config of bimacosr_app/training/configs/, without .json")
     p.add_argument("--photos", type=int, default=6, help="validation photos used")
     p.add_argument("--calibration-batch", type=int, default=32)
+    p.add_argument("--trained", type=Path, metavar="RUN",
+                   help="a trained student of the config: report its drift from the conversion")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     config = ROOT / "bimacosr_app" / "training" / "configs" / f"{args.config}.json"
@@ -78,6 +115,20 @@ def main(argv=None) -> int:
         p.error(f"no config {config.name} in {config.parent}")
     torch.manual_seed(0)
     student, predict, cfg = convert(config, args.calibration_batch)
+    deepest = len(cfg.model_config().widths) - 1
+    if args.trained is not None:
+        state, trained_cfg = load_weights(args.trained, "ema")
+        if trained_cfg.get("model") != cfg.model or trained_cfg.get("binarize") != cfg.binarize:
+            p.error(f"{args.trained} is not a student of {config.name}")
+        rows = drift(student, state, deepest)
+        for row in rows:
+            print(f"level {row['level']} ({row['layers']} layers): scale ratio median "
+                  f"{row['scale_ratio_median']:.2f} (min {row['scale_ratio_min']:.2f}, max "
+                  f"{row['scale_ratio_max']:.2f}), sign flips {100 * row['sign_flips']:.1f} %")
+        if args.json:
+            print(json.dumps({"config": args.config, "trained": str(args.trained),
+                              "levels": rows}))
+        return 0
     val = validation_pairs(None, "bicubic", max_side=256)[: args.photos]
     layers = {n: m for n, m in student.named_modules()
               if isinstance(m, (BinaryConv2d, BinaryLinear))}
@@ -95,7 +146,6 @@ def main(argv=None) -> int:
     rows = [{"what": "bicubic", "psnr_y": bicubic},
             {"what": "all 1-bit", "psnr_y": score(every)},
             {"what": "all full precision", "psnr_y": fp}]
-    deepest = len(cfg.model_config().widths) - 1
     for lv in range(deepest + 1):
         at_level = {n for n in layers if level(n, deepest) == lv}
         rows.append({"what": f"level {lv} full precision ({len(at_level)} layers)",

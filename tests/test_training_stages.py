@@ -371,9 +371,7 @@ def test_a_budget_run_anneals_over_the_time_after_its_first_step(tmp_path, data_
         assert cosine(fraction + 0.07) <= steps[n + 1]["lr"] <= cosine(fraction - 0.07), n
 
 
-def test_binarization_damage_levels_follow_the_resolution_of_each_layers_output():
-    """scripts/binarization_damage.py groups layers by resolution level from their names; here
-    a Denoiser's forward pass says where each binarizable layer's output really is."""
+def _binarization_damage_script():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
@@ -381,6 +379,13 @@ def test_binarization_damage_levels_follow_the_resolution_of_each_layers_output(
         "binarization_damage.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_binarization_damage_levels_follow_the_resolution_of_each_layers_output():
+    """scripts/binarization_damage.py groups layers by resolution level from their names; here
+    a Denoiser's forward pass says where each binarizable layer's output really is."""
+    script = _binarization_damage_script()
     config = ModelConfig.from_dict(TINY["model"])
     model = Denoiser(config).eval()
     sides = {}  # layer -> the width of its output map (convolutions only)
@@ -398,6 +403,30 @@ def test_binarization_damage_levels_follow_the_resolution_of_each_layers_output(
     assert len(sides) > 20
     for name, side in sides.items():
         assert 64 // 2 ** script.level(name, deepest) == side, name
+
+
+def test_binarization_drift_reports_scale_ratio_and_sign_flips_per_level():
+    """A trained state whose one level-0 layer has every sign flipped and half its weight
+    scale (gain unchanged) shows at level 0 alone: that layer's ratio 0.5 and flips 1."""
+    script = _binarization_damage_script()
+    torch.manual_seed(0)
+    student = binarize(Denoiser(ModelConfig.from_dict(
+        {**TINY["model"], "widths": [8, 16], "attn_levels": []})),
+                       shortcut=True, act_shift=True, gain=True)
+    with torch.no_grad():
+        for name, p in student.named_parameters():
+            if name.endswith(".gain"):
+                p.uniform_(0.5, 2.0)  # a gain that differs per channel, kept by training
+    trained = {k: v.clone() for k, v in student.state_dict().items()}
+    trained["down.0.0.res.conv1.weight"] *= -0.5
+    rows = {row["level"]: row for row in script.drift(student, trained, deepest=1)}
+    level0 = [n for n, m in student.named_modules()
+              if isinstance(m, BinaryConv2d) and script.level(n, 1) == 0]
+    assert set(rows) == {0, 1} and rows[0]["layers"] == len(level0) > 1
+    assert rows[0]["scale_ratio_min"] == pytest.approx(0.5)
+    assert rows[0]["scale_ratio_median"] == pytest.approx(1.0)
+    assert rows[0]["sign_flips"] == pytest.approx(1 / len(level0))
+    assert rows[1]["scale_ratio_min"] == pytest.approx(1.0) and rows[1]["sign_flips"] == 0
 
 
 def test_every_config_parses_and_binarize_configs_match_their_parent():
