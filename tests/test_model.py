@@ -26,6 +26,7 @@ from bimacosr_app.model import (
     from_latent,
     model_cost,
     set_binary_mix,
+    set_scale_gradient,
     to_latent,
     upscale_tile,
 )
@@ -371,6 +372,27 @@ def test_binary_mix_blends_from_the_fp_model_at_zero_to_the_1_bit_model_at_one()
         assert torch.equal(model(x_t, lr, 14), binary)
     with pytest.raises(ValueError, match="binary_mix"):
         set_binary_mix(model, 1.5)
+
+
+def test_scale_gradient_off_keeps_the_function_and_stops_betas_pull_on_the_latent_weights():
+    """Latent weights beyond the straight-through window (|W| > 1) get gradient only through
+    beta = mean |W|: with the scale gradient on they get some, off exactly none, while the
+    output and the gain's gradient stay the same."""
+    torch.manual_seed(0)
+    for layer, x in ((BinaryConv2d(6, 5, 3, gain=True), torch.randn(2, 6, 7, 7)),
+                     (BinaryLinear(6, 5, gain=True), torch.randn(3, 6))):
+        with torch.no_grad():
+            layer.weight.copy_(torch.sign(layer.weight) * (1.5 + torch.rand_like(layer.weight)))
+        results = []
+        for on in (True, False):
+            set_scale_gradient(layer, on)
+            layer.zero_grad(set_to_none=True)
+            y = layer(x)
+            y.square().sum().backward()
+            results.append((y.detach(), layer.weight.grad.clone(), layer.gain.grad.clone()))
+        (y_on, w_on, g_on), (y_off, w_off, g_off) = results
+        assert torch.equal(y_on, y_off) and torch.equal(g_on, g_off)
+        assert w_on.abs().sum() > 0 and torch.equal(w_off, torch.zeros_like(w_off))
 
 
 def test_calibrated_activation_shift_moves_the_mean_into_the_bias():

@@ -24,7 +24,7 @@ from bimacosr_app.model import (
     binarize,
 )
 from bimacosr_app.training import binarize as binarize_stage
-from bimacosr_app.training import onestep, teacher
+from bimacosr_app.training import onestep, stages, teacher
 from bimacosr_app.training.data import DegradationConfig, PhotoSet, default_data_dir, list_photos
 from bimacosr_app.training.evaluate import evaluate_pairs, load_upscaler
 from bimacosr_app.training.perceptual import STLPIPS
@@ -33,6 +33,7 @@ from bimacosr_app.training.trainer import (
     StageConfig,
     Trainer,
     _param_groups,
+    calibration_batch,
     compile_for_training,
     load_run_model,
 )
@@ -89,6 +90,7 @@ def test_chain_runs_and_resumes(tmp_path, data_dirs):
     o = _run(onestep.main, tmp_path, data_dirs, "onestep", target_run=str(t))
     b = _run(binarize_stage.main, tmp_path, data_dirs, "binarize", target_run=str(o),
              feature_weight=0.5, binary_lr_scale=4.0, binary_ramp_steps=4,
+             binary_scale_grad=False,
              binarize={"rank": 8, "smb": True, "lrmb": True, "svd_init": True,
                        "rprelu_slope": 1.0, "act_shift": True})
     for out in (o, b):
@@ -102,6 +104,14 @@ def test_chain_runs_and_resumes(tmp_path, data_dirs):
     assert any(k.endswith("lrmb_up") for k in state)
     shifts = [v for k, v in state.items() if k.endswith("act_shift")]
     assert shifts and all(v.abs().sum() > 0 for v in shifts)  # calibrated, not left at zero
+    # the stage builds its student with the configured scale gradient
+    cfg = StageConfig.from_dict(json.loads((b / "config.json").read_text()))
+    build, _, _ = stages.binarize_stage(cfg)
+    photos = PhotoSet(data_dirs[0])
+    student = build(cfg, torch.device("cpu"), lambda: calibration_batch(
+        cfg, photos, DegradationConfig(realistic_fraction=cfg.realistic_fraction)))
+    layers = [m for m in student.modules() if isinstance(m, (BinaryConv2d, BinaryLinear))]
+    assert layers and not any(m.scale_gradient for m in layers)
 
     # a run directory evaluates as a model: 4x output in [0,1]
     upscale, what = load_upscaler(b, torch.device("cpu"))
@@ -280,9 +290,16 @@ def test_compile_takes_a_scope_of_the_list_and_layers_only_where_there_are_1_bit
         StageConfig.from_dict({"stage": "onestep", "compile": "layers"})
 
 
-def test_hr_scale_range_reaches_the_training_batches_and_must_lie_in_0_1():
-    from bimacosr_app.training.trainer import calibration_batch
+def test_binary_scale_grad_is_an_option_of_the_binarize_stage_only():
+    assert StageConfig.from_dict({"stage": "binarize", "binary_scale_grad": False}) \
+        .binary_scale_grad is False
+    assert StageConfig().binary_scale_grad is True
+    StageConfig.from_dict({"stage": "onestep", "binary_scale_grad": True})  # the default
+    with pytest.raises(ValueError, match="binary_scale_grad applies to the binarize stage"):
+        StageConfig.from_dict({"stage": "onestep", "binary_scale_grad": False})
 
+
+def test_hr_scale_range_reaches_the_training_batches_and_must_lie_in_0_1():
     cfg = StageConfig.from_dict({"stage": "onestep", "hr_scale_range": [1.0, 1.0],
                                  "batch_size": 2, "crop_size": 64})
     assert tuple(cfg.hr_scale_range) == (1.0, 1.0)

@@ -12,8 +12,8 @@ from importlib import import_module
 _EXPORTS = {
     **dict.fromkeys(("binarizable_layers", "binarize", "calibrate_act_shift", "calibrate_gain"),
                     ".convert"),
-    **dict.fromkeys(("BinaryConv2d", "BinaryLinear", "RPReLU", "set_binary_mix", "sign"),
-                    ".binary"),
+    **dict.fromkeys(("BinaryConv2d", "BinaryLinear", "RPReLU", "set_binary_mix",
+                     "set_scale_gradient", "sign"), ".binary"),
     **dict.fromkeys(("LATENT_CHANNELS", "SCALE", "DiffusionConfig", "ModelConfig"), ".config"),
     **dict.fromkeys(("ModelCost", "model_cost"), ".cost"),
     "ResShiftSchedule": ".diffusion",

@@ -42,6 +42,12 @@ conv with stride s reads.
   - s, W_b) + b)``, branches added to both. At m = 0 a freshly converted layer computes exactly
   the FP layer it replaced, with or without a shortcut; the trainer ramps m to 1
   (``set_binary_mix``), and m = 1, the default, is the only form that is exported or packed.
+* Scale gradient (training only): ``beta_o``'s own gradient to the latent weights, on by
+  default; off (``set_scale_gradient``), ``mean |W_b|`` enters ``beta_o`` as a constant of
+  each step (ReActNet's detached weight scale), so the loss can change the 1-bit path's scale
+  only through the gain, and the latent weights move by the straight-through gradient alone
+  (they do not all shrink together when the loss wants a smaller output). The function, the
+  state dict and the export are the same either way.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ __all__ = [
     "binarize_activation",
     "binarize_weight",
     "set_binary_mix",
+    "set_scale_gradient",
     "sign",
 ]
 
@@ -129,6 +136,14 @@ class RPReLU(nn.Module):
         return u + self._view(self.shift_out, x.dim())
 
 
+def set_scale_gradient(model: nn.Module, on: bool) -> None:
+    """Let every 1-bit layer's weight scale ``mean |W_b|`` pass gradient to the latent weights
+    (``on``, the default) or enter as a constant (module docstring, "Scale gradient")."""
+    for m in model.modules():
+        if isinstance(m, _MatrixBranches):
+            m.scale_gradient = bool(on)
+
+
 def set_binary_mix(model: nn.Module, mix: float) -> None:
     """Set every 1-bit layer's ``binary_mix`` (1 = fully binary, 0 = full precision)."""
     if not 0.0 <= mix <= 1.0:
@@ -154,6 +169,7 @@ class _MatrixBranches(nn.Module):
     in_features: int
     out_features: int
     binary_mix: float = 1.0  # gradual binarization (module docstring); 1 outside training
+    scale_gradient: bool = True  # d beta / d W_b flows (module docstring, "Scale gradient")
 
     def _init_branches(self, shortcut: bool, act_shift: bool = False, gain: bool = False):
         self.act_shift = nn.Parameter(torch.zeros(self.in_features)) if act_shift else None
@@ -202,6 +218,8 @@ class _MatrixBranches(nn.Module):
         """(Cout,) the weight scale the layer computes with: ``mean |W_b|`` over (Cin, kh, kw),
         times the gain where there is one."""
         beta = self.weight.abs().mean(dim=tuple(range(1, self.weight.dim())))
+        if not self.scale_gradient:
+            beta = beta.detach()
         return beta * self.gain if self.has_gain else beta
 
     def scaled_binary_weight(self) -> torch.Tensor:

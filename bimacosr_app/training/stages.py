@@ -38,6 +38,7 @@ from ..model import (
     calibrate_gain,
     from_latent,
     one_step_latent,
+    set_scale_gradient,
     to_latent,
 )
 from .trainer import OUTPUT_DISTANCES, StageConfig, load_run_model
@@ -241,6 +242,7 @@ def binarize_stage(cfg: StageConfig):
             calibrate_act_shift(student, fp, calibrate)
         if cfg.binarize.get("gain"):
             calibrate_gain(student, fp, calibrate)
+        set_scale_gradient(student, cfg.binary_scale_grad)
         return student
 
     def fp_target(schedule, fp, lr, y, noise):

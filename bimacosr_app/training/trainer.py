@@ -99,6 +99,7 @@ class StageConfig:
     feature_weight: float = 0.0  # binarize: weight of the layer-wise distillation term
     binary_lr_scale: float = 1.0  # learning-rate multiplier of the 1-bit layers' latent weights
     binary_ramp_steps: int = 0  # binarize: steps over which binary_mix rises from 0 to 1
+    binary_scale_grad: bool = True  # binarize: beta = mean|W_b| passes gradient to W_b
     binarize: dict = field(default_factory=lambda: {"rank": 8, "smb": True, "lrmb": True,
                                                     "svd_init": True, "rprelu_slope": 0.25})
     compile: bool | str = False  # torch.compile on CUDA: true, "layers" (compile_for_training)
@@ -128,6 +129,8 @@ class StageConfig:
         for key in ("feature_weight", "binary_ramp_steps"):
             if d.get(key) and d.get("stage", cls.stage) != "binarize":
                 raise ValueError(f"{key} applies to the binarize stage (its 1-bit layers)")
+        if d.get("binary_scale_grad", True) is not True and d.get("stage", cls.stage) != "binarize":
+            raise ValueError("binary_scale_grad applies to the binarize stage (its 1-bit layers)")
         if d.get("compile", cls.compile) not in COMPILE_SCOPES:
             raise ValueError(f"compile must be one of {COMPILE_SCOPES}, got {d['compile']!r}")
         if d.get("compile") == "layers" and d.get("stage", cls.stage) != "binarize":
