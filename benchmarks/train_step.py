@@ -10,12 +10,14 @@ parent's target, then the 1-bit student's forward, backward and AdamW) in two re
   ``trainer.compile_for_training``), whose first step compiles in a fraction of the time.
 
     python -m benchmarks.train_step [--json] [--batches 32,128] [--parts data,fp,binarize]
-                                    [--profile]
+                                    [--compile false,true,layers] [--profile]
 
 Every figure is the median of 20 timed iterations after warm-up, with CUDA synchronisation
 around each. ``crops/s`` is HR 256² crops (LR 64²) per second; ``vs shipped`` is the
-speed over the shipped recipe's 1-bit step at the same batch, measured in the same run. Rows print
-as they are measured. With ``--json`` the last line is ``{"data": [...], "steps": [...],
+speed over the shipped recipe's 1-bit step at the same batch, measured in the same run.
+``--compile`` picks the shortcut recipe's compile scopes (``false``: eager, ``true``: whole
+model, ``layers``), e.g. ``false,layers`` to skip the whole model's minutes of compiling. Rows
+print as they are measured. With ``--json`` the last line is ``{"data": [...], "steps": [...],
 "device": ..}``.
 """
 
@@ -142,15 +144,21 @@ def _timed_row(make_step, **row) -> dict:
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)}
 
 
-#: (recipe, channels_last, compile scope) of the timed 1-bit steps; the first is the baseline.
-BINARIZE_VARIANTS = (("1-bit, shipped", False, False), ("1-bit, shortcuts", False, False),
-                     ("1-bit, shortcuts", False, True), ("1-bit, shortcuts", False, "layers"))
+#: Compile scopes of the shortcut recipe's timed steps, by their command-line name.
+COMPILE_NAMES = {"false": False, "true": True, "layers": "layers"}
+
+
+def binarize_variants(scopes: list[bool | str]) -> list[tuple[str, bool, bool | str]]:
+    """(recipe, channels_last, compile scope) of the timed 1-bit steps: the shipped recipe
+    eager, the baseline, then the shortcut recipe under each scope."""
+    return [("1-bit, shipped", False, False)] + [("1-bit, shortcuts", False, scope)
+                                                 for scope in scopes]
 
 STEP_HEADER = (f"{'step':18} {'batch':>6} {'NHWC':>5} {'compile':>8} {'ms':>8} {'crops/s':>8}"
                f" {'vs shipped':>13} {'first s':>8} {'GiB':>5}")
 
 
-def step_rows(batches: list[int], parts: set[str]):
+def step_rows(batches: list[int], parts: set[str], scopes=(False, True, "layers")):
     """The step rows, each yielded as soon as it is measured."""
     for batch in batches:
         if "fp" in parts:
@@ -160,7 +168,7 @@ def step_rows(batches: list[int], parts: set[str]):
         if "binarize" not in parts:
             continue
         base_ms = None
-        for recipe, channels_last, scope in BINARIZE_VARIANTS:
+        for recipe, channels_last, scope in binarize_variants(list(scopes)):
             row = _timed_row(
                 lambda r=recipe, b=batch, c=channels_last, k=scope: _binarize_step(r, b, c, k),
                 model=recipe, batch=batch, channels_last=channels_last, compile=scope)
@@ -189,9 +197,16 @@ def main() -> None:
     parser.add_argument("--batches", default="32,128")
     parser.add_argument("--parts", default="data,fp,binarize",
                         help="what to time, comma-separated: data, fp, binarize")
+    parser.add_argument("--compile", default="false,true,layers",
+                        help="compile scopes of the shortcut recipe's 1-bit step, "
+                             "comma-separated: false, true, layers")
     parser.add_argument("--profile", action="store_true",
                         help="print the top CUDA kernels of one FP step at the largest batch")
     args = parser.parse_args()
+    unknown = set(args.compile.split(",")) - set(COMPILE_NAMES)
+    if unknown:
+        parser.error(f"unknown compile scopes {sorted(unknown)}: use {', '.join(COMPILE_NAMES)}")
+    scopes = [COMPILE_NAMES[name] for name in args.compile.split(",")]
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device")
     torch.backends.cudnn.benchmark = True
@@ -206,7 +221,7 @@ def main() -> None:
         print(f"{r['realistic_fraction']:<28} {r['batch']:>6} {r['ms']:>8} {r['crops_per_s']:>9}")
     print(f"\n{STEP_HEADER}", flush=True)
     steps = []
-    for r in step_rows(batches, parts):
+    for r in step_rows(batches, parts, scopes):
         steps.append(r)
         print(f"{r['model']:18} {r['batch']:>6} {r['channels_last']!s:>5} {r['compile']!s:>8}"
               f" {r['ms']:>8} {r['crops_per_s']:>8} {r.get('vs_shipped', ''):>13}"
