@@ -47,7 +47,7 @@ from bimacosr_app.training.data import (
     TrainBatches,
     default_data_dir,
 )
-from bimacosr_app.training.trainer import compile_for_training
+from bimacosr_app.training.trainer import COMPILE_SCOPES, compile_for_training
 
 
 def _median_ms(fn) -> float:
@@ -145,7 +145,7 @@ def _timed_row(make_step, **row) -> dict:
 
 
 #: Compile scopes of the shortcut recipe's timed steps, by their command-line name.
-COMPILE_NAMES = {"false": False, "true": True, "layers": "layers"}
+COMPILE_NAMES = {str(scope).lower(): scope for scope in COMPILE_SCOPES}
 
 
 def binarize_variants(scopes: list[bool | str]) -> list[tuple[str, bool, bool | str]]:
@@ -158,7 +158,7 @@ STEP_HEADER = (f"{'step':18} {'batch':>6} {'NHWC':>5} {'compile':>8} {'ms':>8} {
                f" {'vs shipped':>13} {'first s':>8} {'GiB':>5}")
 
 
-def step_rows(batches: list[int], parts: set[str], scopes=(False, True, "layers")):
+def step_rows(batches: list[int], parts: set[str], scopes=COMPILE_SCOPES):
     """The step rows, each yielded as soon as it is measured."""
     for batch in batches:
         if "fp" in parts:
@@ -197,9 +197,9 @@ def main() -> None:
     parser.add_argument("--batches", default="32,128")
     parser.add_argument("--parts", default="data,fp,binarize",
                         help="what to time, comma-separated: data, fp, binarize")
-    parser.add_argument("--compile", default="false,true,layers",
+    parser.add_argument("--compile", default=",".join(COMPILE_NAMES),
                         help="compile scopes of the shortcut recipe's 1-bit step, "
-                             "comma-separated: false, true, layers")
+                             f"comma-separated: {', '.join(COMPILE_NAMES)}")
     parser.add_argument("--profile", action="store_true",
                         help="print the top CUDA kernels of one FP step at the largest batch")
     args = parser.parse_args()

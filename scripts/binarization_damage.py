@@ -23,6 +23,7 @@ well below 1 is a layer that training turned down in favour of its full-precisio
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -78,18 +79,18 @@ def drift(converted: torch.nn.Module, trained: dict[str, torch.Tensor], deepest:
     ``layers``, the median / min / max over layers of the per-layer scale ratio (median over
     output channels of trained ``beta()`` / converted ``beta()``) and the mean share of
     flipped weight signs."""
+    moved = copy.deepcopy(converted)
+    moved.load_state_dict(trained)
+    modules = dict(moved.named_modules())
     per_level: dict[int, list[tuple[float, float]]] = {}
-    for name, layer in converted.named_modules():
-        if not isinstance(layer, (BinaryConv2d, BinaryLinear)):
-            continue
-        before = layer.beta().detach()
-        weight = trained[f"{name}.weight"].float()
-        after = weight.abs().mean(dim=tuple(range(1, weight.dim())))
-        if layer.has_gain:
-            after = after * trained[f"{name}.gain"].float()
-        flipped = (torch.sign(weight) != torch.sign(layer.weight.detach())).float().mean()
-        per_level.setdefault(level(name, deepest), []).append(
-            (float((after / before).median()), float(flipped)))
+    with torch.no_grad():
+        for name, layer in converted.named_modules():
+            if not isinstance(layer, (BinaryConv2d, BinaryLinear)):
+                continue
+            after = modules[name]
+            ratio = (after.beta() / layer.beta()).median()
+            flipped = (torch.sign(after.weight) != torch.sign(layer.weight)).float().mean()
+            per_level.setdefault(level(name, deepest), []).append((float(ratio), float(flipped)))
     rows = []
     for lv, pairs in sorted(per_level.items()):
         ratios = sorted(r for r, _ in pairs)

@@ -67,8 +67,8 @@ def test_hr_crops_shape_range_and_seed(photos, hr_crops):
 
 
 def test_hr_crops_at_scale_one_are_the_photos_own_pixels(photos, hr_crops):
-    """scale_range (1, 1) crops without resampling: every crop is a block of one photo's
-    8-bit pixels under a flip or transpose; the default range resamples (values between
+    """scale_range (1, 1) crops without resampling: the crops hold 8-bit values and each
+    one's corner colour occurs in a photo; the default range resamples (values between
     levels)."""
     native = data.sample_hr_crops(photos, 6, 64, generator=torch.Generator().manual_seed(0),
                                   scale_range=(1.0, 1.0))

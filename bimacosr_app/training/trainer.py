@@ -231,7 +231,7 @@ def calibration_batch(cfg: StageConfig, photos: PhotoSet, degradation: Degradati
     that converts a student the way the stage does."""
     return next(TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
                              seed=cfg.seed, rank=CALIBRATION_STREAM,
-                             scale_range=tuple(cfg.hr_scale_range)))
+                             scale_range=cfg.hr_scale_range))
 
 
 class Trainer:
@@ -273,7 +273,7 @@ class Trainer:
             fused=self.device.type == "cuda")
         self.batches = TrainBatches(photos, cfg.batch_size, cfg.crop_size, degradation,
                                     seed=cfg.seed + 7919 * self.step, rank=self.rank,
-                                    scale_range=tuple(cfg.hr_scale_range))
+                                    scale_range=cfg.hr_scale_range)
         self.val = validation_pairs(cfg.val_dir, "bicubic", max_side=256) if self.is_main else []
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
