@@ -114,13 +114,19 @@ def main(argv=None) -> int:
     config = ROOT / "bimacosr_app" / "training" / "configs" / f"{args.config}.json"
     if not config.is_file():
         p.error(f"no config {config.name} in {config.parent}")
+    if args.trained is not None:
+        try:
+            state, trained_cfg = load_weights(args.trained, "ema")
+        except FileNotFoundError as e:
+            p.error(f"--trained: {e}")
+        expected = json.loads(config.read_text())
+        if (trained_cfg.get("model"), trained_cfg.get("binarize")) != (expected.get("model"),
+                                                                       expected.get("binarize")):
+            p.error(f"{args.trained} is not a student of {config.name}")
     torch.manual_seed(0)
     student, predict, cfg = convert(config, args.calibration_batch)
     deepest = len(cfg.model_config().widths) - 1
     if args.trained is not None:
-        state, trained_cfg = load_weights(args.trained, "ema")
-        if trained_cfg.get("model") != cfg.model or trained_cfg.get("binarize") != cfg.binarize:
-            p.error(f"{args.trained} is not a student of {config.name}")
         rows = drift(student, state, deepest)
         for row in rows:
             print(f"level {row['level']} ({row['layers']} layers): scale ratio median "

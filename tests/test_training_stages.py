@@ -194,7 +194,8 @@ def test_evaluate_takes_photos_or_lr_and_gt_folders_not_both(capsys, tmp_path):
 
     for argv, message in ((["--lr-dir", str(tmp_path)], "go together"),
                           (["--photos", str(tmp_path), "--lr-dir", str(tmp_path),
-                            "--gt-dir", str(tmp_path)], "exclude each other")):
+                            "--gt-dir", str(tmp_path)], "exclude each other"),
+                          (["--photos", str(tmp_path / "none")], "no folder")):
         with pytest.raises(SystemExit) as exit_info:
             main(["--checkpoint", str(tmp_path), *argv])
         assert exit_info.value.code == 2
@@ -444,6 +445,19 @@ def test_binarization_drift_reports_scale_ratio_and_sign_flips_per_level():
     assert rows[0]["scale_ratio_median"] == pytest.approx(1.0)
     assert rows[0]["sign_flips"] == pytest.approx(1 / len(level0))
     assert rows[1]["scale_ratio_min"] == pytest.approx(1.0) and rows[1]["sign_flips"] == 0
+
+
+def test_binarization_drift_refuses_a_run_that_is_not_a_student_of_the_config(capsys, tmp_path):
+    """--trained checks the run before the minutes of converting: a folder without weights
+    and the FP parent (not a student) are usage errors."""
+    script = _binarization_damage_script()
+    parent = Path(binarize_stage.__file__).parents[2] / "resources" / "training" / "parent"
+    for run, message in ((tmp_path, "--trained: no checkpoint"),
+                         (parent, "is not a student of binarize_parent.json")):
+        with pytest.raises(SystemExit) as exit_info:
+            script.main(["--trained", str(run)])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
 
 
 def test_every_config_parses_and_binarize_configs_match_their_parent():

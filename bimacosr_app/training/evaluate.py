@@ -139,6 +139,8 @@ def main(argv=None) -> int:
         p.error("--lr-dir and --gt-dir go together")
     if args.photos and args.lr_dir:
         p.error("--photos and --lr-dir/--gt-dir exclude each other")
+    if args.photos and not args.photos.is_dir():
+        p.error(f"--photos: no folder {args.photos}")
     device = torch.device(args.device)
     upscale, what = load_upscaler(args.checkpoint, device, args.backend, args.weights)
     against, against_what = (load_upscaler(args.against, device, args.backend)
