@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bimacosr_app.metrics import psnr_y  # noqa: E402
-from bimacosr_app.model import BinaryConv2d, BinaryLinear  # noqa: E402
+from bimacosr_app.model import BinaryConv2d, BinaryLinear, resolution_level  # noqa: E402
 from bimacosr_app.training.data import (  # noqa: E402
     DegradationConfig,
     PhotoSet,
@@ -45,15 +45,6 @@ from bimacosr_app.training.data import (  # noqa: E402
 from bimacosr_app.training.stages import binarize_stage  # noqa: E402
 from bimacosr_app.training.trainer import StageConfig, calibration_batch  # noqa: E402
 from bimacosr_app.training.weights import load_weights  # noqa: E402
-
-
-def level(name: str, deepest: int) -> int:
-    """Resolution level of a layer's output (0: LR resolution) from its name in a Denoiser
-    whose deepest level (that of its middle block) is ``deepest``."""
-    head, _, rest = name.partition(".")
-    if head in ("down", "up", "fuse", "upsample", "downsample"):
-        return int(rest.split(".")[0]) + (1 if head == "downsample" else 0)
-    return deepest
 
 
 def convert(config: Path, crops: int):
@@ -90,7 +81,8 @@ def drift(converted: torch.nn.Module, trained: dict[str, torch.Tensor], deepest:
             after = modules[name]
             ratio = (after.beta() / layer.beta()).median()
             flipped = (torch.sign(after.weight) != torch.sign(layer.weight)).float().mean()
-            per_level.setdefault(level(name, deepest), []).append((float(ratio), float(flipped)))
+            per_level.setdefault(resolution_level(name, deepest), []).append(
+                (float(ratio), float(flipped)))
     rows = []
     for lv, pairs in sorted(per_level.items()):
         ratios = sorted(r for r, _ in pairs)
@@ -154,7 +146,7 @@ def main(argv=None) -> int:
             {"what": "all 1-bit", "psnr_y": score(every)},
             {"what": "all full precision", "psnr_y": fp}]
     for lv in range(deepest + 1):
-        at_level = {n for n in layers if level(n, deepest) == lv}
+        at_level = {n for n in layers if resolution_level(n, deepest) == lv}
         rows.append({"what": f"level {lv} full precision ({len(at_level)} layers)",
                      "psnr_y": score(every - at_level)})
     singles = sorted(({"what": f"only {n} 1-bit", "psnr_y": score({n})} for n in layers),

@@ -191,6 +191,14 @@ def test_export_needs_a_binarized_model(tmp_path):
         export_packed(Denoiser(TINY), DIFFUSION, tmp_path / "x.safetensors", PROVENANCE)
 
 
+def test_export_refuses_two_activation_bases(tmp_path):
+    """A student with lr_act_bases 2 has no packed form: export says so and writes nothing."""
+    out = tmp_path / "x.safetensors"
+    with pytest.raises(ValueError, match="one activation base"):
+        export_packed(binarize(Denoiser(TINY), lr_act_bases=2), DIFFUSION, out, PROVENANCE)
+    assert not out.exists()
+
+
 def test_fp32_export_of_thresholded_layers_is_the_fp_network(tmp_path):
     """With activation thresholds the FP32 file's bias is b - W_b s: each FP layer of an
     unshifted input equals conv(x - s, W_b) + b + branches away from the zero-padded border."""

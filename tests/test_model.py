@@ -25,12 +25,13 @@ from bimacosr_app.model import (
     calibrate_gain,
     from_latent,
     model_cost,
+    resolution_level,
     set_binary_mix,
     set_scale_gradient,
     to_latent,
     upscale_tile,
 )
-from bimacosr_app.model.binary import _ApproxSign, _ClippedSign
+from bimacosr_app.model.binary import _ApproxSign, _ClippedSign, binarize_activation
 from bimacosr_app.model.shortcut import (
     ShortcutConv2d,
     ShortcutLinear,
@@ -393,6 +394,50 @@ def test_scale_gradient_off_keeps_the_function_and_stops_betas_pull_on_the_laten
         (y_on, w_on, g_on), (y_off, w_off, g_off) = results
         assert torch.equal(y_on, y_off) and torch.equal(g_on, g_off)
         assert w_on.abs().sum() > 0 and torch.equal(w_off, torch.zeros_like(w_off))
+
+
+def test_two_activation_bases_binarize_the_first_bases_residual():
+    """bases=2 adds the residual's sign at the residual's own per-pixel scale: exactly
+    a1 sign(x) + a2 sign(x - a1 sign(x)), a closer approximation of x than one base; the
+    residual's gradient reaches x (the first base a constant of it)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 65, 5, 7)  # centred, as a thresholded input is
+    one = binarize_activation(x, 1)
+    a1 = x.abs().mean(dim=1, keepdim=True)
+    r = x - a1 * torch.where(x >= 0, 1.0, -1.0)
+    a2 = r.abs().mean(dim=1, keepdim=True)
+    two = binarize_activation(x, 1, bases=2)
+    torch.testing.assert_close(two, one + a2 * torch.where(r >= 0, 1.0, -1.0))
+    assert (x - two).square().mean() < 0.5 * (x - one).square().mean()
+    with pytest.raises(ValueError, match="1 or 2"):
+        binarize_activation(x, 1, bases=3)
+    xg = x.clone().requires_grad_(True)
+    binarize_activation(xg, 1, bases=2).sum().backward()
+    xo = x.clone().requires_grad_(True)
+    binarize_activation(xo, 1).sum().backward()
+    assert not torch.equal(xg.grad, xo.grad)
+
+
+def test_lr_act_bases_gives_the_lr_resolution_convolutions_two_bases():
+    """binarize(lr_act_bases=2) gives two activation bases to the 1-bit convolutions whose
+    output is at LR resolution (level 0) and to no other layer, records the option, and
+    changes the function; 1 is the default and leaves no record."""
+    torch.manual_seed(0)
+    fp = Denoiser(_tiny_config()).eval()
+    plain = binarize(copy.deepcopy(fp), act_shift=True)
+    two = binarize(copy.deepcopy(fp), act_shift=True, lr_act_bases=2)
+    assert "lr_act_bases" not in plain.binarization and two.binarization["lr_act_bases"] == 2
+    deepest = len(_tiny_config().widths) - 1
+    levels = {name: (resolution_level(name, deepest), m.act_bases)
+              for name, m in two.named_modules() if isinstance(m, BinaryConv2d)}
+    assert {bases for level, bases in levels.values() if level == 0} == {2}
+    assert {bases for level, bases in levels.values() if level > 0} == {1}
+    assert not any(getattr(m, "act_bases", 1) != 1 for m in plain.modules())
+    x_t, lr = torch.randn(1, 48, 16, 16), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert not torch.equal(plain(x_t, lr, 3), two(x_t, lr, 3))
+    with pytest.raises(ValueError, match="lr_act_bases"):
+        binarize(copy.deepcopy(fp), lr_act_bases=3)
 
 
 def test_calibrated_activation_shift_moves_the_mean_into_the_bias():

@@ -22,6 +22,7 @@ from bimacosr_app.model import (
     ModelConfig,
     binarizable_layers,
     binarize,
+    resolution_level,
 )
 from bimacosr_app.training import binarize as binarize_stage
 from bimacosr_app.training import onestep, stages, teacher
@@ -400,10 +401,10 @@ def _binarization_damage_script():
     return script
 
 
-def test_binarization_damage_levels_follow_the_resolution_of_each_layers_output():
-    """scripts/binarization_damage.py groups layers by resolution level from their names; here
-    a Denoiser's forward pass says where each binarizable layer's output really is."""
-    script = _binarization_damage_script()
+def test_resolution_levels_follow_the_resolution_of_each_layers_output():
+    """resolution_level (which binarization_damage.py groups layers by, and binarize's
+    lr_act_bases selects them by) reads a layer's level from its name; here a Denoiser's
+    forward pass says where each binarizable layer's output really is."""
     config = ModelConfig.from_dict(TINY["model"])
     model = Denoiser(config).eval()
     sides = {}  # layer -> the width of its output map (convolutions only)
@@ -420,7 +421,7 @@ def test_binarization_damage_levels_follow_the_resolution_of_each_layers_output(
     deepest = len(config.widths) - 1
     assert len(sides) > 20
     for name, side in sides.items():
-        assert 64 // 2 ** script.level(name, deepest) == side, name
+        assert 64 // 2 ** resolution_level(name, deepest) == side, name
 
 
 def test_binarization_drift_reports_scale_ratio_and_sign_flips_per_level():
@@ -439,7 +440,7 @@ def test_binarization_drift_reports_scale_ratio_and_sign_flips_per_level():
     trained["down.0.0.res.conv1.weight"] *= -0.5
     rows = {row["level"]: row for row in script.drift(student, trained, deepest=1)}
     level0 = [n for n, m in student.named_modules()
-              if isinstance(m, BinaryConv2d) and script.level(n, 1) == 0]
+              if isinstance(m, BinaryConv2d) and resolution_level(n, 1) == 0]
     assert set(rows) == {0, 1} and rows[0]["layers"] == len(level0) > 1
     assert rows[0]["scale_ratio_min"] == pytest.approx(0.5)
     assert rows[0]["scale_ratio_median"] == pytest.approx(1.0)

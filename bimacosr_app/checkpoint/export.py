@@ -95,6 +95,10 @@ def export_packed(model: Denoiser, diffusion: DiffusionConfig, path: str | Path,
     binarization = getattr(model, "binarization", None)
     if binarization is None:
         raise ValueError("export_packed needs a binarized model (apply model.binarize first)")
+    if binarization.get("lr_act_bases", 1) != 1:
+        raise ValueError("the packed format has one activation base per 1-bit layer: a student "
+                         "with lr_act_bases 2 is a training-form experiment and cannot be "
+                         "exported")
     t = diffusion.steps - 1
     deploy = _folded_copy(model, t)
     tensors: dict[str, np.ndarray] = {}

@@ -13,6 +13,11 @@ A binarized layer computes (DESIGN.md sections 1 and 3)
   pixel (per token for linears); the gradient of sign is Bi-Real's polynomial
   ``2 - 2|x|`` for ``|x| < 1``, else 0. Zero padding of the binarized input is exactly
   "alpha = 0 at padded pixels".
+* Two activation bases (optional, convs only, ``act_bases=2``; residual binarization, as in
+  ABC-Net and ReBNN): ``a1 * sign(x) + a2 * sign(x - a1 * sign(x))``, each base with its own
+  per-pixel scale (the mean |.| of what it binarizes); two 1-bit products of the same weights.
+  The second base's gradient reaches ``x`` through its own sign alone (the first base is a
+  constant of the residual). A training-form experiment: the packed format has one base.
 * Activation threshold (optional, ``act_shift=True``; ReActNet's RSign): a trainable
   per-input-channel threshold ``s``, so the activation is ``alpha_p * sign(x - s)`` with
   ``alpha_p = mean |x - s|``. Post-SiLU/GELU inputs are skewed (positive values large, negative
@@ -103,10 +108,17 @@ class _ClippedSign(torch.autograd.Function):
         return grad * (w.abs() <= 1.0).to(grad.dtype)
 
 
-def binarize_activation(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
-    """alpha_p * sign(x) with alpha_p = mean |x| over ``channel_dim`` (kept)."""
+def binarize_activation(x: torch.Tensor, channel_dim: int, bases: int = 1) -> torch.Tensor:
+    """alpha_p * sign(x) with alpha_p = mean |x| over ``channel_dim`` (kept); with ``bases=2``
+    plus the same of the residual ``x - alpha_p * sign(x)`` (module docstring)."""
     alpha = x.abs().mean(dim=channel_dim, keepdim=True)
-    return alpha * _ApproxSign.apply(x)
+    first = alpha * _ApproxSign.apply(x)
+    if bases == 1:
+        return first
+    if bases != 2:
+        raise ValueError(f"activation bases must be 1 or 2, got {bases}")
+    residual = x - first.detach()
+    return first + residual.abs().mean(dim=channel_dim, keepdim=True) * _ApproxSign.apply(residual)
 
 
 def binarize_weight(w: torch.Tensor) -> torch.Tensor:
@@ -342,6 +354,8 @@ def _own_weight(layer: nn.Conv2d | nn.Linear, keep_shortcut: bool) -> torch.Tens
 class BinaryConv2d(_MatrixBranches):
     """Binarized conv (square kernel, padding k//2, stride 1 or 2) with RPReLU, SMB, LRMB."""
 
+    act_bases: int = 1  # activation bases (module docstring); 2 only in training form
+
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, bias=True,
                  rprelu_slope=0.25, shortcut=False, act_shift=False, gain=False):
         super().__init__()
@@ -378,7 +392,7 @@ class BinaryConv2d(_MatrixBranches):
 
     def binary_conv(self, x: torch.Tensor) -> torch.Tensor:
         """beta * conv(alpha * sign(x - s), sign(W_b)) + b: the part the 1-bit kernels compute."""
-        xb = binarize_activation(self._shifted(x, 1), channel_dim=1)  # (B,Cin,H,W)
+        xb = binarize_activation(self._shifted(x, 1), 1, self.act_bases)  # (B,Cin,H,W)
         wb = self.scaled_binary_weight()  # (Cout,Cin,k,k)
         return F.conv2d(xb, wb, self.bias, self.stride, self.padding)
 
@@ -387,7 +401,7 @@ class BinaryConv2d(_MatrixBranches):
         what ``calibrate_gain`` fits the one onto the other with."""
         xs = self._shifted(x, 1)
         fp = F.conv2d(xs, self.weight, None, self.stride, self.padding)
-        binary = F.conv2d(binarize_activation(xs, channel_dim=1), binarize_weight(self.weight),
+        binary = F.conv2d(binarize_activation(xs, 1, self.act_bases), binarize_weight(self.weight),
                           None, self.stride, self.padding)
         return fp, binary
 
@@ -413,7 +427,7 @@ class BinaryConv2d(_MatrixBranches):
         return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
                 f"stride={self.stride}, smb={self.has_smb}, lrmb={self.has_lrmb}, "
                 f"shortcut={self.has_shortcut}, act_shift={self.has_act_shift}, "
-                f"gain={self.has_gain}")
+                f"gain={self.has_gain}, act_bases={self.act_bases}")
 
 
 class BinaryLinear(_MatrixBranches):

@@ -9,7 +9,8 @@ from .binary import BinaryConv2d, BinaryLinear
 from .shortcut import ShortcutConv2d, ShortcutLinear
 from .unet import FULL_PRECISION_NAMES
 
-__all__ = ["binarizable_layers", "binarize", "calibrate_act_shift", "calibrate_gain"]
+__all__ = ["binarizable_layers", "binarize", "calibrate_act_shift", "calibrate_gain",
+           "resolution_level"]
 
 
 def binarizable_layers(model: nn.Module) -> list[str]:
@@ -22,6 +23,17 @@ def binarizable_layers(model: nn.Module) -> list[str]:
     ]
 
 
+def resolution_level(name: str, deepest: int) -> int:
+    """Resolution level of a Denoiser layer's output from its qualified name (0: LR
+    resolution, each level halves it); ``deepest`` is the level of the middle block,
+    ``len(widths) - 1``. ``downsample.i`` leaves level i for i + 1, ``upsample.i`` arrives at
+    level i."""
+    head, _, rest = name.partition(".")
+    if head in ("down", "up", "fuse", "upsample", "downsample"):
+        return int(rest.split(".")[0]) + (1 if head == "downsample" else 0)
+    return deepest
+
+
 def binarize(
     model: nn.Module,
     rank: int = 8,
@@ -32,6 +44,7 @@ def binarize(
     shortcut: bool | None = None,
     act_shift: bool = False,
     gain: bool = False,
+    lr_act_bases: int = 1,
     seed: int = 0,
 ) -> nn.Module:
     """Replace every binarizable layer by BinaryConv2d/BinaryLinear (SMB, then LRMB, then
@@ -47,10 +60,15 @@ def binarize(
     allows: with ``shortcuts`` the same as ``None``, without every layer (its 1-bit part then
     decomposes the weight minus the shortcut, so the conversion stays exact). ``act_shift``
     gives every layer a trainable activation threshold (zero until ``calibrate_act_shift``),
-    ``gain`` a trainable factor on beta (one until calibrated). The options are recorded in
-    ``model.binarization`` (``shortcut``, ``act_shift`` and ``gain`` only when on). Returns
-    ``model``.
+    ``gain`` a trainable factor on beta (one until calibrated). ``lr_act_bases`` (1 or 2) is
+    the number of activation bases of the 1-bit convolutions whose output is at LR resolution
+    (level 0; a training-form experiment that export refuses). The options are recorded in
+    ``model.binarization`` (``shortcut``, ``act_shift`` and ``gain`` only when on,
+    ``lr_act_bases`` only when 2). Returns ``model``.
     """
+    if lr_act_bases not in (1, 2):
+        raise ValueError(f"lr_act_bases must be 1 or 2, got {lr_act_bases}")
+    deepest = len(model.config.widths) - 1
     per_architecture = shortcut is None or (
         shortcut and getattr(getattr(model, "config", None), "shortcuts", False))
     generator = torch.Generator().manual_seed(seed)
@@ -67,6 +85,8 @@ def binarize(
                                          svd_init=svd_init, rprelu_slope=rprelu_slope,
                                          shortcut=keep, act_shift=act_shift, gain=gain,
                                          generator=generator)
+            if resolution_level(name, deepest) == 0:
+                new.act_bases = lr_act_bases
         else:
             new = BinaryLinear.from_linear(layer, smb=smb, lrmb=lrmb, rank=rank,
                                            svd_init=svd_init, shortcut=keep,
@@ -81,6 +101,8 @@ def binarize(
         model.binarization["act_shift"] = True
     if gain:
         model.binarization["gain"] = True
+    if lr_act_bases != 1:
+        model.binarization["lr_act_bases"] = lr_act_bases
     return model
 
 
