@@ -12,7 +12,10 @@
 # --set overrides. EVAL_SECONDS (default 200) bounds each evaluation (0: none, evaluate the
 # weights elsewhere); KEEP=run1,run2 copies
 # those runs' EMA weights under $OUT/<run>/ (about 15 MiB each: at most four fit what comes
-# back). Leaves lanes_log.txt and lanes_meta.tar (configs, states, logs, grids, eval_<run>.json);
+# back). LANE_SECONDS (default: none) kills a lane's training that is still running that many
+# seconds after it started (a first step that compiles long, a slow final validation), so the
+# call ends in time to keep what the lanes saved last (their periodic and final checkpoints);
+# set it below the machine's per-call limit minus about a minute. Leaves lanes_log.txt and lanes_meta.tar (configs, states, logs, grids, eval_<run>.json);
 # exits 1 when a lane failed: its training, or its evaluation (after keeping what the
 # others made).
 set -uo pipefail
@@ -28,9 +31,12 @@ lane() {  # GPU STAGE RUN CONFIG OVERRIDES
     local gpu=$1 stage=$2 run=$3 config=$4 overrides=$5 sets=() pairs=()
     IFS=, read -ra pairs <<< "$overrides"
     for pair in "${pairs[@]}"; do sets+=(--set "$pair"); done
-    CUDA_VISIBLE_DEVICES=$gpu python3 -m "bimacosr_app.training.$stage" \
+    local limit=()
+    [ -n "${LANE_SECONDS:-}" ] && limit=(timeout -k 15 "$LANE_SECONDS")
+    CUDA_VISIBLE_DEVICES=$gpu "${limit[@]}" python3 -m "bimacosr_app.training.$stage" \
         --config "bimacosr_app/training/configs/$config.json" --out "runs/$run" \
-        --budget-minutes "$minutes" "${sets[@]}" 2>&1 | grep -v -i warn | sed "s/^/[$run] /"
+        --budget-minutes "$minutes" "${sets[@]}" 2>&1 | grep --line-buffered -v -i warn |
+        sed -u "s/^/[$run] /"
     local status=${PIPESTATUS[0]}
     if [ "$status" != 0 ]; then
         echo "[$run] training failed (exit $status)"
