@@ -3,13 +3,15 @@
 crops with parts of it in full precision.
 
     python scripts/binarization_damage.py [--config binarize_parent] [--photos 6]
-                                          [--calibration-batch 32] [--trained RUN] [--json]
+                                          [--calibration-batch 32] [--levels-only]
+                                          [--trained RUN] [--json]
 
 Every 1-bit layer computes its full-precision layer at ``binary_mix`` 0 (exactly: the same
 latent weights, branches and shortcut) and its 1-bit form at 1, so one converted network gives
 every mix of the two. Rows: all layers 1-bit; all full precision; each resolution level in
-full precision with the rest 1-bit; then each layer alone 1-bit with the rest full precision,
-worst first (its damage: the PSNR-Y it costs the full-precision network). Validation: the
+full precision with the rest 1-bit; then (unless ``--levels-only``) each layer alone 1-bit with
+the rest full precision, worst first (its damage: the PSNR-Y it costs the full-precision
+network). Validation: the
 first ``--photos`` val photos' 256-pixel centre crops, bicubic track, as the trainer
 validates. Needs torch; runs on the CPU in a few minutes.
 
@@ -99,6 +101,8 @@ def main(argv=None) -> int:
                    help="a binarize config of bimacosr_app/training/configs/, without .json")
     p.add_argument("--photos", type=int, default=6, help="validation photos used")
     p.add_argument("--calibration-batch", type=int, default=32)
+    p.add_argument("--levels-only", action="store_true",
+                   help="leave out the rows of each layer alone 1-bit")
     p.add_argument("--trained", type=Path, metavar="RUN",
                    help="a trained student of the config: report its drift from the conversion")
     p.add_argument("--json", action="store_true")
@@ -149,8 +153,9 @@ def main(argv=None) -> int:
         at_level = {n for n in layers if resolution_level(n, deepest) == lv}
         rows.append({"what": f"level {lv} full precision ({len(at_level)} layers)",
                      "psnr_y": score(every - at_level)})
-    singles = sorted(({"what": f"only {n} 1-bit", "psnr_y": score({n})} for n in layers),
-                     key=lambda r: r["psnr_y"])
+    singles = [] if args.levels_only else sorted(
+        ({"what": f"only {n} 1-bit", "psnr_y": score({n})} for n in layers),
+        key=lambda r: r["psnr_y"])
     for row in rows + singles:
         row["damage_db"] = fp - row["psnr_y"]
         print(f"{row['what']:55s} {row['psnr_y']:8.3f} dB  {row['damage_db']:+7.3f}", flush=True)
