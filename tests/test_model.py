@@ -355,6 +355,38 @@ def test_binarize_shortcut_is_a_fixed_unstored_branch_taken_out_of_the_weight(st
                if isinstance(m, (BinaryConv2d, BinaryLinear)))
 
 
+@pytest.mark.parametrize("cin, cout, stride", [(64, 64, 1), (64, 128, 2), (128, 64, 1)])
+def test_exact_shortcut_takes_the_shortcut_out_of_the_1_bit_weight(cin, cout, stride):
+    """A plain conv given a shortcut: by default its 1-bit weight keeps all but a ninth of the
+    shortcut's negation (entries of -8/9 of it among small weights), which sign() turns into
+    -beta, so the 1-bit layer adds most of the shortcut to the conv; with exact_shortcut SMB
+    takes the negation whole, the 1-bit weight has no such entries, the 1-bit layer is much
+    closer to the conv (its error is binarization's alone), and at binary_mix 0 both are the
+    conv exactly."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+    default = BinaryConv2d.from_conv(conv, shortcut=True)
+    exact = BinaryConv2d.from_conv(conv, shortcut=True, exact_shortcut=True)
+    bound = conv.weight.abs().max().item()
+    assert default.weight.abs().max() > 8 / 9 * shortcut_matrix(cout, cin).max() - bound
+    assert default.weight.abs().max() > 4 * bound > 2 * exact.weight.abs().max()
+    x = torch.randn(2, cin, 12, 12)
+    with torch.no_grad():
+        errors = [(layer(x) - conv(x)).square().mean() for layer in (default, exact)]
+        assert errors[1] < 0.5 * errors[0]
+        for layer in (default, exact):
+            layer.binary_mix = 0.0
+            torch.testing.assert_close(layer(x), conv(x), atol=1e-5, rtol=1e-5)
+    # exact_shortcut changes the conversion of plain layers given a shortcut, nothing else
+    for kwargs in ({"shortcut": False}, {}):
+        a = BinaryConv2d.from_conv(conv, **kwargs)
+        b = BinaryConv2d.from_conv(conv, exact_shortcut=True, **kwargs)
+        assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    fp = Denoiser(_tiny_config()).eval()
+    models = [binarize(copy.deepcopy(fp), shortcut=True, exact_shortcut=e) for e in (False, True)]
+    assert models[0].binarization == models[1].binarization
+
+
 def test_binary_mix_blends_from_the_fp_model_at_zero_to_the_1_bit_model_at_one():
     torch.manual_seed(0)
     fp = Denoiser(_tiny_config()).eval()

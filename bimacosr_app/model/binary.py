@@ -293,6 +293,7 @@ class _MatrixBranches(nn.Module):
         rank: int,
         svd_init: bool,
         generator: torch.Generator | None = None,
+        centre: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Split ``weight`` into branches; return the binary part ``W_b = W - centre(S + L)``.
 
@@ -301,10 +302,17 @@ class _MatrixBranches(nn.Module):
         Both act as 1x1 operators, so they are subtracted from the centre tap of W and
         ``conv(x, W_b) + S x + L x == conv(x, W)`` holds exactly at conversion.
         With ``svd_init=False`` LRMB starts LoRA-style (down Gaussian, up zero: L = 0).
+
+        ``centre`` (Cout, Cin): a part of a k x k ``weight`` that sits on its centre tap alone
+        (a plain parent's negated shortcut). M then counts it whole instead of a k*k-th of it
+        (the tap mean of the rest, plus ``centre``), so SMB takes it out of ``W_b`` and the
+        1-bit part is left without its large entries (``binarize(exact_shortcut=True)``).
         """
         cout, cin = weight.shape[:2]
         w = weight.detach().to(torch.float32)
         m = w.reshape(cout, cin, -1).mean(dim=2)  # (Cout, Cin)
+        if centre is not None and w.dim() == 4:
+            m = m + centre.to(m) * (1.0 - 1.0 / (w.shape[2] * w.shape[3]))
         removed = torch.zeros_like(m)
         if smb:
             n = min(2 * max(cin, cout), cout * cin)
@@ -373,9 +381,12 @@ class BinaryConv2d(_MatrixBranches):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, *, smb=True, lrmb=True, rank=8, svd_init=True,
                   rprelu_slope=0.25, shortcut=False, act_shift=False, gain=False,
-                  generator=None) -> BinaryConv2d:
+                  exact_shortcut=False, generator=None) -> BinaryConv2d:
         """The 1-bit form of ``conv`` (a ShortcutConv2d keeps its shortcut outside the 1-bit
-        part with ``shortcut=True``, or has it folded into the weight's centre tap without)."""
+        part with ``shortcut=True``, or has it folded into the weight's centre tap without).
+        With ``exact_shortcut`` a plain conv given a shortcut has the shortcut's negation
+        fitted whole by the 1x1 branches (``decompose``'s ``centre``), not left in the 1-bit
+        weight."""
         k = conv.kernel_size[0]
         if conv.kernel_size != (k, k) or conv.padding != (k // 2, k // 2) or conv.groups != 1:
             raise ValueError(f"cannot binarize {conv}: square kernel, 'same' padding, groups=1")
@@ -383,7 +394,11 @@ class BinaryConv2d(_MatrixBranches):
                     bias=conv.bias is not None, rprelu_slope=rprelu_slope, shortcut=shortcut,
                     act_shift=act_shift, gain=gain)
         layer.to(conv.weight.device)
-        w_b = layer.decompose(_own_weight(conv, shortcut), smb, lrmb, rank, svd_init, generator)
+        centre = None
+        if exact_shortcut and shortcut and not isinstance(conv, ShortcutConv2d):
+            centre = -shortcut_matrix(conv.out_channels, conv.in_channels)
+        w_b = layer.decompose(_own_weight(conv, shortcut), smb, lrmb, rank, svd_init, generator,
+                              centre)
         with torch.no_grad():
             layer.weight.copy_(w_b)
             if conv.bias is not None:

@@ -45,6 +45,7 @@ def binarize(
     act_shift: bool = False,
     gain: bool = False,
     lr_act_bases: int = 1,
+    exact_shortcut: bool = False,
     seed: int = 0,
 ) -> nn.Module:
     """Replace every binarizable layer by BinaryConv2d/BinaryLinear (SMB, then LRMB, then
@@ -62,7 +63,14 @@ def binarize(
     gives every layer a trainable activation threshold (zero until ``calibrate_act_shift``),
     ``gain`` a trainable factor on beta (one until calibrated). ``lr_act_bases`` (1 or 2) is
     the number of activation bases of the 1-bit convolutions whose output is at LR resolution
-    (level 0; a training-form experiment that export refuses). The options are recorded in
+    (level 0; a training-form experiment that export refuses). ``exact_shortcut`` changes only
+    the conversion of a plain parent's convolutions given a shortcut: their 1x1 branches take
+    the shortcut's negation whole (``BinaryConv2d.decompose``'s ``centre``), so the converted
+    layer is exact up to binarization with the shortcut cancelled until training moves those
+    SMB values; without it they take a k*k-th of it and the 1-bit weight keeps the rest, which
+    sign() cannot (each convolution then computes about ``W + 0.86 I``; docs/TRAINING.md,
+    "Where binarization hurts"). It changes initial values only, so it is not recorded.
+    The options are recorded in
     ``model.binarization`` (``shortcut``, ``act_shift`` and ``gain`` only when on,
     ``lr_act_bases`` only when 2). Returns ``model``.
     """
@@ -84,7 +92,7 @@ def binarize(
             new = BinaryConv2d.from_conv(layer, smb=smb, lrmb=lrmb, rank=rank,
                                          svd_init=svd_init, rprelu_slope=rprelu_slope,
                                          shortcut=keep, act_shift=act_shift, gain=gain,
-                                         generator=generator)
+                                         exact_shortcut=exact_shortcut, generator=generator)
             if resolution_level(name, deepest) == 0:
                 new.act_bases = lr_act_bases
         else:
