@@ -69,10 +69,9 @@ def binarize(
     layer is exact up to binarization with the shortcut cancelled until training moves those
     SMB values; without it they take a k*k-th of it and the 1-bit weight keeps the rest, which
     sign() cannot (each convolution then computes about ``W + 0.86 I``; docs/TRAINING.md,
-    "Where binarization hurts"). It changes initial values only, so it is not recorded.
-    The options are recorded in
-    ``model.binarization`` (``shortcut``, ``act_shift`` and ``gain`` only when on,
-    ``lr_act_bases`` only when 2). Returns ``model``.
+    "Where binarization hurts"); it changes initial values only and is not recorded. The
+    other options are recorded in ``model.binarization`` (``shortcut``, ``act_shift`` and
+    ``gain`` only when on, ``lr_act_bases`` only when 2). Returns ``model``.
     """
     if lr_act_bases not in (1, 2):
         raise ValueError(f"lr_act_bases must be 1 or 2, got {lr_act_bases}")
