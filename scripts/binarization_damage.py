@@ -11,9 +11,9 @@ latent weights, branches and shortcut) and its 1-bit form at 1, so one converted
 every mix of the two. Rows: all layers 1-bit; all full precision; each resolution level in
 full precision with the rest 1-bit; then (unless ``--levels-only``) each layer alone 1-bit with
 the rest full precision, worst first (its damage: the PSNR-Y it costs the full-precision
-network). Validation: the
-first ``--photos`` val photos' 256-pixel centre crops, bicubic track, as the trainer
-validates. Needs torch; runs on the CPU in a few minutes.
+network). Validation: the first ``--photos`` val photos' 256-pixel centre crops, bicubic
+track, as the trainer validates. Needs torch; runs on the CPU in a few minutes (about one
+with ``--levels-only``).
 
 ``--trained RUN`` compares a trained student of the config (its EMA weights) with the
 conversion instead, per resolution level: how far training moved each 1-bit layer's effective
