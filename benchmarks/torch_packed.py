@@ -139,7 +139,7 @@ class PackedConv2d(_PackedLayer):
         k, self.stride = layer.kernel_size, layer.stride
         if k not in (1, 3) or self.stride not in (1, 2):
             raise ValueError(f"no packed kernel for {layer}")
-        self.kernel_size = k
+        self.kernel_size, self.bases = k, layer.act_bases
         w = layer.weight.detach().to(torch.float32).cpu().numpy()  # (Cout, Cin, k, k)
         self._set_weights(pack_signs(w.transpose(0, 2, 3, 1) if k == 3 else w[:, :, 0, 0]))
         r = layer.rprelu
@@ -203,19 +203,33 @@ class PackedConv2d(_PackedLayer):
         if self.kernel_size == 3:
             shape = (n, ho, wo, self.out_features)
             # bits (B,H,W,Cw), alpha (B,H,W)
-            bits, alpha = kernels.pack_activations(xh.numpy(), shift=self.shift)
+            bits, alpha, second = self._pack(kernels, xh.numpy())
             if upsample:
                 bits, alpha = _nearest2x(bits), _nearest2x(alpha)
+                second = {key: _nearest2x(v) for key, v in second.items()}
             kernels.binary_conv3x3(bits, alpha, weights, self.in_features, self.beta,
                                    self.bias, s, self.rprelu,
-                                   None if add is None else add.view(shape), out.view(shape))
+                                   None if add is None else add.view(shape), out.view(shape),
+                                   **second)
         else:
             xs = xh if s == 1 else xh[:, ::s, ::s].contiguous()  # (B, Ho, Wo, Cin)
-            bits, alpha = kernels.pack_activations(
-                xs.numpy(), None if x2 is None else x2.permute(0, 2, 3, 1).numpy(), self.shift)
-            kernels.binary_gemm(bits.reshape(n * ho * wo, -1), alpha.reshape(-1), weights,
-                                self.in_features, self.beta, self.bias, self.rprelu, add, out)
+            bits, alpha, second = self._pack(
+                kernels, xs.numpy(), None if x2 is None else x2.permute(0, 2, 3, 1).numpy())
+            m = n * ho * wo
+            second = {key: v.reshape(m, -1) if key == "bits2" else v.reshape(m)
+                      for key, v in second.items()}
+            kernels.binary_gemm(bits.reshape(m, -1), alpha.reshape(-1), weights,
+                                self.in_features, self.beta, self.bias, self.rprelu, add, out,
+                                **second)
         return out.view(n, ho, wo, self.out_features).permute(0, 3, 1, 2)
+
+    def _pack(self, kernels, x: np.ndarray, x2: np.ndarray | None = None) -> tuple:
+        """(bits, alpha, second): ``second`` the second activation base's ``bits2`` and
+        ``alpha2`` keyword arguments of the binary kernels, empty with one base."""
+        if self.bases == 1:
+            return (*kernels.pack_activations(x, x2, self.shift), {})
+        bits, alpha, bits2, alpha2 = kernels.pack_activations(x, x2, self.shift, bases=2)
+        return bits, alpha, {"bits2": bits2, "alpha2": alpha2}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, k={self.kernel_size}, stride={self.stride}"

@@ -191,11 +191,28 @@ def test_export_needs_a_binarized_model(tmp_path):
         export_packed(Denoiser(TINY), DIFFUSION, tmp_path / "x.safetensors", PROVENANCE)
 
 
-def test_export_refuses_two_activation_bases(tmp_path):
-    """A student with lr_act_bases 2 has no packed form: export says so and writes nothing."""
+def test_two_activation_bases_round_trip(tmp_path):
+    """lr_act_bases 2 is written to the binarization metadata (and only then), and the reader's
+    model gives two bases to exactly the convs at LR resolution; a model whose layers' bases
+    disagree with the metadata is refused, nothing written."""
+    path = tmp_path / "two.safetensors"
+    model = binarize(Denoiser(TINY), lr_act_bases=2)
+    export_packed(model, DIFFUSION, path, PROVENANCE)
+    ckpt = load_packed(path)
+    assert ckpt.binarization["lr_act_bases"] == 2
+    bases = {n: m.act_bases for n, m in ckpt.to_model().named_modules()
+             if isinstance(m, BinaryConv2d)}
+    assert bases == {n: m.act_bases for n, m in model.named_modules()
+                     if isinstance(m, BinaryConv2d)}
+    assert bases["up.0.0.res.conv2"] == bases["fuse.0"] == 2 and bases["up.1.0.res.conv2"] == 1
+    one = tmp_path / "one.safetensors"
+    export_packed(binarize(Denoiser(TINY)), DIFFUSION, one, PROVENANCE)
+    assert "lr_act_bases" not in load_packed(one).binarization
+
+    model.get_submodule("up.1.0.res.conv2").act_bases = 2
     out = tmp_path / "x.safetensors"
-    with pytest.raises(ValueError, match="one activation base"):
-        export_packed(binarize(Denoiser(TINY), lr_act_bases=2), DIFFUSION, out, PROVENANCE)
+    with pytest.raises(ValueError, match="up.1.0.res.conv2 has 2 activation bases"):
+        export_packed(model, DIFFUSION, out, PROVENANCE)
     assert not out.exists()
 
 
@@ -412,6 +429,10 @@ def _json(base: dict, **change) -> str:
     ({"binarization": _json(_BINARIZATION, rprelu_slope=float("inf"))},
      r"binarization\.rprelu_slope must be finite"),
     ({"binarization": _json(_BINARIZATION, seed=0.5)}, r"binarization\.seed must be an integer"),
+    ({"binarization": _json(_BINARIZATION, lr_act_bases=3)},
+     r"binarization\.lr_act_bases = 3 is out of range \[1, 2\]"),
+    ({"binarization": _json(_BINARIZATION, lr_act_bases=True)},
+     r"binarization\.lr_act_bases must be an integer"),
     ({"binarization": _json(_BINARIZATION, ternary=True)},
      r"binarization has unknown fields: ternary"),
     # the other keys

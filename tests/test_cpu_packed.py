@@ -55,7 +55,7 @@ from bimacosr_app.model import (
     ModelConfig,
     binarize,
 )
-from bimacosr_app.model.layout import LayerSpec, shortcut_matrix
+from bimacosr_app.model.layout import LayerSpec, resolution_level, shortcut_matrix
 from bimacosr_app.model.pipeline import upscale_tile
 from bimacosr_app.model.unet import SwinBlock
 
@@ -107,9 +107,10 @@ LAYER_KINDS = {  # name: (kernel size, stride); None = linear
 
 
 def make_layer(kind: str, cin: int, cout: int, branches: bool, seed: int, shift: bool = False,
-               shortcut: bool = False):
+               shortcut: bool = False, bases: int = 1):
     """A binarized layer with random values, its float16-stored values (SMB, LRMB) rounded as
-    the packed file stores them; ``shift``: with a random activation threshold."""
+    the packed file stores them; ``shift``: with a random activation threshold; ``bases``: its
+    activation bases (convs)."""
     g = torch.Generator().manual_seed(seed)
     spec = LAYER_KINDS[kind]
     if spec is None:
@@ -126,6 +127,7 @@ def make_layer(kind: str, cin: int, cout: int, branches: bool, seed: int, shift:
         layer = BinaryLinear.from_linear(fp, **opts).eval().requires_grad_(False)
     else:
         layer = BinaryConv2d.from_conv(fp, **opts).eval().requires_grad_(False)
+        layer.act_bases = bases
         with torch.no_grad():
             for p in (layer.rprelu.shift_in, layer.rprelu.slope, layer.rprelu.shift_out):
                 p.normal_(generator=g)
@@ -144,7 +146,7 @@ def runtime_layer(layer, kind: str) -> BinaryLayer:
     k, s = (0, 1) if spec is None else spec
     tensors = _binary_layer_tensors("layer", layer)
     return BinaryLayer(LayerSpec("layer", layer.in_features, layer.out_features, k, s),
-                       tensors, layer.has_shortcut)
+                       tensors, layer.has_shortcut, getattr(layer, "act_bases", 1))
 
 
 def layer_input(kind: str, cin: int, seed: int) -> torch.Tensor:
@@ -184,11 +186,45 @@ def test_layer_parity(kernel, kind, cin, branches, residual, shift):
     assert err <= LAYER_RTOL * ref.abs().max().item(), (err, ref.abs().max().item())
 
 
+@pytest.mark.parametrize("shift", [False, True], ids=["", "shift"])
 @pytest.mark.parametrize("cin", CHANNELS)
-def test_layer_upsample(kernel, cin):
+@pytest.mark.parametrize("kind", ["conv3x3", "conv3x3_s2", "conv1x1"])
+def test_two_base_layer_parity(kernel, kind, cin, shift):
+    """A conv with two activation bases (the second the sign of the first's residual) against
+    the training form in float64, with its branches and a residual add."""
+    cout = 130 - cin
+    layer = make_layer(kind, cin, cout, True, seed=cin, shift=shift, bases=2)
+    x = layer_input(kind, cin, seed=cin + 1)
+    with torch.no_grad():
+        ref = copy.deepcopy(layer).double()(x.double()).permute(0, 2, 3, 1)
+        one_base = copy.deepcopy(layer).double()
+        one_base.act_bases = 1
+        ref_one_base = one_base(x.double()).permute(0, 2, 3, 1)
+    res = np.random.default_rng(cin + 2).standard_normal(ref.shape).astype(np.float32)
+    ref = ref + torch.from_numpy(res).double()
+    y = runtime_layer(layer, kind)(as_map(kind, x), residual=res)
+    err = np.abs(y - ref.numpy()).max()
+    assert err <= LAYER_RTOL * ref.abs().max().item(), (err, ref.abs().max().item())
+    # the second base changes the output, so the test sees a layer that ignores it; except
+    # where it cannot: with one channel the residual is 0, and a 1x1 conv with min(Cin, Cout)
+    # <= 8 is all LRMB (rank 8), its 1-bit weight 0
+    if cin > 1 and (kind != "conv1x1" or min(cin, cout) > 8):
+        assert np.abs(y - (ref_one_base.numpy() + res)).max() > 100 * err
+
+
+def test_runtime_layer_bases_checked():
+    layer = make_layer("linear", 8, 8, True, seed=0)
+    with pytest.raises(ValueError, match="activation bases"):
+        BinaryLayer(LayerSpec("layer", 8, 8, 0, 1), _binary_layer_tensors("layer", layer),
+                    False, 2)
+
+
+@pytest.mark.parametrize("bases", [1, 2])
+@pytest.mark.parametrize("cin", CHANNELS)
+def test_layer_upsample(kernel, cin, bases):
     """``upsample=True``: the layer of the nearest-2x-upsampled input, from x itself."""
-    layer = runtime_layer(make_layer("conv3x3", cin, 130 - cin, True, seed=cin, shift=True),
-                          "conv3x3")
+    layer = runtime_layer(make_layer("conv3x3", cin, 130 - cin, True, seed=cin, shift=True,
+                                     bases=bases), "conv3x3")
     x = as_map("conv3x3", layer_input("conv3x3", cin, seed=cin + 1))
     want = layer(np.ascontiguousarray(x.repeat(2, axis=1).repeat(2, axis=2)))
     y = layer(x, upsample=True)
@@ -205,15 +241,16 @@ def test_layer_upsample_and_concat_need_their_layer_kinds():
         s2(x, x2=x)
 
 
+@pytest.mark.parametrize("bases", [1, 2])
 @pytest.mark.parametrize("branches", [True, False], ids=["branches", "plain"])
 @pytest.mark.parametrize("c2", CHANNELS)
 @pytest.mark.parametrize("c1", [63, 64, 128])
-def test_layer_concat(kernel, c1, c2, branches):
+def test_layer_concat(kernel, c1, c2, branches, bases):
     """``x2``: the 1x1 layer of ``concat([x, x2])`` without the concatenation (x's channels a
     multiple of 64; else it concatenates): the binary part bit-identical (the activation
     threshold split over the two halves), the branch equal up to float rounding."""
     layer = runtime_layer(make_layer("conv1x1", c1 + c2, 130 - c2, branches, seed=c1 + c2,
-                                     shift=True), "conv1x1")
+                                     shift=True, bases=bases), "conv1x1")
     x = as_map("conv1x1", layer_input("conv1x1", c1 + c2, seed=c2 + 1))
     want = layer(x)
     y = layer(np.ascontiguousarray(x[..., :c1]), x2=np.ascontiguousarray(x[..., c1:]))
@@ -223,15 +260,19 @@ def test_layer_concat(kernel, c1, c2, branches):
         np.testing.assert_array_equal(y, want)
 
 
+@pytest.mark.parametrize("bases", [1, 2])
 @pytest.mark.parametrize("branches", [True, False], ids=["branches", "plain"])
 @pytest.mark.parametrize("silu", [True, False], ids=["silu", ""])
 @pytest.mark.parametrize("kind", ["conv3x3", "linear", "conv3x3_s2"])
-def test_layer_norm_prologue(kernel, kind, silu, branches):
+def test_layer_norm_prologue(kernel, kind, silu, branches, bases):
     """``norm``: the layer of LayerNorm(x) (then SiLU), fused into one pass where the layer
-    has a branch and stride 1: bit-identical to normalizing first."""
+    has a branch, stride 1 and one activation base: bit-identical to normalizing first."""
     from bimacosr_app.runtime.layers import LayerNorm
 
-    layer = runtime_layer(make_layer(kind, 65, 70, branches, seed=4, shift=True), kind)
+    if kind == "linear" and bases == 2:
+        pytest.skip("linears have one activation base")
+    layer = runtime_layer(make_layer(kind, 65, 70, branches, seed=4, shift=True, bases=bases),
+                          kind)
     rng = np.random.default_rng(5)
     norm = LayerNorm("n", {"n.weight": rng.standard_normal(65).astype(np.float32),
                            "n.bias": rng.standard_normal(65).astype(np.float32)})
@@ -310,6 +351,22 @@ def shortcut_parent_checkpoint(path):
     return load_packed(path)
 
 
+def two_base_checkpoint(path):
+    """A random 1-bit student of the plain parent as ``binarize_parent_bases.json`` makes one:
+    a shortcut around every 1-bit layer (the exact start), thresholds and gains of calibrated
+    size, and two activation bases in the convs at LR resolution."""
+    torch.manual_seed(1)
+    model = binarize(Denoiser(ModelConfig()), shortcut=True, act_shift=True, gain=True,
+                     lr_act_bases=2, exact_shortcut=True)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (BinaryConv2d, BinaryLinear)):
+                m.gain.uniform_(0.5, 1.5)
+                m.act_shift.normal_(0.0, 0.3)
+    export_packed(model, DiffusionConfig(steps=4, kappa=0.0), path, {"test": "two bases"})
+    return load_packed(path)
+
+
 @pytest.fixture(scope="module")
 def shipped():
     from bimacosr_app.engine import default_checkpoint_path
@@ -322,6 +379,21 @@ def parent(tmp_path_factory):
     checkpoint = shortcut_parent_checkpoint(tmp_path_factory.mktemp("parent") / "p.safetensors")
     assert checkpoint.architecture.shortcuts and checkpoint.binarization["shortcut"]
     return checkpoint
+
+
+@pytest.fixture(scope="module")
+def two_bases(tmp_path_factory):
+    checkpoint = two_base_checkpoint(tmp_path_factory.mktemp("bases") / "b.safetensors")
+    assert checkpoint.binarization["lr_act_bases"] == 2
+    return checkpoint
+
+
+CHECKPOINTS = ("shipped", "shortcut-parent", "two-bases")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(shipped, parent, two_bases):
+    return dict(zip(CHECKPOINTS, (shipped, parent, two_bases)))
 
 
 class Case:
@@ -427,9 +499,9 @@ def layers_of(network: PackedNetwork) -> list[BinaryLayer]:
     return found
 
 
-@pytest.fixture(scope="module", params=["shipped", "shortcut-parent"])
-def case(request, shipped, parent):
-    return Case(shipped if request.param == "shipped" else parent)
+@pytest.fixture(scope="module", params=CHECKPOINTS)
+def case(request, checkpoints):
+    return Case(checkpoints[request.param])
 
 
 def test_network_holds_every_binarized_layer_with_its_shortcut(shipped, parent):
@@ -467,15 +539,26 @@ def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=cv2.INTER_AREA)
 
 
+def test_network_gives_two_bases_to_the_lr_resolution_convs(two_bases):
+    """lr_act_bases 2: exactly the convs at LR resolution have two activation bases."""
+    deepest = len(two_bases.architecture.widths) - 1
+    layers = layers_of(PackedNetwork(two_bases))
+    two = {layer.spec.name for layer in layers if layer.bases == 2}
+    assert two == {layer.spec.name for layer in layers
+                   if not layer.spec.linear and resolution_level(layer.spec.name, deepest) == 0}
+    assert {"up.0.1.res.conv2", "fuse.0", "upsample.0.conv", "down.0.0.res.conv1"} <= two
+    assert len(two) == 10 and all(layer.bases == 1 for layer in layers
+                                  if layer.spec.name not in two)
+
+
 @pytest.fixture(scope="module")
-def reference_runs(shipped, parent):
+def reference_runs(checkpoints):
     """(checkpoint name, photo) -> (LR (1,3,96,128), reference x4 output, reference x4 outputs
     of the input changed by 1e-6 in NUDGES ways): the reference backend's own rounding floor,
     once per photo. (The floor's max varies by about 20 % between nudges, its mean by 2 %.)"""
     from bimacosr_app.engine import select_backend
 
-    backends = {"shipped": select_backend("reference", shipped),
-                "shortcut-parent": select_backend("reference", parent)}
+    backends = {name: select_backend("reference", c) for name, c in checkpoints.items()}
     cache = {}
 
     def get(which, photo):
@@ -492,20 +575,21 @@ def reference_runs(shipped, parent):
 # Every vector kernel on every photo and model; the scalar reference kernel, which runs the
 # float32 parts in double precision at a fraction of the speed, on one (its layers' parity
 # is checked above).
-FLOOR_CASES = [(k, which, photo) for k in KERNELS
-               for which in ("shipped", "shortcut-parent") for photo in SHIPPED_PHOTOS
-               if k != "reference" or (which, photo) == ("shipped", SHIPPED_PHOTOS[1])]
+FLOOR_CASES = [(k, which, photo) for k in KERNELS for which in CHECKPOINTS
+               for photo in SHIPPED_PHOTOS
+               if (k != "reference" or (which, photo) == ("shipped", SHIPPED_PHOTOS[1]))
+               and (which != "two-bases" or photo == SHIPPED_PHOTOS[0])]
 
 
 @pytest.mark.parametrize("scale", [4, 2])
 @pytest.mark.parametrize("name, which, photo", FLOOR_CASES,
                          ids=["-".join((k, w, p.split("_")[0])) for k, w, p in FLOOR_CASES])
-def test_agrees_with_reference_on_photos_within_the_floor(shipped, parent, reference_runs,
-                                                          name, which, photo, scale):
+def test_agrees_with_reference_on_photos_within_the_floor(checkpoints, reference_runs, name,
+                                                          which, photo, scale):
     from bimacosr_app.engine import select_backend
 
     lr, ref, nudged = reference_runs(which, photo)
-    packed = select_backend("cpu-packed", shipped if which == "shipped" else parent)
+    packed = select_backend("cpu-packed", checkpoints[which])
     try:
         bk.set_kernel(name)
         got = packed.upscale(lr, seed=3)

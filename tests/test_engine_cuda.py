@@ -9,9 +9,19 @@ import pytest
 import torch
 from val_photos import val_photos
 
+from bimacosr_app.checkpoint import export_packed, load_packed
 from bimacosr_app.engine import select_backend
 from bimacosr_app.engine.cuda import densify
-from bimacosr_app.model import BinaryConv2d, BinaryLinear, ResShiftSchedule, upscale_tile
+from bimacosr_app.model import (
+    BinaryConv2d,
+    BinaryLinear,
+    Denoiser,
+    DiffusionConfig,
+    ModelConfig,
+    ResShiftSchedule,
+    binarize,
+    upscale_tile,
+)
 from bimacosr_app.training.data import decode_photo
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -22,9 +32,22 @@ def _photo_crop(h: int, w: int) -> torch.Tensor:
     return (photo[:, 100:100 + h, 120:120 + w].float() / 255)[None]  # (1,3,h,w)
 
 
-def test_densified_network_equals_binary_network_in_float32():
-    reference = select_backend("reference")
+def _two_base_checkpoint(path):
+    """A random 1-bit student with two activation bases in its convs at LR resolution (no
+    shortcuts: densify sums a shortcut into the branch's matrix, which rounds differently and
+    flips signs in a random network)."""
+    torch.manual_seed(2)
+    model = binarize(Denoiser(ModelConfig()), act_shift=True, gain=True, lr_act_bases=2)
+    export_packed(model, DiffusionConfig(steps=4, kappa=0.0), path, {"test": "two bases"})
+    return load_packed(path)
+
+
+@pytest.mark.parametrize("which", ["shipped", "two-bases"])
+def test_densified_network_equals_binary_network_in_float32(tmp_path, which):
+    checkpoint = None if which == "shipped" else _two_base_checkpoint(tmp_path / "b.safetensors")
+    reference = select_backend("reference", checkpoint)
     dense = densify(reference.checkpoint.to_model(torch.device("cpu")))
+    assert which == "shipped" or any(getattr(m, "act_bases", 1) == 2 for m in dense.modules())
     schedule = ResShiftSchedule(reference.schedule.config)
     lr = _photo_crop(37, 53)
     with torch.inference_mode():

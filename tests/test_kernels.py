@@ -66,16 +66,18 @@ def ref_epilogue(y, rprelu, add):
     return y
 
 
-def ref_conv3x3(xs, alpha, ws, beta, bias, stride, rprelu, add):
-    """xs: +-1 [N,H,W,Cin]; alpha [N,H,W]; ws: +-1 [Cout,3,3,Cin]. Returns (y, error scale)."""
+def ref_conv3x3(xs, alpha, ws, beta, bias, stride, rprelu, add, second=None):
+    """xs: +-1 [N,H,W,Cin]; alpha [N,H,W]; ws: +-1 [Cout,3,3,Cin]; second: (xs2, alpha2) of a
+    second activation base (same shapes, same weights) or None. Returns (y, error scale)."""
     n, h, w, _ = xs.shape
     cin = xs.shape[-1]
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-    a64 = alpha.astype(np.float64)
     xa = np.zeros((n, h + 2, w + 2, cin))
-    xa[:, 1:-1, 1:-1] = a64[..., None] * xs
     apad = np.zeros((n, h + 2, w + 2))
-    apad[:, 1:-1, 1:-1] = np.abs(a64)
+    for xs_b, alpha_b in [(xs, alpha)] + ([second] if second is not None else []):
+        a64 = alpha_b.astype(np.float64)
+        xa[:, 1:-1, 1:-1] += a64[..., None] * xs_b  # the conv is linear in sum_b alpha_b xs_b
+        apad[:, 1:-1, 1:-1] += np.abs(a64)
     acc = np.zeros((n, ho, wo, ws.shape[0]))
     asum = np.zeros((n, ho, wo))
     for ky in range(3):
@@ -90,12 +92,20 @@ def ref_conv3x3(xs, alpha, ws, beta, bias, stride, rprelu, add):
     return ref_epilogue(y, rprelu, add), error_scale(scale, rprelu, add)
 
 
-def ref_gemm(xs, alpha, ws, beta, bias, rprelu, add):
+def ref_gemm(xs, alpha, ws, beta, bias, rprelu, add, second=None):
+    """second: (xs2, alpha2) of a second activation base or None:
+    y = beta * (alpha (xs . w) + alpha2 (xs2 . w)) + bias."""
     k = xs.shape[-1]
-    ab = alpha.astype(np.float64)[:, None] * beta.astype(np.float64)[None, :]
     b64 = np.zeros(ws.shape[0]) if bias is None else bias.astype(np.float64)
-    y = ab * (xs @ ws.T) + b64
-    scale = np.abs(ab) * k + np.abs(b64)
+    if second is None:
+        ab = alpha.astype(np.float64)[:, None] * beta.astype(np.float64)[None, :]
+        y = ab * (xs @ ws.T) + b64
+        scale = np.abs(ab) * k + np.abs(b64)
+    else:
+        a1, a2 = (a.astype(np.float64)[:, None] for a in (alpha, second[1]))
+        beta64 = beta.astype(np.float64)[None, :]
+        y = beta64 * (a1 * (xs @ ws.T) + a2 * (second[0] @ ws.T)) + b64
+        scale = np.abs(beta64) * k * (np.abs(a1) + np.abs(a2)) + np.abs(b64)
     return ref_epilogue(y, rprelu, add), error_scale(scale, rprelu, add)
 
 
@@ -759,6 +769,320 @@ def test_pack_signs_reference():
         assert packed.shape == (*shape[:-1], num_words(shape[-1]))
         np.testing.assert_array_equal(unpack_signs(packed, shape[-1]), signs(v))
         np.testing.assert_array_equal(unpack_signs(packed.view(np.int64), shape[-1]), signs(v))
+
+
+
+# ----------------------------------------------------------------------------------------------
+# two activation bases (model/binary.py binarize_activation(bases=2)): base 2 packs the residual
+# r = d - alpha * sign(d) of base 1 (d = x, or x - shift); a layer adds the second base's term
+# with the same weights. pack_activations(..., bases=2) returns both bases; binary_conv3x3 /
+# binary_gemm take the second as bits2 / alpha2.
+
+
+def ref_second_base(x, bits, alpha, shift=None):
+    """Base 2 as the kernels define it, from base 1's bits and alpha (whichever kernel packed
+    them): d = x or x - shift (float32), r = d + alpha where base 1's bit is 1, else d - alpha,
+    one float32 rounding each; bits2 = sign bits of r (bit-exact), alpha2 = mean |r| (float64)."""
+    x = np.asarray(x, np.float32)
+    d = x if shift is None else x - shift
+    a = alpha[..., None]
+    r = np.where(unpack_signs(bits, x.shape[-1]) < 0, d + a, d - a)
+    assert r.dtype == np.float32
+    return pack_signs(r), np.abs(r.astype(np.float64)).mean(-1)
+
+
+def training_second_alpha(x, shift=None):
+    """alpha2 of binarize_activation(bases=2) in float64 (the training form): mean |d - mean|d|
+    sign(d)|, sign(0) = +1."""
+    d = x.astype(np.float64) - (0.0 if shift is None else shift.astype(np.float64))
+    alpha = np.abs(d).mean(-1, keepdims=True)
+    return np.abs(d - alpha * signs(d)).mean(-1), alpha[..., 0]
+
+
+def check_two_base_pack(x, shift, got):
+    """The four arrays of pack_activations(x, shift=shift, bases=2) (x the whole tensor):
+    base 1 as bases=1 gives it, base 2 bit-exact against ref_second_base, alpha2 also close to
+    the training form's float64 value (a function of alpha, continuous)."""
+    bits, alpha, bits2, alpha2 = got
+    c = x.shape[-1]
+    assert bits2.dtype.type is np.uint64 and bits2.shape == (*x.shape[:-1], num_words(c))
+    assert alpha2.dtype == np.float32 and alpha2.shape == x.shape[:-1]
+    want_bits2, want_alpha2 = ref_second_base(x, bits, alpha, shift)
+    np.testing.assert_array_equal(bits2, want_bits2)
+    np.testing.assert_allclose(alpha2, want_alpha2, rtol=1e-6)
+    train_alpha2, train_alpha = training_second_alpha(x, shift)
+    np.testing.assert_allclose(alpha2, train_alpha2, rtol=0, atol=1e-5 * train_alpha.max())
+
+
+@pytest.mark.parametrize("shifted", [False, True], ids=["", "shift"])
+@pytest.mark.parametrize("c", CHANNELS)
+def test_pack_two_bases(kernel, c, shifted):
+    """bases=2: (bits, alpha) bit-identical to bases=1 (and to the call without bases), then
+    base 2 of the same pixels."""
+    rng = np.random.default_rng(500 + c)
+    if shifted:
+        x, shift = random_shifted(rng, (2, 3, 5, c))
+    else:
+        x, shift = rng.standard_normal((2, 3, 5, c)).astype(np.float32), None
+        x[rng.random(x.shape) < 0.1] = 0.0
+        x[rng.random(x.shape) < 0.05] = -0.0
+    one = bk.pack_activations(x, shift=shift)
+    assert len(one) == 2
+    same = (bk.pack_activations(x, shift=shift, bases=1), bk.pack_activations(x, None, shift, 1))
+    for got in same:
+        assert len(got) == 2
+        for a, b in zip(got, one, strict=True):
+            np.testing.assert_array_equal(a, b)
+    two = bk.pack_activations(x, shift=shift, bases=2)
+    assert len(two) == 4
+    np.testing.assert_array_equal(two[0], one[0])
+    np.testing.assert_array_equal(two[1], one[1])
+    assert two[0].dtype.type is np.uint64
+    check_two_base_pack(x, shift, two)
+
+
+@pytest.mark.parametrize("shifted", [False, True], ids=["", "shift"])
+@pytest.mark.parametrize("c1", [64, 128])
+@pytest.mark.parametrize("c2", CHANNELS)
+def test_pack_two_bases_concat(kernel, c1, c2, shifted):
+    """x2: both bases of the concatenation [x, x2] (shift indexing the concatenation),
+    bit-identical to packing the concatenated tensor."""
+    rng = np.random.default_rng(700 * c1 + c2)
+    x, shift = random_shifted(rng, (2, 3, 5, c1 + c2))
+    shift = shift if shifted else None
+    got = bk.pack_activations(np.ascontiguousarray(x[..., :c1]), np.ascontiguousarray(x[..., c1:]),
+                              shift, bases=2)
+    want = bk.pack_activations(x, shift=shift, bases=2)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    check_two_base_pack(x, shift, got)
+
+
+@pytest.mark.parametrize("shifted", [False, True], ids=["", "shift"])
+@pytest.mark.parametrize("c", [4, 64, 128, 132, 200])
+def test_pack_second_base_bit_order(kernel, c, shifted):
+    """Hand-made pixels (exact in float32): d = 3, 1, -1, -3 on channels c % 4 = 0, 1, 2, 3 has
+    alpha = 2 and r = 1, -1, 1, -1: base 1 sets channels 2, 3 (mod 4), base 2 channels 1, 3,
+    alpha2 = 1. And d = 3 everywhere but channel i, d = 1 there (pixel i): alpha in (1, 3), so
+    r < 0 on channel i alone: base 1 empty, base 2 exactly bit i % 64 of word i // 64."""
+    shift = np.where(np.arange(c) % 3 == 0, -1.0, 1.0).astype(np.float32) if shifted else None
+    base = np.float32(0.0) if shift is None else shift
+    d = np.array([3.0, 1.0, -1.0, -3.0], np.float32)[np.arange(c) % 4]
+    bits, alpha, bits2, alpha2 = bk.pack_activations((base + d).reshape(1, 1, 1, c), shift=shift,
+                                                     bases=2)
+    np.testing.assert_array_equal(alpha, np.full((1, 1, 1), 2.0, np.float32))
+    np.testing.assert_array_equal(alpha2, np.full((1, 1, 1), 1.0, np.float32))
+    ch = np.arange(c)
+    for got, on in ((bits, ch % 4 >= 2), (bits2, ch % 2 == 1)):
+        want = np.zeros(num_words(c), np.uint64)
+        for i in ch[on]:
+            want[i // 64] |= np.uint64(1) << np.uint64(i % 64)
+        np.testing.assert_array_equal(got[0, 0, 0], want)
+    d = np.full((1, 1, c, c), 3.0, np.float32)
+    d[0, 0, ch, ch] = 1.0
+    bits, _, bits2, alpha2 = bk.pack_activations(base + d, shift=shift, bases=2)
+    np.testing.assert_array_equal(bits, np.zeros_like(bits))
+    for i in range(c):
+        want = np.zeros(num_words(c), np.uint64)
+        want[i // 64] = np.uint64(1) << np.uint64(i % 64)
+        np.testing.assert_array_equal(bits2[0, 0, i], want)
+    a = (3.0 * c - 2.0) / c  # r = 3 - a on c - 1 channels, 1 - a on one
+    np.testing.assert_allclose(alpha2, np.full((1, 1, c), ((c - 1) * (3 - a) + (a - 1)) / c),
+                               rtol=1e-6)
+
+
+def with_second_base(rng, p, shape):
+    """p plus a random second base (its own signs, smaller alphas) of activations `shape`."""
+    x2 = rng.standard_normal(shape).astype(np.float32)
+    x2[rng.random(x2.shape) < 0.05] = 0.0
+    return {**p, "x2": x2, "bits2": pack_signs(x2),
+            "alpha2": rng.uniform(0.01, 1.0, shape[:-1]).astype(np.float32)}
+
+
+def check_conv_two_bases(p):
+    got = bk.binary_conv3x3(p["bits"], p["alpha"], p["wbits"], p["x"].shape[-1], p["beta"],
+                            p["bias"], p["stride"], p["rprelu"], p["add"], bits2=p["bits2"],
+                            alpha2=p["alpha2"])
+    want, scale = ref_conv3x3(signs(p["x"]), p["alpha"], signs(p["w"]), p["beta"], p["bias"],
+                              p["stride"], p["rprelu"], p["add"],
+                              second=(signs(p["x2"]), p["alpha2"]))
+    assert_close(got, want, scale)
+    return got
+
+
+def check_gemm_two_bases(p):
+    got = bk.binary_gemm(p["bits"], p["alpha"], p["wbits"], p["x"].shape[-1], p["beta"],
+                         p["bias"], p["rprelu"], p["add"], bits2=p["bits2"], alpha2=p["alpha2"])
+    want, scale = ref_gemm(signs(p["x"]), p["alpha"], signs(p["w"]), p["beta"], p["bias"],
+                           p["rprelu"], p["add"], second=(signs(p["x2"]), p["alpha2"]))
+    assert_close(got, want, scale)
+    return got
+
+
+@pytest.mark.parametrize("cin", CHANNELS)
+@pytest.mark.parametrize("cout", CHANNELS)
+def test_conv3x3_two_bases_channels(kernel, cin, cout):
+    """Two bases against the float64 formula; prepared weights bit-identical to raw ones; the
+    one-base call unchanged by the new arguments (None: bit-identical to leaving them out)."""
+    rng = np.random.default_rng(5000 * cin + cout)
+    p = make_conv(rng, 2, 7, 5, cin, cout, 1 + (cin + cout) % 2)
+    p = with_second_base(rng, p, p["x"].shape)
+    got = check_conv_two_bases(p)
+    np.testing.assert_array_equal(check_conv_two_bases(prepared_conv(p)), got)
+    one = run_conv(p)
+    none = bk.binary_conv3x3(p["bits"], p["alpha"], p["wbits"], cin, p["beta"], p["bias"],
+                             p["stride"], p["rprelu"], p["add"], None, None, None)
+    np.testing.assert_array_equal(none, one)
+
+
+@pytest.mark.parametrize("hw", [(7, 5), (1, 1), (2, 3), (8, 8)])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("epi", list(EPILOGUES))
+def test_conv3x3_two_bases_shapes(kernel, hw, stride, epi):
+    rng = np.random.default_rng(zlib.crc32(repr(("two", hw, stride, epi)).encode()))
+    for cin, cout in [(65, 17), (128, 129)]:
+        p = make_conv(rng, 2, *hw, cin, cout, stride, **EPILOGUES[epi])
+        check_conv_two_bases(with_second_base(rng, p, p["x"].shape))
+
+
+def test_conv3x3_two_bases_padding(kernel):
+    """Padded pixels contribute 0 in both bases: all-equal signs give beta * taps * cin *
+    (alpha + alpha2), 4 taps at a corner, 6 on an edge, 9 inside."""
+    cin, cout = 64, 8
+    bits = np.zeros((1, 4, 4, 1), np.uint64)
+    alpha, alpha2 = np.ones((1, 4, 4), np.float32), np.full((1, 4, 4), 0.5, np.float32)
+    wbits = np.zeros((cout, 3, 3, 1), np.uint64)
+    y = bk.binary_conv3x3(bits, alpha, wbits, cin, np.ones(cout, np.float32), None, 1,
+                          bits2=bits, alpha2=alpha2)
+    assert y[0, 0, 0, 0] == 4 * cin * 1.5
+    assert y[0, 0, 1, 0] == 6 * cin * 1.5
+    assert y[0, 1, 1, 0] == 9 * cin * 1.5
+    y = bk.binary_conv3x3(bits, alpha, wbits, cin, np.ones(cout, np.float32), None, 1,
+                          bits2=np.full_like(bits, np.uint64(2**64 - 1)), alpha2=alpha2)
+    assert y[0, 1, 1, 0] == 9 * cin * 0.5  # base 2 all negative: -cin per tap
+
+
+@pytest.mark.parametrize("k", CHANNELS)
+@pytest.mark.parametrize("nout", CHANNELS)
+def test_gemm_two_bases_channels(kernel, k, nout):
+    rng = np.random.default_rng(5000 * k + nout)
+    p = with_second_base(rng, make_gemm(rng, 37, k, nout), (37, k))
+    got = check_gemm_two_bases(p)
+    np.testing.assert_array_equal(check_gemm_two_bases(prepared_gemm(p)), got)
+    args = (p["bits"], p["alpha"], p["wbits"], k, p["beta"], p["bias"], p["rprelu"], p["add"])
+    np.testing.assert_array_equal(bk.binary_gemm(*args, None, None, None), bk.binary_gemm(*args))
+
+
+@pytest.mark.parametrize("m", [1, 2, 513])
+@pytest.mark.parametrize("epi", list(EPILOGUES))
+def test_gemm_two_bases_shapes(kernel, m, epi):
+    rng = np.random.default_rng(m + 17)
+    for k, nout in [(256, 256), (129, 33), (2000, 9)]:
+        check_gemm_two_bases(with_second_base(rng, make_gemm(rng, m, k, nout, **EPILOGUES[epi]),
+                                              (m, k)))
+
+
+@pytest.mark.parametrize("concat", [False, True], ids=["", "x2"])
+@pytest.mark.parametrize("shifted", [False, True], ids=["", "shift"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("c", CHANNELS)
+def test_two_bases_layer(kernel, c, stride, shifted, concat):
+    """A two-base layer from float activations: pack_activations(bases=2) (of x, or of the
+    concatenation [x (64 channels), x2]; with or without a threshold), then the conv and the
+    GEMM with both bases, RPReLU and add, against the float64 formula on the packed signs."""
+    rng = np.random.default_rng(zlib.crc32(repr((c, stride, shifted, concat)).encode()))
+    cin = 64 + c if concat else c
+    x, shift = random_shifted(rng, (1, 6, 5, cin))
+    shift = shift if shifted else None
+    parts = (np.ascontiguousarray(x[..., :64]), np.ascontiguousarray(x[..., 64:])) if concat \
+        else (x, None)
+    packed = bk.pack_activations(*parts, shift, bases=2)
+    check_two_base_pack(x, shift, packed)
+    bits, alpha, bits2, alpha2 = packed
+    xs, xs2 = unpack_signs(bits, cin), unpack_signs(bits2, cin)
+    cout = 33
+    p = make_conv(rng, 1, 6, 5, cin, cout, stride)
+    y = bk.binary_conv3x3(bits, alpha, p["wbits"], cin, p["beta"], p["bias"], stride, p["rprelu"],
+                          p["add"], bits2=bits2, alpha2=alpha2)
+    want, scale = ref_conv3x3(xs, alpha, signs(p["w"]), p["beta"], p["bias"], stride, p["rprelu"],
+                              p["add"], second=(xs2, alpha2))
+    assert_close(y, want, scale)
+    g = make_gemm(rng, 30, cin, cout)
+    fb, fb2 = bits.reshape(30, -1), bits2.reshape(30, -1)  # the pixels as GEMM rows
+    fa, fa2 = alpha.reshape(30), alpha2.reshape(30)
+    y = bk.binary_gemm(fb, fa, g["wbits"], cin, g["beta"], g["bias"], g["rprelu"], g["add"],
+                       bits2=fb2, alpha2=fa2)
+    want, scale = ref_gemm(xs.reshape(30, cin), fa, signs(g["w"]), g["beta"], g["bias"],
+                           g["rprelu"], g["add"], second=(xs2.reshape(30, cin), fa2))
+    assert_close(y, want, scale)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_two_bases_threaded(kernel, stride):
+    """Enough work for the thread pool: both bases' packing and the two-base conv and GEMM
+    give the same bits and values on 1 and 3 threads."""
+    rng = np.random.default_rng(40 + stride)
+    x, shift = random_shifted(rng, (2, 33, 31, 128))
+    wbits = pack_signs(rng.standard_normal((72, 3, 3, 128)))
+    gbits = pack_signs(rng.standard_normal((72, 128)))
+    beta = rng.uniform(0.1, 1.0, 72).astype(np.float32)
+    threads = bk.get_num_threads()
+    results = []
+    try:
+        for n in (1, 3):
+            bk.set_num_threads(n)
+            packed = bk.pack_activations(x, shift=shift, bases=2)
+            b, a, b2, a2 = packed
+            conv = bk.binary_conv3x3(b, a, wbits, 128, beta, None, stride, bits2=b2, alpha2=a2)
+            gemm = bk.binary_gemm(b.reshape(-1, 2), a.reshape(-1), gbits, 128, beta,
+                                  bits2=b2.reshape(-1, 2), alpha2=a2.reshape(-1))
+            results.append((*packed, conv, gemm))
+    finally:
+        bk.set_num_threads(threads)
+    for one, three in zip(*results, strict=True):
+        np.testing.assert_array_equal(one, three)
+    check_two_base_pack(x, shift, results[0][:4])
+
+
+def test_two_bases_errors():
+    """bases 1 or 2; bits2 and alpha2 together, each checked like bits and alpha."""
+    x = np.ones((1, 2, 3, 70), np.float32)
+    for bases in (0, 3, -1):
+        with pytest.raises(ValueError, match="bases must be 1 or 2"):
+            bk.pack_activations(x, bases=bases)
+    rng = np.random.default_rng(9)
+    conv = with_second_base(rng, make_conv(rng, 1, 4, 4, 70, 8, 1, rprelu=False, add=False),
+                            (1, 4, 4, 70))
+    gemm = with_second_base(rng, make_gemm(rng, 5, 70, 8, rprelu=False, add=False), (5, 70))
+
+    def run(p, **kw):
+        args = {"bits2": p["bits2"], "alpha2": p["alpha2"], **kw}
+        if p["bits"].ndim == 4:
+            return bk.binary_conv3x3(p["bits"], p["alpha"], p["wbits"], 70, p["beta"], **args)
+        return bk.binary_gemm(p["bits"], p["alpha"], p["wbits"], 70, p["beta"], **args)
+
+    together = r"bits2 and alpha2 \(the second activation base\) go together"
+    for p in (conv, gemm):
+        run(p)
+        run(p, bits2=p["bits2"].view(np.int64))  # int64 words carry the same bits, as for bits
+        with pytest.raises(ValueError, match=together):
+            run(p, alpha2=None)
+        with pytest.raises(ValueError, match=together):
+            run(p, bits2=None)
+        with pytest.raises(ValueError, match="bits2 has shape"):
+            run(p, bits2=np.ascontiguousarray(p["bits2"][..., :1]))
+        with pytest.raises(ValueError, match="bits2 has shape"):
+            run(p, bits2=np.ascontiguousarray(p["bits2"][1:]))
+        with pytest.raises(ValueError, match="bits2 must be uint64"):
+            run(p, bits2=p["bits2"].astype(np.float32))
+        with pytest.raises(ValueError, match="alpha2 has shape"):
+            run(p, alpha2=np.ascontiguousarray(p["alpha2"][1:]))
+        with pytest.raises(ValueError, match="alpha2 must be float32"):
+            run(p, alpha2=p["alpha2"].astype(np.float64))
+        with pytest.raises(ValueError, match="alpha2 must be C-contiguous"):
+            run(p, alpha2=np.stack([p["alpha2"]] * 2, -1)[..., 0])
+        with pytest.raises(ValueError, match="alpha2 must have"):
+            run(p, alpha2=p["alpha2"][None])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from ..atomic import atomic_write_bytes
 from ..model.binary import BinaryConv2d, BinaryLinear
 from ..model.diffusion import DiffusionConfig
 from ..model.fold import fold_time
+from ..model.layout import resolution_level
 from ..model.unet import Denoiser
 from .bitpack import pack_signs
 from .format import (
@@ -95,10 +96,7 @@ def export_packed(model: Denoiser, diffusion: DiffusionConfig, path: str | Path,
     binarization = getattr(model, "binarization", None)
     if binarization is None:
         raise ValueError("export_packed needs a binarized model (apply model.binarize first)")
-    if binarization.get("lr_act_bases", 1) != 1:
-        raise ValueError("the packed format has one activation base per 1-bit layer: a student "
-                         "with lr_act_bases 2 is a training-form experiment and cannot be "
-                         "exported")
+    _check_act_bases(model, binarization.get("lr_act_bases", 1))
     t = diffusion.steps - 1
     deploy = _folded_copy(model, t)
     tensors: dict[str, np.ndarray] = {}
@@ -130,6 +128,19 @@ def export_packed(model: Denoiser, diffusion: DiffusionConfig, path: str | Path,
     _parse_metadata(Path(path), metadata)  # what the reader would refuse is not written
     _write_safetensors(Path(path), tensors, metadata)
     return digest
+
+
+def _check_act_bases(model: Denoiser, lr_act_bases: int) -> None:
+    """The format gives two activation bases to exactly the LR-resolution convs, and only with
+    ``lr_act_bases`` 2 (format.py): a model whose layers say otherwise has no packed form."""
+    deepest = len(model.config.widths) - 1
+    for name, module in model.named_modules():
+        if isinstance(module, BinaryConv2d):
+            expected = lr_act_bases if resolution_level(name, deepest) == 0 else 1
+            if module.act_bases != expected:
+                raise ValueError(f"{name} has {module.act_bases} activation bases; the packed "
+                                 f"format gives it {expected} (binarization lr_act_bases "
+                                 f"{lr_act_bases})")
 
 
 def export_fp32(model: Denoiser, path: str | Path) -> None:

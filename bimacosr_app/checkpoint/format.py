@@ -57,6 +57,14 @@ input; linears have no RPReLU (DESIGN.md 3). Zero padding applies to ``alpha * s
 padded pixels have alpha = 0. beta is exactly what training computes from the latent weights
 (and gain), so ``beta_o * sign`` is the ``scaled_binary_weight()`` output training used.
 
+Two activation bases (binarization ``lr_act_bases`` 2): every 1-bit conv whose output is at LR
+resolution (``model.layout.resolution_level`` 0: ``down.0.*``, ``up.0.*``, ``upsample.0.conv``,
+``fuse.0``) binarizes its input twice, with the same weights: with ``d = x - s``, the first base
+is ``alpha1 * sign(d)`` as above and the second ``alpha2 * sign(r)`` of the residual ``r = d -
+alpha1 * sign(d)`` (float32, one rounding; ``alpha2_p = mean |r|``), and ``conv(alpha1 *
+sign(d) + alpha2 * sign(r), sign(W_b))`` replaces the conv above. The layer's tensors are the
+same; only the binarization metadata says which layers do this.
+
 Full-precision tensors
 ----------------------
 Every other state-dict entry of the folded network, under its state-dict name: ``conv_in``,
@@ -76,7 +84,9 @@ Metadata (all values strings)
                       no tensor): with architecture ``shortcuts`` every layer but the ResBlock
                       convs (residual units, whose identity is the block's), else every layer;
                       optional act_shift (default false) gives every binarized layer its
-                      ``P.act_shift``; svd_init, rprelu_slope, gain and seed are informational
+                      ``P.act_shift``; optional lr_act_bases (default 1: absent in files
+                      without it) 2 gives the convs at LR resolution two activation bases
+                      (above); svd_init, rprelu_slope, gain and seed are informational
     diffusion         DiffusionConfig.to_dict() as JSON (T = steps)
     time_folded_at    the t the time path was folded at, decimal; always steps - 1
     provenance        JSON object from the exporter's caller (source commit, data, steps,
@@ -103,6 +113,7 @@ Infinity). A file holds exactly these keys. Each field of the JSON values, with 
     binarization  rank          int 1-4096
                   smb, lrmb     bool
                   shortcut, act_shift, svd_init, gain   bool, optional
+                  lr_act_bases  int 1-2, optional (written only when 2)
                   rprelu_slope  float -100-100, optional
                   seed          int -2^63 .. 2^64 - 1, optional
     diffusion     steps         int 2-1000
@@ -195,6 +206,7 @@ BINARIZATION_FIELDS: dict[str, tuple] = {
     "act_shift": ("bool", None, None, False),
     "svd_init": ("bool", None, None, False),
     "gain": ("bool", None, None, False),
+    "lr_act_bases": ("int", 1, 2, False),
     "rprelu_slope": ("float", -100, 100, False),
     "seed": ("int", -(2**63), 2**64 - 1, False),
 }

@@ -97,7 +97,7 @@ class PackedCheckpoint:
         # Structure only (which branches, their sizes); every value is replaced below.
         binarize(model, rank=b["rank"], smb=b["smb"], lrmb=b["lrmb"], svd_init=False,
                  shortcut=b.get("shortcut", False), act_shift=b.get("act_shift", False),
-                 gain=True)
+                 gain=True, lr_act_bases=b.get("lr_act_bases", 1))
         fold_time(model, self.time_folded_at)
         state = {}
         for name, array in self.tensors.items():

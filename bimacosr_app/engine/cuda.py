@@ -27,10 +27,11 @@ from .probe import cuda_status
 __all__ = ["CudaBackend", "DenseBinaryConv2d", "DenseBinaryLinear", "densify"]
 
 
-def _binary_activation(x: torch.Tensor, shift: torch.Tensor | None,
-                       channel_dim: int) -> torch.Tensor:
-    """alpha_p * sign(x - s), alpha_p = mean |x - s| over ``channel_dim``."""
-    return binarize_activation(x if shift is None else x - shift, channel_dim)
+def _binary_activation(x: torch.Tensor, shift: torch.Tensor | None, channel_dim: int,
+                       bases: int = 1) -> torch.Tensor:
+    """alpha_p * sign(x - s), alpha_p = mean |x - s| over ``channel_dim`` (with ``bases`` 2
+    plus the same of the residual: ``binarize_activation``)."""
+    return binarize_activation(x if shift is None else x - shift, channel_dim, bases)
 
 
 def _shift(layer: BinaryConv2d | BinaryLinear, shape: tuple[int, ...]) -> torch.Tensor | None:
@@ -42,6 +43,7 @@ class DenseBinaryConv2d(nn.Module):
     def __init__(self, layer: BinaryConv2d):
         super().__init__()
         self.stride, self.padding = layer.stride, layer.padding
+        self.act_bases = layer.act_bases
         with torch.no_grad():
             self.register_buffer("act_shift", _shift(layer, (1, -1, 1, 1)))
             self.register_buffer("weight", layer.scaled_binary_weight().clone())
@@ -53,7 +55,7 @@ class DenseBinaryConv2d(nn.Module):
         self.rprelu = layer.rprelu
 
     def forward(self, x):  # (B,Cin,H,W) -> (B,Cout,H/s,W/s)
-        xb = _binary_activation(x, self.act_shift, 1)
+        xb = _binary_activation(x, self.act_shift, 1, self.act_bases)
         y = self.rprelu(F.conv2d(xb, self.weight, self.bias, self.stride, self.padding))
         if self.branch is not None:
             y = y + F.conv2d(x, self.branch, stride=self.stride)

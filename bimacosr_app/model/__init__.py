@@ -10,8 +10,9 @@ from importlib import import_module
 
 # name -> submodule that defines it
 _EXPORTS = {
-    **dict.fromkeys(("binarizable_layers", "binarize", "calibrate_act_shift", "calibrate_gain",
-                     "resolution_level"), ".convert"),
+    **dict.fromkeys(("binarizable_layers", "binarize", "calibrate_act_shift", "calibrate_gain"),
+                    ".convert"),
+    "resolution_level": ".layout",
     **dict.fromkeys(("BinaryConv2d", "BinaryLinear", "RPReLU", "set_binary_mix",
                      "set_scale_gradient", "sign"), ".binary"),
     **dict.fromkeys(("LATENT_CHANNELS", "SCALE", "DiffusionConfig", "ModelConfig"), ".config"),

@@ -17,7 +17,8 @@ A binarized layer computes (DESIGN.md sections 1 and 3)
   ABC-Net and ReBNN): ``a1 * sign(x) + a2 * sign(x - a1 * sign(x))``, each base with its own
   per-pixel scale (the mean |.| of what it binarizes); two 1-bit products of the same weights.
   The second base's gradient reaches ``x`` through its own sign alone (the first base is a
-  constant of the residual). A training-form experiment: the packed format has one base.
+  constant of the residual). The packed format gives them to the convs at LR resolution
+  (binarization ``lr_act_bases`` 2, checkpoint/format.py).
 * Activation threshold (optional, ``act_shift=True``; ReActNet's RSign): a trainable
   per-input-channel threshold ``s``, so the activation is ``alpha_p * sign(x - s)`` with
   ``alpha_p = mean |x - s|``. Post-SiLU/GELU inputs are skewed (positive values large, negative
@@ -362,7 +363,7 @@ def _own_weight(layer: nn.Conv2d | nn.Linear, keep_shortcut: bool) -> torch.Tens
 class BinaryConv2d(_MatrixBranches):
     """Binarized conv (square kernel, padding k//2, stride 1 or 2) with RPReLU, SMB, LRMB."""
 
-    act_bases: int = 1  # activation bases (module docstring); 2 only in training form
+    act_bases: int = 1  # activation bases (module docstring)
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, bias=True,
                  rprelu_slope=0.25, shortcut=False, act_shift=False, gain=False):

@@ -6,11 +6,11 @@ import torch
 import torch.nn as nn
 
 from .binary import BinaryConv2d, BinaryLinear
+from .layout import resolution_level
 from .shortcut import ShortcutConv2d, ShortcutLinear
 from .unet import FULL_PRECISION_NAMES
 
-__all__ = ["binarizable_layers", "binarize", "calibrate_act_shift", "calibrate_gain",
-           "resolution_level"]
+__all__ = ["binarizable_layers", "binarize", "calibrate_act_shift", "calibrate_gain"]
 
 
 def binarizable_layers(model: nn.Module) -> list[str]:
@@ -21,17 +21,6 @@ def binarizable_layers(model: nn.Module) -> list[str]:
         if isinstance(module, (nn.Conv2d, nn.Linear))
         and not set(name.split(".")) & set(FULL_PRECISION_NAMES)
     ]
-
-
-def resolution_level(name: str, deepest: int) -> int:
-    """Resolution level of a Denoiser layer's output from its qualified name (0: LR
-    resolution, each level halves it); ``deepest`` is the level of the middle block,
-    ``len(widths) - 1``. ``downsample.i`` leaves level i for i + 1, ``upsample.i`` arrives at
-    level i."""
-    head, _, rest = name.partition(".")
-    if head in ("down", "up", "fuse", "upsample", "downsample"):
-        return int(rest.split(".")[0]) + (1 if head == "downsample" else 0)
-    return deepest
 
 
 def binarize(
@@ -63,8 +52,8 @@ def binarize(
     gives every layer a trainable activation threshold (zero until ``calibrate_act_shift``),
     ``gain`` a trainable factor on beta (one until calibrated). ``lr_act_bases`` (1 or 2) is
     the number of activation bases of the 1-bit convolutions whose output is at LR resolution
-    (level 0; a training-form experiment that export refuses). ``exact_shortcut`` changes only
-    the conversion of a plain parent's convolutions given a shortcut: their 1x1 branches take
+    (level 0). ``exact_shortcut`` changes only the conversion of a plain parent's convolutions
+    given a shortcut: their 1x1 branches take
     the shortcut's negation whole (``BinaryConv2d.decompose``'s ``centre``), so the converted
     layer is exact up to binarization with the shortcut cancelled until training moves those
     SMB values; without it they take a k*k-th of it and the 1-bit weight keeps the rest, which

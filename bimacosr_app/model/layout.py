@@ -21,7 +21,18 @@ import numpy as np
 from .config import ModelConfig
 
 __all__ = ["DenoiserLayout", "LayerSpec", "ResBlockSpec", "StageSpec", "SwinSpec",
-           "shortcut_matrix"]
+           "resolution_level", "shortcut_matrix"]
+
+
+def resolution_level(name: str, deepest: int) -> int:
+    """Resolution level of a Denoiser layer's output from its qualified name (0: LR
+    resolution, each level halves it); ``deepest`` is the level of the middle block,
+    ``len(widths) - 1``. ``downsample.i`` leaves level i for i + 1, ``upsample.i`` arrives at
+    level i."""
+    head, _, rest = name.partition(".")
+    if head in ("down", "up", "fuse", "upsample", "downsample"):
+        return int(rest.split(".")[0]) + (1 if head == "downsample" else 0)
+    return deepest
 
 
 def shortcut_matrix(cout: int, cin: int) -> np.ndarray:

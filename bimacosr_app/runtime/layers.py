@@ -92,10 +92,15 @@ class BinaryLayer:
 
     ``shortcut``: the layer's branch also holds ``shortcut_matrix(Cout, Cin)`` (the checkpoint's
     binarization and architecture say which layers have one; see ``runtime.network``).
+    ``bases``: its activation bases, 1 or 2 (a conv at LR resolution of a checkpoint with
+    ``lr_act_bases`` 2): the second is the sign of the first's residual, with the same weights.
     """
 
-    def __init__(self, spec: LayerSpec, tensors: dict[str, np.ndarray], shortcut: bool):
-        p, self.spec = spec.name, spec
+    def __init__(self, spec: LayerSpec, tensors: dict[str, np.ndarray], shortcut: bool,
+                 bases: int = 1):
+        if bases not in (1, 2) or (bases == 2 and spec.linear):
+            raise ValueError(f"{spec.name}: a conv has 1 or 2 activation bases, a linear 1")
+        p, self.spec, self.bases = spec.name, spec, bases
         self.cin, self.cout = spec.cin, spec.cout
         self.kernel_size = 1 if spec.linear else spec.kernel
         self.stride = spec.stride
@@ -175,13 +180,13 @@ class BinaryLayer:
             raise ValueError("x2 needs a 1x1 stride-1 layer")
         if norm is not None and (upsample or x2 is not None):
             raise ValueError("norm takes neither upsample nor x2")
-        if norm is not None and (self.branch is None or s != 1):
+        if norm is not None and (self.branch is None or s != 1 or self.bases == 2):
             x, norm = norm[0](x, silu=norm[1]), None  # normalized first, then as any input
         n, h, w = x.shape[:3]
         if upsample:
             h, w = 2 * h, 2 * w
         ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
-        bits = None
+        bits, second = None, {}  # second: the second base's bits2 and alpha2, when it has one
         if norm is not None:  # fresh y: the binary kernel's add and out
             ln, silu = norm
             y, bits, alpha = k.norm_branch(x, ln.gamma, ln.beta, EPS, silu, self.shift,
@@ -197,18 +202,30 @@ class BinaryLayer:
         weights = self._active_weights(k)
         if self.kernel_size == 3:
             if bits is None:
-                bits, alpha = k.pack_activations(x, shift=self.shift)  # (N,H,W,Cw), (N,H,W)
+                bits, alpha, second = self._pack(k, x)  # (N,H,W,Cw), (N,H,W)
             if upsample:
                 bits, alpha = nearest2x(bits), nearest2x(alpha)
+                second = {key: nearest2x(v) for key, v in second.items()}
             return k.binary_conv3x3(bits, alpha, weights, self.cin, self.beta, self.bias, s,
-                                    self.rprelu, add, out)
+                                    self.rprelu, add, out, **second)
         if bits is None:
             xs = x if s == 1 else np.ascontiguousarray(x[:, ::s, ::s])  # (N, Ho, Wo, C1)
             if x2 is not None and x.shape[3] % 64:
                 xs, x2 = np.concatenate([xs, x2], axis=3), None
-            bits, alpha = k.pack_activations(xs, x2, self.shift)
+            bits, alpha, second = self._pack(k, xs, x2)
         m = n * ho * wo
+        second = {key: v.reshape(m, -1) if key == "bits2" else v.reshape(m)
+                  for key, v in second.items()}
         k.binary_gemm(bits.reshape(m, -1), alpha.reshape(m), weights, self.cin, self.beta,
                       self.bias, self.rprelu, None if add is None else add.reshape(m, -1),
-                      out.reshape(m, -1))
+                      out.reshape(m, -1), **second)
         return out
+
+    def _pack(self, k, x: np.ndarray, x2: np.ndarray | None = None) -> tuple:
+        """(bits, alpha, second) of the layer's input: ``second`` holds the second base's
+        ``bits2`` and ``alpha2`` (the binary kernels' keyword arguments), empty with one."""
+        if self.bases == 1:
+            bits, alpha = k.pack_activations(x, x2, self.shift)
+            return bits, alpha, {}
+        bits, alpha, bits2, alpha2 = k.pack_activations(x, x2, self.shift, bases=2)
+        return bits, alpha, {"bits2": bits2, "alpha2": alpha2}

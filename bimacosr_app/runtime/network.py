@@ -31,7 +31,8 @@ import numpy as np
 
 from ..checkpoint.load import PackedCheckpoint
 from ..model.config import LATENT_CHANNELS
-from ..model.layout import DenoiserLayout, LayerSpec, ResBlockSpec, SwinSpec, shortcut_matrix
+from ..model.layout import (DenoiserLayout, LayerSpec, ResBlockSpec, SwinSpec, resolution_level,
+                            shortcut_matrix)
 from .layers import BinaryLayer, FullPrecisionConv, LayerNorm, kernels
 from .noise import position_noise
 
@@ -112,13 +113,16 @@ class _Stage:
 
 
 class _Builder:
-    """Makes the layers of a checkpoint; knows which carry the fixed shortcut in their branch:
-    with the binarization's ``shortcut``, every layer but a ``shortcuts`` architecture's
-    ResBlock convs (residual units, whose identity is the block's)."""
+    """Makes the layers of a checkpoint; knows which carry the fixed shortcut in their branch
+    (with the binarization's ``shortcut``, every layer but a ``shortcuts`` architecture's
+    ResBlock convs, residual units whose identity is the block's) and which have two activation
+    bases (with its ``lr_act_bases`` 2, the convs at LR resolution)."""
 
     def __init__(self, checkpoint: PackedCheckpoint):
         self.tensors = checkpoint.tensors
         self.with_shortcut = checkpoint.binarization.get("shortcut", False)
+        self.lr_act_bases = checkpoint.binarization.get("lr_act_bases", 1)
+        self.deepest = len(checkpoint.architecture.widths) - 1
         self.units = checkpoint.architecture.shortcuts
 
     def norm(self, name: str) -> LayerNorm:
@@ -126,7 +130,8 @@ class _Builder:
 
     def layer(self, spec: LayerSpec) -> BinaryLayer:
         shortcut = self.with_shortcut and (spec.layer_shortcut or not self.units)
-        return BinaryLayer(spec, self.tensors, shortcut)
+        lr_conv = not spec.linear and resolution_level(spec.name, self.deepest) == 0
+        return BinaryLayer(spec, self.tensors, shortcut, self.lr_act_bases if lr_conv else 1)
 
 
 @functools.cache

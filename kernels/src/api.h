@@ -35,6 +35,17 @@ int get_num_threads();
 void pack_activations(const float* x, const float* x2, int64_t P, int64_t C1, int64_t C,
                       const float* shift, uint64_t* bits, float* alpha);
 
+// The second activation base (two bases; LAYOUT RULE in bitkernels.h) of the same pixels
+// (x, x2, P, C1, C, shift as for pack_activations) from base 1's bits[P, ceil(C/64)] and
+// alpha[P] (as pack_activations wrote them): with d the packed value, r = d + alpha where
+// base 1's bit is 1, else d - alpha (float32), packed into bits2[P, ceil(C/64)] (1 = r < 0) and
+// alpha2[P] = mean |r| (summed in double in channel order). One generic implementation for
+// every kernel; bits2 depends on the alpha given, so it is bit-identical across kernels for
+// the same base 1. Throws std::invalid_argument on the conditions of pack_activations.
+void pack_second_base(const float* x, const float* x2, int64_t P, int64_t C1, int64_t C,
+                      const float* shift, const uint64_t* bits, const float* alpha,
+                      uint64_t* bits2, float* alpha2);
+
 // A layer's binary weights prepared once for one kernel, the one active when they are made:
 // repacked into that kernel's layout (KernelImpl::repack; the reference's: a copy of w). From
 // w[rows, taps, words()] (3x3 conv: rows = Cout, taps = 9; GEMM: rows = Nout, taps = 1) of `cin`
@@ -67,15 +78,20 @@ class PreparedWeights {
 
 // rprelu: shift_in, slope, shift_out all null or all non-null. bias, add may be null.
 // w: prepared with taps = 9 (rows = Cout) for the active kernel (else std::invalid_argument).
+// x2, alpha2: the second activation base (laid out as x, alpha; same weights), both null for
+// one base (else both non-null: one without the other is std::invalid_argument).
 void binary_conv3x3(const uint64_t* x, const float* alpha, const PreparedWeights& w, int64_t N,
                     int64_t H, int64_t W, int64_t stride, const float* beta, const float* bias,
                     const float* shift_in, const float* slope, const float* shift_out,
-                    const float* add, float* out);
+                    const float* add, float* out, const uint64_t* x2 = nullptr,
+                    const float* alpha2 = nullptr);
 
-// w: prepared with taps = 1 (rows = Nout, cin = k) for the active kernel.
+// w: prepared with taps = 1 (rows = Nout, cin = k) for the active kernel. x2, alpha2 as for
+// binary_conv3x3.
 void binary_gemm(const uint64_t* x, const float* alpha, const PreparedWeights& w, int64_t M,
                  const float* beta, const float* bias, const float* shift_in, const float* slope,
-                 const float* shift_out, const float* add, float* out);
+                 const float* shift_out, const float* add, float* out,
+                 const uint64_t* x2 = nullptr, const float* alpha2 = nullptr);
 
 // LayerNorm over the last axis of x[P, C], then SiLU if `silu` (see NormArgs). out may alias x.
 void layer_norm(const float* x, int64_t P, int64_t C, const float* gamma, const float* beta,

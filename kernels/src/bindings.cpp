@@ -17,6 +17,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <optional>
 #include <stdexcept>
@@ -198,8 +199,16 @@ Epi check_epilogue(int64_t cout, const std::optional<AnyArray>& bias,
     return e;
 }
 
+// uint64 bits of `shape` as numpy.uint64: NumPy may label a fresh array 'ulonglong' rather than
+// numpy.uint64 ('ulong' on LP64), which torch.from_numpy rejects, so view it (same bits, no copy).
+nb::object uint64_array(uint64_t* bits, std::initializer_list<size_t> shape, nb::capsule owner) {
+    OutU64 b(bits, shape, owner);
+    return nb::cast(b).attr("view")(nb::module_::import_("numpy").attr("uint64"));
+}
+
 nb::tuple pack_activations(const AnyArray& x, const std::optional<AnyArray>& x2,
-                           const std::optional<AnyArray>& shift) {
+                           const std::optional<AnyArray>& shift, int64_t bases) {
+    if (bases != 1 && bases != 2) fail("bases must be 1 or 2, got " + std::to_string(bases));
     const auto* xp = static_cast<const float*>(check(x, "x", Kind::F32, {-1, -1, -1, -1}));
     const size_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C1 = x.shape(3);
     const float* x2p = nullptr;
@@ -217,17 +226,28 @@ nb::tuple pack_activations(const AnyArray& x, const std::optional<AnyArray>& x2,
     checked_count("bits", {int64_t(N), int64_t(H), int64_t(W), int64_t(Cw)});
     auto [bits, bits_owner] = alloc<uint64_t>(N * H * W * Cw);
     auto [alpha, alpha_owner] = alloc<float>(N * H * W);
+    uint64_t* bits2 = nullptr;
+    float* alpha2 = nullptr;
+    nb::capsule bits2_owner, alpha2_owner;
+    if (bases == 2) {
+        std::tie(bits2, bits2_owner) = alloc<uint64_t>(N * H * W * Cw);
+        std::tie(alpha2, alpha2_owner) = alloc<float>(N * H * W);
+    }
     {
         nb::gil_scoped_release release;
-        bk::pack_activations(xp, x2p, static_cast<int64_t>(N * H * W), static_cast<int64_t>(C1),
-                             static_cast<int64_t>(C), shiftp, bits, alpha);
+        const auto P = static_cast<int64_t>(N * H * W);
+        bk::pack_activations(xp, x2p, P, static_cast<int64_t>(C1), static_cast<int64_t>(C), shiftp,
+                             bits, alpha);
+        if (bases == 2)
+            bk::pack_second_base(xp, x2p, P, static_cast<int64_t>(C1), static_cast<int64_t>(C),
+                                 shiftp, bits, alpha, bits2, alpha2);
     }
-    OutU64 b(bits, {N, H, W, Cw}, bits_owner);
+    nb::object b = uint64_array(bits, {N, H, W, Cw}, bits_owner);
     OutF32 a(alpha, {N, H, W}, alpha_owner);
-    // NumPy may label these 'ulonglong' rather than numpy.uint64 ('ulong' on LP64), which
-    // torch.from_numpy rejects: view them as numpy.uint64 (same bits, no copy).
-    nb::object bits_arr = nb::cast(b).attr("view")(nb::module_::import_("numpy").attr("uint64"));
-    return nb::make_tuple(bits_arr, a);
+    if (bases == 1) return nb::make_tuple(b, a);
+    nb::object b2 = uint64_array(bits2, {N, H, W, Cw}, bits2_owner);
+    OutF32 a2(alpha2, {N, H, W}, alpha2_owner);
+    return nb::make_tuple(b, a, b2, a2);
 }
 
 // Sign-bit weights uint64[rows, *taps_shape, ceil(cin / 64)] (taps_shape {3, 3} for 3x3 convs,
@@ -286,15 +306,33 @@ class CallWeights {
     const bk::PreparedWeights* prepared_ = nullptr;
 };
 
+// The second activation base of a conv / GEMM call: bits2 and alpha2 both given (checked like
+// bits and alpha, with their shapes) or both None (one base: null pointers).
+struct SecondBase {
+    const uint64_t* bits = nullptr;
+    const float* alpha = nullptr;
+    SecondBase(const std::optional<AnyArray>& bits2, const std::optional<AnyArray>& alpha2,
+               std::vector<int64_t> bits_shape, std::vector<int64_t> alpha_shape) {
+        if (bits2.has_value() != alpha2.has_value())
+            fail("bits2 and alpha2 (the second activation base) go together: pass both or neither");
+        if (!bits2) return;
+        bits = static_cast<const uint64_t*>(check(*bits2, "bits2", Kind::U64, std::move(bits_shape)));
+        alpha = static_cast<const float*>(check(*alpha2, "alpha2", Kind::F32, std::move(alpha_shape)));
+    }
+};
+
 nb::object binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, nb::handle wbits,
                           int64_t cin, const AnyArray& beta, const std::optional<AnyArray>& bias,
                           int64_t stride, const std::optional<RPReLU>& rprelu,
-                          const std::optional<AnyArray>& add, const std::optional<nb::object>& out) {
+                          const std::optional<AnyArray>& add, const std::optional<nb::object>& out,
+                          const std::optional<AnyArray>& bits2,
+                          const std::optional<AnyArray>& alpha2) {
     if (stride != 1 && stride != 2) fail("stride must be 1 or 2");
     const int64_t Cw = words_for(size_arg("cin", cin, 1));
     const auto* xp = static_cast<const uint64_t*>(check(bits, "bits", Kind::U64, {-1, -1, -1, Cw}));
     const int64_t N = bits.shape(0), H = bits.shape(1), W = bits.shape(2);
     const auto* ap = static_cast<const float*>(check(alpha, "alpha", Kind::F32, {N, H, W}));
+    const SecondBase second(bits2, alpha2, {N, H, W, Cw}, {N, H, W});
     const CallWeights w(wbits, cin, {3, 3}, "cin");
     const int64_t Cout = w.get().rows();
     const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {Cout}));
@@ -305,7 +343,7 @@ nb::object binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, nb::handl
     {
         nb::gil_scoped_release release;
         bk::binary_conv3x3(xp, ap, w.get(), N, H, W, stride, bp, e.bias, e.sin, e.slope, e.sout,
-                           e.add, y.ptr());
+                           e.add, y.ptr(), second.bits, second.alpha);
     }
     return y.result();
 }
@@ -313,11 +351,13 @@ nb::object binary_conv3x3(const AnyArray& bits, const AnyArray& alpha, nb::handl
 nb::object binary_gemm(const AnyArray& bits, const AnyArray& alpha, nb::handle wbits,
                        int64_t k, const AnyArray& beta, const std::optional<AnyArray>& bias,
                        const std::optional<RPReLU>& rprelu, const std::optional<AnyArray>& add,
-                       const std::optional<nb::object>& out) {
+                       const std::optional<nb::object>& out, const std::optional<AnyArray>& bits2,
+                       const std::optional<AnyArray>& alpha2) {
     const int64_t Kw = words_for(size_arg("k", k, 1));
     const auto* xp = static_cast<const uint64_t*>(check(bits, "bits", Kind::U64, {-1, Kw}));
     const int64_t M = bits.shape(0);
     const auto* ap = static_cast<const float*>(check(alpha, "alpha", Kind::F32, {M}));
+    const SecondBase second(bits2, alpha2, {M, Kw}, {M});
     const CallWeights w(wbits, k, {}, "k");
     const int64_t Nout = w.get().rows();
     const auto* bp = static_cast<const float*>(check(beta, "beta", Kind::F32, {Nout}));
@@ -325,7 +365,8 @@ nb::object binary_gemm(const AnyArray& bits, const AnyArray& alpha, nb::handle w
     const Output y(out, {size_t(M), size_t(Nout)}, e.add, "add");
     {
         nb::gil_scoped_release release;
-        bk::binary_gemm(xp, ap, w.get(), M, bp, e.bias, e.sin, e.slope, e.sout, e.add, y.ptr());
+        bk::binary_gemm(xp, ap, w.get(), M, bp, e.bias, e.sin, e.slope, e.sout, e.add, y.ptr(),
+                        second.bits, second.alpha);
     }
     return y.result();
 }
@@ -590,31 +631,45 @@ NB_MODULE(_bitkernels, m) {
           "The GEMM (1x1 conv, linear) weights repacked once for the active kernel (pad bits "
           "must be 0), for binary_gemm's wbits.");
     m.def("pack_activations", &pack_activations, "x"_a, "x2"_a.none() = nb::none(),
-          "shift"_a.none() = nb::none(),
-          "pack_activations(x: float32[N,H,W,C], x2=None, shift=None) -> (bits: "
-          "uint64[N,H,W,ceil(C/64)], alpha: float32[N,H,W])\n\nSign bits along channels "
+          "shift"_a.none() = nb::none(), "bases"_a = 1,
+          "pack_activations(x: float32[N,H,W,C], x2=None, shift=None, bases=1) -> (bits: "
+          "uint64[N,H,W,ceil(C/64)], alpha: float32[N,H,W]), with bases=2 -> (bits, alpha, "
+          "bits2, alpha2) of the same shapes\n\nSign bits along channels "
           "(1 = x < 0) and alpha = mean |x| over the C channels.\nx2 (float32[N,H,W,C2], x's C "
           "a multiple of 64): pack the channel concatenation [x, x2] (C = C1 + C2) without "
           "materializing it; bit-identical.\nshift (float32[C], C-contiguous; with x2 C = C1 + "
           "C2, x's thresholds first): per-channel activation threshold; packs d = x - shift "
-          "(float32) instead of x: bit 1 iff d < 0 (x == shift packs as 0), alpha = mean |d|.");
+          "(float32) instead of x: bit 1 iff d < 0 (x == shift packs as 0), alpha = mean |d|.\n"
+          "bases=2: also the second activation base, the residual r = d - alpha * s (s = -1 "
+          "where bits has 1, else +1; float32: d + alpha or d - alpha) packed the same way: "
+          "bits2 (1 = r < 0) and alpha2 = mean |r| over the C channels. bits and alpha are "
+          "those of bases=1.");
     m.def("binary_conv3x3", &binary_conv3x3, "bits"_a, "alpha"_a, "wbits"_a, "cin"_a, "beta"_a,
           "bias"_a.none() = nb::none(), "stride"_a = 1, "rprelu"_a.none() = nb::none(),
           "add"_a.none() = nb::none(), "out"_a.none() = nb::none(),
+          "bits2"_a.none() = nb::none(), "alpha2"_a.none() = nb::none(),
           "Binary 3x3 conv, padding 1, stride 1 or 2 -> float32[N,Ho,Wo,Cout]:\n"
           "y = beta[o] * sum_t alpha[p*s+t] * (cin - 2*popcount(x[p*s+t] ^ w[o,t])) + bias[o]; "
           "then optional RPReLU (shift_in, slope, shift_out), then optional y += add.\n"
           "wbits: PreparedWeights (prepare_conv3x3_weights for cin, the active kernel), or "
           "uint64[Cout,3,3,ceil(cin/64)] prepared for this call only.\n"
-          "out: write y there and return it (may be add itself: in place) instead of a new array.");
+          "out: write y there and return it (may be add itself: in place) instead of a new array.\n"
+          "bits2, alpha2 (shapes of bits, alpha; both or neither): a second activation base "
+          "(pack_activations(..., bases=2)) with the same weights: y = beta[o] * sum_t "
+          "(alpha[q] * (cin - 2*popcount(x[q] ^ w[o,t])) + alpha2[q] * (cin - 2*popcount(x2[q] "
+          "^ w[o,t]))) + bias[o], q = p*s+t, then the same epilogue.");
     m.def("binary_gemm", &binary_gemm, "bits"_a, "alpha"_a, "wbits"_a, "k"_a, "beta"_a,
           "bias"_a.none() = nb::none(), "rprelu"_a.none() = nb::none(), "add"_a.none() = nb::none(),
-          "out"_a.none() = nb::none(),
+          "out"_a.none() = nb::none(), "bits2"_a.none() = nb::none(),
+          "alpha2"_a.none() = nb::none(),
           "Binary GEMM -> float32[M,Nout]: y = alpha[m]*beta[o]*(k - 2*popcount(x[m]^w[o])) + "
           "bias[o]; then optional RPReLU, then optional y += add.\n"
           "wbits: PreparedWeights (prepare_gemm_weights for k, the active kernel), or "
           "uint64[Nout,ceil(k/64)] prepared for this call only.\n"
-          "out: write y there and return it (may be add itself: in place) instead of a new array.");
+          "out: write y there and return it (may be add itself: in place) instead of a new array.\n"
+          "bits2, alpha2 (shapes of bits, alpha; both or neither): a second activation base "
+          "with the same weights: y = beta[o] * (alpha[m]*(k - 2*popcount(x[m]^w[o])) + "
+          "alpha2[m]*(k - 2*popcount(x2[m]^w[o]))) + bias[o], then the same epilogue.");
     m.def("layer_norm", &layer_norm, "x"_a, "gamma"_a, "beta"_a, "eps"_a, "silu"_a = false,
           "out"_a.none() = nb::none(),
           "layer_norm(x: float32[..., C], gamma, beta: float32[C], eps, silu=False, out=None) -> "

@@ -20,6 +20,18 @@
 //                  + bias[o]
 //     padded pixels have alpha = 0 and contribute exactly 0.
 //   * GEMM: y[m, o] = alpha[m] * beta[o] * (K - 2*popcount(x[m] ^ w[o])) + bias[o].
+//   * Second activation base (two bases, model/binary.py binarize_activation(bases=2)): with
+//     the packed value d (x, or x - shift) and base 1's bits and alpha above, per pixel p and
+//     channel c the residual r = d - alpha[p] * s, s = -1 where base 1's bit is 1, else +1,
+//     i.e. r = d + alpha[p] (bit 1) or d - alpha[p] (bit 0), one float32 rounding. Base 2 packs
+//     r by the same rule: bits2 (bit 1 = r < 0, r == 0 packs as 0, pad bits 0) and
+//     alpha2[p] = mean |r| over the C true channels (summed in double).
+//     A layer with two bases adds the second base's term with the same weights:
+//       3x3 conv: y = beta[o] * sum_t (alpha[q] * (Cin - 2*popcount(x[q] ^ w[o, t]))
+//                                     + alpha2[q] * (Cin - 2*popcount(x2[q] ^ w[o, t]))) + bias[o],
+//                 q = p*s + t (padded pixels contribute 0 in both bases);
+//       GEMM: y[m, o] = beta[o] * (alpha[m] * (K - 2*pc1) + alpha2[m] * (K - 2*pc2)) + bias[o],
+//     then the same epilogue.
 //   * Epilogue: optional RPReLU  u = y + shift_in[o]; y = (u > 0 ? u : slope[o]*u) + shift_out[o],
 //     then optional residual add  y += add[n, p, o].
 //
@@ -85,6 +97,27 @@ struct PackArgs {
     int64_t C1;
     int64_t Cw;
 };
+
+// The second activation base of a packing (see the LAYOUT RULE): the packed values d read as
+// PackArgs reads them (x, x2, C1, shift), base 1's bits and alpha read, base 2 written.
+// One generic implementation (pack_second_base_rows, kernel_reference.cpp, baseline flags)
+// serves every kernel: base 2 depends only on d and base 1, whichever kernel packed base 1.
+struct SecondBaseArgs {
+    const float* x;         // [P, C1]
+    const float* x2;        // [P, C - C1] or null
+    const float* shift;     // [C] or null
+    const uint64_t* bits;   // [P, Cw]: base 1
+    const float* alpha;     // [P]: base 1
+    uint64_t* bits2;        // [P, Cw]: base 2
+    float* alpha2;          // [P]: base 2
+    int64_t P;
+    int64_t C;
+    int64_t C1;
+    int64_t Cw;
+};
+
+// Pixels [p0, p1) of SecondBaseArgs (baseline code; called from the thread pool).
+void pack_second_base_rows(const SecondBaseArgs& a, int64_t p0, int64_t p1);
 
 // LayerNorm over the last axis of x[P, C] (biased variance, eps inside the square root), then
 // optionally SiLU:  y = (x - mean) / sqrt(var + eps) * gamma + beta;  silu: y = y / (1 + exp(-y)).
@@ -228,6 +261,8 @@ struct ImageArgs {
 // kernels' repacked by their own `repack` function (output channels in groups of `group`), the
 // reference's as they are. Some read activations re-encoded per call by their own `prep_x`
 // function (`xprep` uint64 per packed word, e.g. the AVX2 kernel's nibble lookup offsets).
+// x2 / alpha2: the second activation base (both null: one base), laid out as x / alpha (also
+// re-encoded by prep_x where x is).
 struct ConvArgs {
     const uint64_t* x;      // [N, H, W, Cw], or [N, H, W, Cw * xprep] after prep_x
     const float* alpha;     // [N, H, W]
@@ -238,6 +273,8 @@ struct ConvArgs {
     Epilogue ep;
     const float* add;       // [N, Ho, Wo, Cout] or null
     float* out;             // [N, Ho, Wo, Cout]
+    const uint64_t* x2;     // like x, or null
+    const float* alpha2;    // [N, H, W], or null
 };
 
 struct GemmArgs {
@@ -249,6 +286,8 @@ struct GemmArgs {
     Epilogue ep;
     const float* add;       // [M, Nout] or null
     float* out;             // [M, Nout]
+    const uint64_t* x2;     // like x, or null
+    const float* alpha2;    // [M], or null
 };
 
 // One instruction-set implementation. The row functions compute a half-open range of work and

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -526,6 +527,16 @@ void pack_activations(const float* x, const float* x2, int64_t P, int64_t C1, in
                     [&](int64_t begin, int64_t end) { k.pack(a, begin, end); });
 }
 
+void pack_second_base(const float* x, const float* x2, int64_t P, int64_t C1, int64_t C,
+                      const float* shift, const uint64_t* bits, const float* alpha,
+                      uint64_t* bits2, float* alpha2) {
+    if (x2 ? C1 % 64 != 0 || C1 > C : C1 != C)
+        throw std::invalid_argument("pack_second_base: C1 == C, or C1 % 64 == 0 with x2");
+    SecondBaseArgs a{x, x2, shift, bits, alpha, bits2, alpha2, P, C, C1, ceil_div(C, 64)};
+    parallel_ranges(P, static_cast<double>(C), 1 << 16,
+                    [&](int64_t begin, int64_t end) { pack_second_base_rows(a, begin, end); });
+}
+
 // ---------------------------------------------------------------------------------------------
 PreparedWeights::PreparedWeights(const uint64_t* w, int64_t rows, int64_t taps, int64_t cin)
     : kernel_(current()), rows_(rows), taps_(taps), cin_(cin) {
@@ -563,12 +574,20 @@ const KernelImpl& kernel_for(const PreparedWeights& w, int64_t taps, const char*
     return k;
 }
 
+// The second activation base: both pointers or neither.
+void check_second_base(const uint64_t* x2, const float* alpha2, const char* op) {
+    if ((x2 == nullptr) != (alpha2 == nullptr))
+        throw std::invalid_argument(std::string(op) +
+                                    ": the second base needs both x2 and alpha2 (or neither)");
+}
+
 }  // namespace
 
 void binary_conv3x3(const uint64_t* x, const float* alpha, const PreparedWeights& w, int64_t N,
                     int64_t H, int64_t W, int64_t stride, const float* beta, const float* bias,
                     const float* shift_in, const float* slope, const float* shift_out,
-                    const float* add, float* out) {
+                    const float* add, float* out, const uint64_t* x2, const float* alpha2) {
+    check_second_base(x2, alpha2, "binary_conv3x3");
     const KernelImpl& k = kernel_for(w, 9, "binary_conv3x3");
     const int64_t Cw = w.words(), Cout = w.rows(), Cpad = w.padded_rows();
     const int64_t Ho = H > 0 ? (H - 1) / stride + 1 : 0;
@@ -576,10 +595,14 @@ void binary_conv3x3(const uint64_t* x, const float* alpha, const PreparedWeights
     if (N * Ho * Wo * Cout == 0) return;
     Params params(Cout, Cpad, beta, bias, shift_in, slope, shift_out);
     const PrepX xs(k, x, N * H * W * Cw);
+    std::optional<PrepX> xs2;  // the second base, re-encoded like x
+    if (x2) xs2.emplace(k, x2, N * H * W * Cw);
     ConvArgs a{xs.ptr, alpha, w.data(), N, H, W, Cw, w.cin(), Cout, Cpad,
-               stride, Ho, Wo, params.ep, add, out};
+               stride, Ho, Wo, params.ep, add, out, xs2 ? xs2->ptr : nullptr, alpha2};
     const int64_t rows = N * Ho;
-    const int64_t ntasks = task_count(rows, static_cast<double>(Wo * Cpad * 9 * Cw), 1 << 17);
+    const int64_t bases = x2 ? 2 : 1;
+    const int64_t ntasks =
+        task_count(rows, static_cast<double>(Wo * Cpad * 9 * Cw * bases), 1 << 17);
     const int64_t per_n = std::max<int64_t>(1, ceil_div(ntasks, N));  // tasks per image
     const int64_t rb = ceil_div(Ho, per_n);                           // rows per task
     const int64_t blocks = ceil_div(Ho, rb);
@@ -591,14 +614,19 @@ void binary_conv3x3(const uint64_t* x, const float* alpha, const PreparedWeights
 
 void binary_gemm(const uint64_t* x, const float* alpha, const PreparedWeights& w, int64_t M,
                  const float* beta, const float* bias, const float* shift_in, const float* slope,
-                 const float* shift_out, const float* add, float* out) {
+                 const float* shift_out, const float* add, float* out, const uint64_t* x2,
+                 const float* alpha2) {
+    check_second_base(x2, alpha2, "binary_gemm");
     const KernelImpl& k = kernel_for(w, 1, "binary_gemm");
     const int64_t Kw = w.words(), Nout = w.rows(), Cpad = w.padded_rows();
     if (M * Nout == 0) return;
     Params params(Nout, Cpad, beta, bias, shift_in, slope, shift_out);
     const PrepX xs(k, x, M * Kw);
-    GemmArgs a{xs.ptr, alpha, w.data(), M, Kw, w.cin(), Nout, Cpad, params.ep, add, out};
-    parallel_ranges(M, static_cast<double>(Cpad * Kw), 1 << 17,
+    std::optional<PrepX> xs2;
+    if (x2) xs2.emplace(k, x2, M * Kw);
+    GemmArgs a{xs.ptr, alpha, w.data(), M, Kw, w.cin(), Nout, Cpad, params.ep, add, out,
+               xs2 ? xs2->ptr : nullptr, alpha2};
+    parallel_ranges(M, static_cast<double>(Cpad * Kw * (x2 ? 2 : 1)), 1 << 17,
                     [&](int64_t begin, int64_t end) { k.gemm(a, begin, end); });
 }
 

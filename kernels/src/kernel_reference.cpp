@@ -3,6 +3,7 @@
 // optimized kernel is tested against (see bitkernels.h for the layout and the formulas).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "bitkernels.h"
@@ -46,7 +47,9 @@ void pack_ref(const PackArgs& a, int64_t p0, int64_t p1) {
     }
 }
 
-void conv3x3_ref(const ConvArgs& a, int64_t n, int64_t oy0, int64_t oy1) {
+// kTwo: the second activation base (x2, alpha2) adds its term tap by tap after the first's.
+template <bool kTwo>
+void conv3x3_rows(const ConvArgs& a, int64_t n, int64_t oy0, int64_t oy1) {
     const int64_t Cw = a.Cw;
     for (int64_t oy = oy0; oy < oy1; ++oy) {
         for (int64_t ox = 0; ox < a.Wo; ++ox) {
@@ -66,6 +69,12 @@ void conv3x3_ref(const ConvArgs& a, int64_t n, int64_t oy0, int64_t oy1) {
                         int64_t pc = 0;
                         for (int64_t w = 0; w < Cw; ++w) pc += popcount64(xw[w] ^ ww[w]);
                         acc += a.alpha[pix] * static_cast<float>(a.cin - 2 * pc);
+                        if constexpr (kTwo) {  // the second base: same weights
+                            const uint64_t* xw2 = a.x2 + pix * Cw;
+                            int64_t pc2 = 0;
+                            for (int64_t w = 0; w < Cw; ++w) pc2 += popcount64(xw2[w] ^ ww[w]);
+                            acc += a.alpha2[pix] * static_cast<float>(a.cin - 2 * pc2);
+                        }
                     }
                 }
                 float y = a.ep.beta[o] * acc + a.ep.bias[o];
@@ -77,7 +86,13 @@ void conv3x3_ref(const ConvArgs& a, int64_t n, int64_t oy0, int64_t oy1) {
     }
 }
 
-void gemm_ref(const GemmArgs& a, int64_t m0, int64_t m1) {
+void conv3x3_ref(const ConvArgs& a, int64_t n, int64_t oy0, int64_t oy1) {
+    if (a.x2) return conv3x3_rows<true>(a, n, oy0, oy1);
+    return conv3x3_rows<false>(a, n, oy0, oy1);
+}
+
+template <bool kTwo>
+void gemm_rows(const GemmArgs& a, int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
         const uint64_t* xw = a.x + m * a.Kw;
         float* out = a.out + m * a.Nout;
@@ -86,12 +101,27 @@ void gemm_ref(const GemmArgs& a, int64_t m0, int64_t m1) {
             const uint64_t* ww = a.w + o * a.Kw;
             int64_t pc = 0;
             for (int64_t w = 0; w < a.Kw; ++w) pc += popcount64(xw[w] ^ ww[w]);
-            float y = a.alpha[m] * a.ep.beta[o] * static_cast<float>(a.k - 2 * pc) + a.ep.bias[o];
+            float y;
+            if constexpr (kTwo) {  // beta * (alpha (k - 2 pc) + alpha2 (k - 2 pc2)) + bias
+                const uint64_t* xw2 = a.x2 + m * a.Kw;
+                int64_t pc2 = 0;
+                for (int64_t w = 0; w < a.Kw; ++w) pc2 += popcount64(xw2[w] ^ ww[w]);
+                y = a.ep.beta[o] * (a.alpha[m] * static_cast<float>(a.k - 2 * pc) +
+                                    a.alpha2[m] * static_cast<float>(a.k - 2 * pc2)) +
+                    a.ep.bias[o];
+            } else {
+                y = a.alpha[m] * a.ep.beta[o] * static_cast<float>(a.k - 2 * pc) + a.ep.bias[o];
+            }
             y = epilogue(a.ep, o, y);
             if (add) y += add[o];
             out[o] = y;
         }
     }
+}
+
+void gemm_ref(const GemmArgs& a, int64_t m0, int64_t m1) {
+    if (a.x2) return gemm_rows<true>(a, m0, m1);
+    return gemm_rows<false>(a, m0, m1);
 }
 
 // LayerNorm (+ SiLU) of one row at a time in double precision, std::exp.
@@ -312,6 +342,42 @@ void latent_image_ref(const ImageArgs& a, int64_t r0, int64_t r1) {
 int64_t input_scratch_ref(int64_t, int64_t, int64_t) { return 0; }
 
 }  // namespace
+
+// The second activation base (SecondBaseArgs, LAYOUT RULE in bitkernels.h): per pixel the
+// residual r = d -/+ alpha of each channel (float32, one rounding: alpha * sign(d) is exact),
+// its sign bits and mean |r|. Word by word (with x2, C1 is a multiple of 64, so every word
+// reads one source), the sign bits gathered into the word without a branch, |r| summed in
+// float64 over four interleaved partial sums (no serial chain of dependent adds).
+void pack_second_base_rows(const SecondBaseArgs& a, int64_t p0, int64_t p1) {
+    const int64_t C2 = a.C - a.C1;
+    for (int64_t p = p0; p < p1; ++p) {
+        uint32_t alpha_bits;
+        std::memcpy(&alpha_bits, a.alpha + p, sizeof alpha_bits);
+        double part[4] = {0.0, 0.0, 0.0, 0.0};
+        for (int64_t w = 0; w < a.Cw; ++w) {
+            const int64_t c0 = 64 * w;
+            const int64_t n = a.C - c0 < 64 ? a.C - c0 : 64;
+            const float* src = c0 < a.C1 ? a.x + p * a.C1 + c0 : a.x2 + p * C2 + (c0 - a.C1);
+            const uint64_t b1 = a.bits[p * a.Cw + w];
+            uint64_t b2 = 0;
+            for (int64_t j = 0; j < n; ++j) {
+                const float d = a.shift ? src[j] - a.shift[c0 + j] : src[j];
+                // alpha * sign(d): alpha with base 1's bit as its sign bit (a select on a random
+                // bit would be a mispredicted branch per channel)
+                const uint32_t s_bits =
+                    alpha_bits ^ (static_cast<uint32_t>((b1 >> j) & 1) << 31);
+                float s;
+                std::memcpy(&s, &s_bits, sizeof s);
+                const float r = d - s;
+                b2 |= static_cast<uint64_t>(r < 0.0f) << j;
+                part[j & 3] += static_cast<double>(std::fabs(r));
+            }
+            a.bits2[p * a.Cw + w] = b2;
+        }
+        const double sum = (part[0] + part[1]) + (part[2] + part[3]);
+        a.alpha2[p] = a.C > 0 ? static_cast<float>(sum / static_cast<double>(a.C)) : 0.0f;
+    }
+}
 
 const KernelImpl kImplReference = {
     "reference", /*group=*/1, /*xprep=*/0, /*prep_x=*/nullptr, /*repacked_size=*/nullptr,

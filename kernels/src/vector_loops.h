@@ -22,6 +22,7 @@
 //                                  [Cw][kWordStride] words of one tap; Cw == CW when CW > 0
 //   Acc acc_zero(), acc_fma(acc, counts, alpha)            acc + alpha * counts
 //   store_conv(ep, o0, Cout, acc, cinS, add, out)          y = beta * (cinS - 2 acc) + bias
+//                                  (also the GEMM's with two activation bases)
 //   store_gemm(ep, o0, Nout, counts, k, alpha, add, out)   y = alpha * beta * (k - 2 counts) + bias
 //                                  both then apply the epilogue (RPReLU, + add[o]) and write
 //                                  channels [o0, min(o0 + kGroup, Cout)) of out; o0 < Cout, and
@@ -157,14 +158,17 @@ struct Tap {
 // S = sum_t alpha_t are found once, then every group of output channels runs over them:
 // y = beta * sum_t alpha_t * (cin - 2 pc_t) + bias = beta * (cin * S - 2 sum_t alpha_t pc_t) + bias.
 // A layer's repacked weights (36 KiB for 128 -> 128 channels) stay in L1 / L2.
-template <class Isa, int CW>
+// kTwo (two activation bases): each valid tap is listed twice, for x (alpha) and for x2
+// (alpha2), with the same weight offset, and S sums both alphas: one pass over the weights
+// serves both bases, and the formula above holds with the 18 terms.
+template <class Isa, int CW, bool kTwo>
 void conv_rows(const ConvArgs& a, int64_t n, int64_t oy0, int64_t oy1) {
     const Isa isa;
     const int64_t Cw = CW > 0 ? CW : a.Cw;
     const int64_t ngroups = a.Cpad / Isa::kGroup;
     const int64_t tap_words = Cw * Isa::kWordStride;
     const int64_t group_words = 9 * tap_words;
-    Tap taps[9];
+    Tap taps[kTwo ? 18 : 9];
     for (int64_t oy = oy0; oy < oy1; ++oy) {
         for (int64_t ox = 0; ox < a.Wo; ++ox) {
             int nt = 0;
@@ -176,11 +180,19 @@ void conv_rows(const ConvArgs& a, int64_t n, int64_t oy0, int64_t oy1) {
                     const int64_t ix = ox * a.stride - 1 + kx;
                     if (ix < 0 || ix >= a.W) continue;
                     const int64_t pix = (n * a.H + iy) * a.W + ix;
+                    const int64_t woff = (ky * 3 + kx) * tap_words;
                     taps[nt].x = a.x + pix * Cw * Isa::kXWords;
-                    taps[nt].woff = (ky * 3 + kx) * tap_words;
+                    taps[nt].woff = woff;
                     taps[nt].alpha = a.alpha[pix];
                     S += taps[nt].alpha;
                     ++nt;
+                    if constexpr (kTwo) {
+                        taps[nt].x = a.x2 + pix * Cw * Isa::kXWords;
+                        taps[nt].woff = woff;
+                        taps[nt].alpha = a.alpha2[pix];
+                        S += taps[nt].alpha;
+                        ++nt;
+                    }
                 }
             }
             const float cinS = static_cast<float>(a.cin) * S;
@@ -199,7 +211,10 @@ void conv_rows(const ConvArgs& a, int64_t n, int64_t oy0, int64_t oy1) {
     }
 }
 
-template <class Isa, int CW>
+// kTwo (two activation bases): acc = alpha * pc1 + alpha2 * pc2 per channel, stored by
+// store_conv with cinS = k * (alpha + alpha2): y = beta * (k (alpha + alpha2) - 2 acc) + bias
+// = beta * (alpha (k - 2 pc1) + alpha2 (k - 2 pc2)) + bias (the conv's formula, two terms).
+template <class Isa, int CW, bool kTwo>
 void gemm_rows(const GemmArgs& a, int64_t m0, int64_t m1) {
     const Isa isa;
     const int64_t Kw = CW > 0 ? CW : a.Kw;
@@ -211,43 +226,69 @@ void gemm_rows(const GemmArgs& a, int64_t m0, int64_t m1) {
         const float alpha = a.alpha[m];  // a local: the stores to out cannot change it
         float* out = a.out + m * a.Nout;
         const float* add = a.add ? a.add + m * a.Nout : nullptr;
-        for (int64_t g = 0; g < ngroups; ++g)
-            isa.store_gemm(a.ep, g * Isa::kGroup, a.Nout,
-                           isa.template counts<CW>(x, a.w + g * group_words, Kw), k, alpha, add,
-                           out);
+        if constexpr (kTwo) {
+            const uint64_t* x2 = a.x2 + m * Kw * Isa::kXWords;
+            const float alpha2 = a.alpha2[m];
+            const float kS = static_cast<float>(k) * (alpha + alpha2);
+            for (int64_t g = 0; g < ngroups; ++g) {
+                const uint64_t* wg = a.w + g * group_words;
+                const typename Isa::Acc acc = isa.acc_fma(
+                    isa.acc_fma(isa.acc_zero(), isa.template counts<CW>(x, wg, Kw), alpha),
+                    isa.template counts<CW>(x2, wg, Kw), alpha2);
+                isa.store_conv(a.ep, g * Isa::kGroup, a.Nout, acc, kS, add, out);
+            }
+        } else {
+            for (int64_t g = 0; g < ngroups; ++g)
+                isa.store_gemm(a.ep, g * Isa::kGroup, a.Nout,
+                               isa.template counts<CW>(x, a.w + g * group_words, Kw), k, alpha,
+                               add, out);
+        }
     }
 }
 
 // The word count as a compile-time constant (unrolled word loops) for the channel counts of the
 // network's layers and concatenations (64 * Cw); any other count runs the generic loop (CW = 0).
+// One or two activation bases: chosen once per call of the row function.
+template <class Isa, bool kTwo>
+void conv_bases(const ConvArgs& a, int64_t n, int64_t oy0, int64_t oy1) {
+    switch (a.Cw) {
+        case 1: return conv_rows<Isa, 1, kTwo>(a, n, oy0, oy1);
+        case 2: return conv_rows<Isa, 2, kTwo>(a, n, oy0, oy1);
+        case 3: return conv_rows<Isa, 3, kTwo>(a, n, oy0, oy1);
+        case 4: return conv_rows<Isa, 4, kTwo>(a, n, oy0, oy1);
+        case 5: return conv_rows<Isa, 5, kTwo>(a, n, oy0, oy1);
+        case 6: return conv_rows<Isa, 6, kTwo>(a, n, oy0, oy1);
+        case 8: return conv_rows<Isa, 8, kTwo>(a, n, oy0, oy1);
+        case 10: return conv_rows<Isa, 10, kTwo>(a, n, oy0, oy1);
+        default: return conv_rows<Isa, 0, kTwo>(a, n, oy0, oy1);
+    }
+}
+
 template <class Isa>
 void conv(const ConvArgs& a, int64_t n, int64_t oy0, int64_t oy1) {
-    switch (a.Cw) {
-        case 1: return conv_rows<Isa, 1>(a, n, oy0, oy1);
-        case 2: return conv_rows<Isa, 2>(a, n, oy0, oy1);
-        case 3: return conv_rows<Isa, 3>(a, n, oy0, oy1);
-        case 4: return conv_rows<Isa, 4>(a, n, oy0, oy1);
-        case 5: return conv_rows<Isa, 5>(a, n, oy0, oy1);
-        case 6: return conv_rows<Isa, 6>(a, n, oy0, oy1);
-        case 8: return conv_rows<Isa, 8>(a, n, oy0, oy1);
-        case 10: return conv_rows<Isa, 10>(a, n, oy0, oy1);
-        default: return conv_rows<Isa, 0>(a, n, oy0, oy1);
+    if (a.x2) return conv_bases<Isa, true>(a, n, oy0, oy1);
+    return conv_bases<Isa, false>(a, n, oy0, oy1);
+}
+
+template <class Isa, bool kTwo>
+void gemm_bases(const GemmArgs& a, int64_t m0, int64_t m1) {
+    switch (a.Kw) {
+        case 1: return gemm_rows<Isa, 1, kTwo>(a, m0, m1);
+        case 2: return gemm_rows<Isa, 2, kTwo>(a, m0, m1);
+        case 3: return gemm_rows<Isa, 3, kTwo>(a, m0, m1);
+        case 4: return gemm_rows<Isa, 4, kTwo>(a, m0, m1);
+        case 5: return gemm_rows<Isa, 5, kTwo>(a, m0, m1);
+        case 6: return gemm_rows<Isa, 6, kTwo>(a, m0, m1);
+        case 8: return gemm_rows<Isa, 8, kTwo>(a, m0, m1);
+        case 10: return gemm_rows<Isa, 10, kTwo>(a, m0, m1);
+        default: return gemm_rows<Isa, 0, kTwo>(a, m0, m1);
     }
 }
 
 template <class Isa>
 void gemm(const GemmArgs& a, int64_t m0, int64_t m1) {
-    switch (a.Kw) {
-        case 1: return gemm_rows<Isa, 1>(a, m0, m1);
-        case 2: return gemm_rows<Isa, 2>(a, m0, m1);
-        case 3: return gemm_rows<Isa, 3>(a, m0, m1);
-        case 4: return gemm_rows<Isa, 4>(a, m0, m1);
-        case 5: return gemm_rows<Isa, 5>(a, m0, m1);
-        case 6: return gemm_rows<Isa, 6>(a, m0, m1);
-        case 8: return gemm_rows<Isa, 8>(a, m0, m1);
-        case 10: return gemm_rows<Isa, 10>(a, m0, m1);
-        default: return gemm_rows<Isa, 0>(a, m0, m1);
-    }
+    if (a.x2) return gemm_bases<Isa, true>(a, m0, m1);
+    return gemm_bases<Isa, false>(a, m0, m1);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 //   build/selftest/bk_selftest
 // The Python parity harness (tests/test_kernels.py) is the main test; this one only checks that
 // the optimized kernels agree with the reference (exact bits, outputs within float32 rounding).
+#include <algorithm>
 #include <bitset>
 #include <cmath>
 #include <cstdio>
@@ -68,6 +69,58 @@ void pack_cases(const std::string& kernel, Rng& rng) {
     }
 }
 
+// The second activation base: bits2 / alpha2 from each kernel's base 1 equal a scalar
+// evaluation of r = d -/+ alpha (float32) with that base 1 (bits exact, alpha2 to rounding),
+// and the concatenation [x, x2] with a shift packs as the concatenated tensor (bit-identical).
+void pack2_cases(const std::string& kernel, Rng& rng) {
+    for (int C : {1, 7, 63, 64, 65, 127, 128, 129, 200}) {
+        const int P = 29, Cw = (C + 63) / 64;
+        std::vector<float> x(P * C), shift(C);
+        for (auto& v : x) v = rng.normal();
+        for (auto& v : shift) v = 0.5f * rng.normal();
+        x[0] = 0.0f;
+        x[C * (P - 1)] = shift[0];  // d == 0 exactly
+        const float* const shifts[] = {nullptr, shift.data()};
+        for (const float* sh : shifts) {
+            const std::string what = kernel + (sh ? " pack2 shift" : " pack2") + " C=" + std::to_string(C);
+            std::vector<uint64_t> b1(P * Cw), b2(P * Cw);
+            std::vector<float> a1(P), a2(P);
+            bk::set_kernel(kernel);
+            bk::pack_activations(x.data(), nullptr, P, C, C, sh, b1.data(), a1.data());
+            bk::pack_second_base(x.data(), nullptr, P, C, C, sh, b1.data(), a1.data(), b2.data(), a2.data());
+            bool ok = true;
+            for (int p = 0; p < P; ++p) {
+                std::vector<uint64_t> want(Cw, 0);
+                double sum = 0.0;
+                for (int c = 0; c < C; ++c) {
+                    const float d = sh ? x[p * C + c] - sh[c] : x[p * C + c];
+                    const bool neg = (b1[p * Cw + c / 64] >> (c % 64)) & 1;
+                    const float r = neg ? d + a1[p] : d - a1[p];
+                    if (r < 0.0f) want[c / 64] |= uint64_t{1} << (c % 64);
+                    sum += std::fabs(static_cast<double>(r));
+                }
+                const float wa = static_cast<float>(sum / C);
+                ok = ok && std::equal(want.begin(), want.end(), b2.begin() + p * Cw) &&
+                     std::fabs(a2[p] - wa) <= 1e-6f * wa;
+            }
+            check(ok, what);
+            for (int C1 = 64; C1 < C; C1 += 64) {  // the concatenation: bit-identical
+                std::vector<float> xa(P * C1), xb(P * (C - C1));
+                for (int p = 0; p < P; ++p)
+                    for (int c = 0; c < C; ++c)
+                        (c < C1 ? xa[p * C1 + c] : xb[p * (C - C1) + c - C1]) = x[p * C + c];
+                std::vector<uint64_t> c1(P * Cw), c2(P * Cw);
+                std::vector<float> ca1(P), ca2(P);
+                bk::pack_activations(xa.data(), xb.data(), P, C1, C, sh, c1.data(), ca1.data());
+                bk::pack_second_base(xa.data(), xb.data(), P, C1, C, sh, c1.data(), ca1.data(),
+                                     c2.data(), ca2.data());
+                check(c1 == b1 && ca1 == a1 && c2 == b2 && ca2 == a2,
+                      what + " concat C1=" + std::to_string(C1));
+            }
+        }
+    }
+}
+
 void conv_cases(const std::string& kernel, Rng& rng) {
     const int chans[] = {1, 63, 64, 65, 127, 128, 129};
     int idx = 0;
@@ -93,18 +146,28 @@ void conv_cases(const std::string& kernel, Rng& rng) {
             const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
             std::vector<float> add(N * Ho * Wo * cout), y0(add.size()), y1(add.size());
             for (auto& v : add) v = rng.normal();
-            for (int run = 0; run < 2; ++run) {
-                bk::set_kernel(run == 0 ? "reference" : kernel);
-                const bk::PreparedWeights pw(w.data(), cout, 9, cin);
-                bk::binary_conv3x3(x.data(), alpha.data(), pw, N, H, W, stride, beta.data(),
-                                   epi ? bias.data() : nullptr, epi ? sin.data() : nullptr,
-                                   epi ? slope.data() : nullptr, epi ? sout.data() : nullptr,
-                                   epi ? add.data() : nullptr, run == 0 ? y0.data() : y1.data());
+            // the second activation base (two-base runs): other bits, smaller alphas
+            std::vector<uint64_t> x2(x.size());
+            for (size_t i = 0; i < x2.size(); ++i) x2[i] = rng.g() & ((i % Cw == size_t(Cw - 1)) ? keep : ~0ULL);
+            std::vector<float> alpha2(alpha.size());
+            for (auto& v : alpha2) v = rng.uniform(0.01f, 1.f);
+            for (int bases = 1; bases <= 2; ++bases) {
+                for (int run = 0; run < 2; ++run) {
+                    bk::set_kernel(run == 0 ? "reference" : kernel);
+                    const bk::PreparedWeights pw(w.data(), cout, 9, cin);
+                    bk::binary_conv3x3(x.data(), alpha.data(), pw, N, H, W, stride, beta.data(),
+                                       epi ? bias.data() : nullptr, epi ? sin.data() : nullptr,
+                                       epi ? slope.data() : nullptr, epi ? sout.data() : nullptr,
+                                       epi ? add.data() : nullptr, run == 0 ? y0.data() : y1.data(),
+                                       bases == 2 ? x2.data() : nullptr,
+                                       bases == 2 ? alpha2.data() : nullptr);
+                }
+                bool ok = true;
+                for (size_t i = 0; i < y0.size(); ++i)
+                    ok = ok && std::fabs(y0[i] - y1[i]) <= 1e-5f * (cin * 9 * 3.f + 10.f);
+                check(ok, kernel + (bases == 2 ? " conv two bases" : " conv") +
+                              " cin=" + std::to_string(cin) + " cout=" + std::to_string(cout));
             }
-            bool ok = true;
-            for (size_t i = 0; i < y0.size(); ++i)
-                ok = ok && std::fabs(y0[i] - y1[i]) <= 1e-5f * (cin * 9 * 2.f + 10.f);
-            check(ok, kernel + " conv cin=" + std::to_string(cin) + " cout=" + std::to_string(cout));
         }
 }
 
@@ -121,15 +184,24 @@ void gemm_cases(const std::string& kernel, Rng& rng) {
             for (auto& v : beta) v = rng.uniform(0.01f, 1.f);
             for (auto& v : bias) v = rng.normal();
             for (auto& v : add) v = rng.normal();
-            for (int run = 0; run < 2; ++run) {
-                bk::set_kernel(run == 0 ? "reference" : kernel);
-                const bk::PreparedWeights pw(w.data(), nout, 1, k);
-                bk::binary_gemm(x.data(), alpha.data(), pw, M, beta.data(), bias.data(), nullptr,
-                                nullptr, nullptr, add.data(), run == 0 ? y0.data() : y1.data());
+            std::vector<uint64_t> x2(x.size());
+            for (size_t i = 0; i < x2.size(); ++i) x2[i] = rng.g() & ((i % Kw == size_t(Kw - 1)) ? keep : ~0ULL);
+            std::vector<float> alpha2(M);
+            for (auto& v : alpha2) v = rng.uniform(0.01f, 1.f);
+            for (int bases = 1; bases <= 2; ++bases) {
+                for (int run = 0; run < 2; ++run) {
+                    bk::set_kernel(run == 0 ? "reference" : kernel);
+                    const bk::PreparedWeights pw(w.data(), nout, 1, k);
+                    bk::binary_gemm(x.data(), alpha.data(), pw, M, beta.data(), bias.data(), nullptr,
+                                    nullptr, nullptr, add.data(), run == 0 ? y0.data() : y1.data(),
+                                    bases == 2 ? x2.data() : nullptr,
+                                    bases == 2 ? alpha2.data() : nullptr);
+                }
+                bool ok = true;
+                for (size_t i = 0; i < y0.size(); ++i) ok = ok && std::fabs(y0[i] - y1[i]) <= 1e-5f * (3.f * k + 10.f);
+                check(ok, kernel + (bases == 2 ? " gemm two bases" : " gemm") + " k=" +
+                              std::to_string(k) + " nout=" + std::to_string(nout));
             }
-            bool ok = true;
-            for (size_t i = 0; i < y0.size(); ++i) ok = ok && std::fabs(y0[i] - y1[i]) <= 1e-5f * (2.f * k + 10.f);
-            check(ok, kernel + " gemm k=" + std::to_string(k) + " nout=" + std::to_string(nout));
         }
 }
 
@@ -271,6 +343,16 @@ void prepared_weight_cases(const std::string& kernel) {
     check(rejects([&] { bk::binary_gemm(x, alpha, conv, 1, beta, nullptr, nullptr, nullptr,
                                         nullptr, nullptr, y); }),
           kernel + " conv weights in a gemm");
+    // the second base needs both x2 and alpha2
+    check(rejects([&] { bk::binary_conv3x3(x, alpha, conv, 1, 1, 1, 1, beta, nullptr, nullptr,
+                                           nullptr, nullptr, nullptr, y, x, nullptr); }),
+          kernel + " conv x2 without alpha2");
+    check(rejects([&] { bk::binary_gemm(x, alpha, gemm, 1, beta, nullptr, nullptr, nullptr,
+                                        nullptr, nullptr, y, nullptr, alpha); }),
+          kernel + " gemm alpha2 without x2");
+    check(!rejects([&] { bk::binary_gemm(x, alpha, gemm, 1, beta, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, y, x, alpha); }),
+          kernel + " gemm two bases");
     const uint64_t pad[1] = {uint64_t{1} << 40};
     check(rejects([&] { bk::PreparedWeights(pad, 1, 1, 40); }), kernel + " pad bits");
     check(rejects([&] { bk::PreparedWeights(pad, 1, 1, 0); }), kernel + " cin 0");
@@ -287,6 +369,7 @@ int main() {
         bk::set_num_threads(threads);
         for (const auto& k : bk::available_kernels()) {
             pack_cases(k, rng);
+            pack2_cases(k, rng);
             conv_cases(k, rng);
             gemm_cases(k, rng);
             float_cases(k, rng);
