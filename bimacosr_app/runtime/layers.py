@@ -170,8 +170,9 @@ class BinaryLayer:
         halves itself.
 
         ``norm`` = (LayerNorm, silu): the layer's input is that norm of x (then SiLU). With a
-        branch (and stride 1), ``norm_branch`` normalizes, packs and runs the branch in one pass
-        over x, bit-identical to the three calls, and the normalized map is never written.
+        branch, stride 1 and one activation base, ``norm_branch`` normalizes, packs and runs the
+        branch in one pass over x, bit-identical to the three calls, and the normalized map is
+        never written.
         """
         k, s = kernels(), self.stride
         if upsample and (self.kernel_size, s, residual) != (3, 1, None):
