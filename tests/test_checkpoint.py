@@ -211,7 +211,7 @@ def test_two_activation_bases_round_trip(tmp_path):
 
     model.get_submodule("up.1.0.res.conv2").act_bases = 2
     out = tmp_path / "x.safetensors"
-    with pytest.raises(ValueError, match="up.1.0.res.conv2 has 2 activation bases"):
+    with pytest.raises(ValueError, match=r"up\.1\.0\.res\.conv2 has 2 activation bases"):
         export_packed(model, DIFFUSION, out, PROVENANCE)
     assert not out.exists()
 

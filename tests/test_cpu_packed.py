@@ -393,7 +393,7 @@ CHECKPOINTS = ("shipped", "shortcut-parent", "two-bases")
 
 @pytest.fixture(scope="module")
 def checkpoints(shipped, parent, two_bases):
-    return dict(zip(CHECKPOINTS, (shipped, parent, two_bases)))
+    return dict(zip(CHECKPOINTS, (shipped, parent, two_bases), strict=True))
 
 
 class Case:

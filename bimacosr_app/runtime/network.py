@@ -31,8 +31,14 @@ import numpy as np
 
 from ..checkpoint.load import PackedCheckpoint
 from ..model.config import LATENT_CHANNELS
-from ..model.layout import (DenoiserLayout, LayerSpec, ResBlockSpec, SwinSpec, resolution_level,
-                            shortcut_matrix)
+from ..model.layout import (
+    DenoiserLayout,
+    LayerSpec,
+    ResBlockSpec,
+    SwinSpec,
+    resolution_level,
+    shortcut_matrix,
+)
 from .layers import BinaryLayer, FullPrecisionConv, LayerNorm, kernels
 from .noise import position_noise
 
