@@ -34,7 +34,9 @@ def main(argv=None) -> int:
     p.add_argument("runs", nargs="+", metavar="LABEL=LOG")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    rows = -(-(len(args.runs) + 1) // 4)  # one legend below both panels, 4 entries a row
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4 + 0.25 * rows), dpi=110,
+                                          layout="constrained")
     bicubic = None
     for item in args.runs:
         label, _, log = item.rpartition("=")
@@ -45,15 +47,16 @@ def main(argv=None) -> int:
                         color=line.get_color(), label=label)
             bicubic = val[-1]["bicubic_psnr_y"]
     if bicubic is not None:
-        ax_val.axhline(bicubic, color="grey", linestyle="--", label="bicubic")
+        ax_loss.plot([], [], color="grey", linestyle="--", label="bicubic (validation)")
+        ax_val.axhline(bicubic, color="grey", linestyle="--")
     ax_loss.set(xlabel="step", ylabel="training loss (each run's own: MSE or L1, latent)",
                 yscale="log", title="loss")
     ax_val.set(xlabel="step", ylabel="PSNR-Y (dB)",
                title="validation (13 val photos, bicubic track, 256² centre crops)")
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(*ax_loss.get_legend_handles_labels(), loc="outside lower center", ncol=4,
+               fontsize=8)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
     print(f"wrote {args.out}")

@@ -290,6 +290,20 @@ def test_model_cost_counts_activation_thresholds_as_parameters_only():
     assert shifted.params_effective - plain.params_effective == thresholds
     assert (shifted.macs, shifted.ops_effective) == (plain.macs, plain.ops_effective)
 
+def test_model_cost_counts_a_second_activation_base_as_binary_operations():
+    """Two activation bases run the layer's binary products twice: its binary MACs double
+    (1/64 each, effective), its parameters and full-precision branches stay."""
+    conv = nn.Conv2d(6, 8, 3, padding=1)
+    one = BinaryConv2d.from_conv(conv, rank=2)
+    two = copy.deepcopy(one)
+    two.act_bases = 2
+    plain, doubled = model_cost(one, 4, 4), model_cost(two, 4, 4)
+    binary_macs = 6 * 8 * 9 * 16
+    assert (doubled.params, doubled.params_effective) == (plain.params, plain.params_effective)
+    assert doubled.macs - plain.macs == binary_macs
+    assert doubled.ops_effective - plain.ops_effective == binary_macs / 64
+
+
 def test_binarized_default_model_is_cheaper_by_paper_rule():
     fp = model_cost(Denoiser(), 64, 64)
     binary = model_cost(binarize(copy.deepcopy(Denoiser())), 64, 64)

@@ -8,7 +8,8 @@ are not counted, as in the paper. SMB counts its n values (positions are fixed i
 optional full-precision shortcut has no parameters and counts one operation per nonzero of
 its fixed operator, max(Cin, Cout) per output pixel/token. Activation thresholds
 (``act_shift``, Cin per layer) are full-precision parameters; subtracting them is part of the
-activation and counts no operation.
+activation and counts no operation. A convolution with two activation bases (``act_bases``
+2) does its binary multiply-accumulates twice, once per base, with the same weights.
 
 The time path is a constant of the one-step model and is folded at export (DESIGN.md 2.4):
 with ``fold_time=True`` (default) ``time_embed`` counts nothing and each ``film`` counts
@@ -82,8 +83,9 @@ def model_cost(model: nn.Module, lr_height: int, lr_width: int, fold_time: bool 
             fp_params = (_numel(module.bias) + 3 * module.out_channels + _branch_size(module)
                          + _numel(module.act_shift))
             branch_macs = _branch_macs(module) * pixels
-            add(w + fp_params, w / 32 + fp_params, w * pixels + branch_macs,
-                w * pixels / 64 + branch_macs)
+            binary_macs = w * pixels * module.act_bases
+            add(w + fp_params, w / 32 + fp_params, binary_macs + branch_macs,
+                binary_macs / 64 + branch_macs)
         else:
             p = module.weight.numel() + _numel(module.bias)
             macs = module.weight.numel() * pixels  # Cout * Cin/groups * kh * kw per pixel

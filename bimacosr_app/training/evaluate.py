@@ -60,7 +60,7 @@ def load_upscaler(checkpoint: Path, device: torch.device, backend: str = "refere
             return ((from_latent(x0) + 1) * 0.5).clamp(0, 1).cpu()
 
         return run, (f"{cfg.stage} run {checkpoint}, {weights} weights "
-                     f"({'T' if steps is None else 1} steps)")
+                     f"({'T steps' if steps is None else 'one step'})")
 
     from ..engine import select_backend  # the packed format lives with the engine
 
