@@ -346,24 +346,25 @@ class Trainer:
         next(probe)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.time()
+        start = time.perf_counter()
         for _ in range(batches):
             next(probe)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        return batches / (time.time() - start)
+        return batches / (time.perf_counter() - start)
 
     def _shared_elapsed(self, start: float) -> float:
         """Seconds since ``start`` as rank 0 sees them, so that every rank takes the same
         learning rate and stops at the same step."""
-        elapsed = torch.tensor([time.time() - start], dtype=torch.float64, device=self.device)
+        elapsed = torch.tensor([time.monotonic() - start], dtype=torch.float64,
+                               device=self.device)
         if self.world > 1:
             dist.broadcast(elapsed, src=0)
         return float(elapsed)
 
     def train(self):
         cfg = self.cfg
-        start = time.time()
+        start = time.monotonic()  # the budget's clock; log records also carry the wall time
         losses = []
         stop_reason = "steps"
         self.model.train()
@@ -409,7 +410,7 @@ class Trainer:
                 losses.clear()
                 self._log({"step": self.step, "loss": mean, "lr": lr,
                            "grad_norm": float(grad_norm),
-                           "elapsed_s": round(time.time() - start, 1)})
+                           "elapsed_s": round(time.monotonic() - start, 1)})
             if self.step % cfg.val_every == 0:
                 self.validate()
             if self.step % cfg.save_every == 0:
@@ -417,7 +418,7 @@ class Trainer:
         self.save()
         self.validate()
         self._log({"event": "stop", "reason": stop_reason, "step": self.step,
-                   "elapsed_s": round(time.time() - start, 1)})
+                   "elapsed_s": round(time.monotonic() - start, 1)})
         if self.world > 1:
             dist.barrier()
             dist.destroy_process_group()
