@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         line, = ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label=label)
         if val:
             ax_val.plot([r["step"] for r in val], [r["psnr_y"] for r in val], "o-",
-                        color=line.get_color(), label=label)
+                        color=line.get_color())
             bicubic = val[-1]["bicubic_psnr_y"]
     if bicubic is not None:
         ax_loss.plot([], [], color="grey", linestyle="--", label="bicubic (validation)")

@@ -212,11 +212,13 @@ def test_two_base_layer_parity(kernel, kind, cin, shift):
         assert np.abs(y - (ref_one_base.numpy() + res)).max() > 100 * err
 
 
-def test_runtime_layer_bases_checked():
-    layer = make_layer("linear", 8, 8, True, seed=0)
-    with pytest.raises(ValueError, match="activation bases"):
-        BinaryLayer(LayerSpec("layer", 8, 8, 0, 1), _binary_layer_tensors("layer", layer),
-                    False, 2)
+@pytest.mark.parametrize("kind, bases", [("linear", 2), ("conv3x3", 3), ("conv3x3", 0)])
+def test_runtime_layer_bases_checked(kind, bases):
+    layer = make_layer(kind, 8, 8, True, seed=0)
+    k = 0 if kind == "linear" else 3
+    with pytest.raises(ValueError, match=f"activation bases, a linear 1 \\(got {bases} for a "):
+        BinaryLayer(LayerSpec("layer", 8, 8, k, 1), _binary_layer_tensors("layer", layer),
+                    False, bases)
 
 
 @pytest.mark.parametrize("bases", [1, 2])
@@ -547,8 +549,7 @@ def test_network_gives_two_bases_to_the_lr_resolution_convs(two_bases):
     assert two == {layer.spec.name for layer in layers
                    if not layer.spec.linear and resolution_level(layer.spec.name, deepest) == 0}
     assert {"up.0.1.res.conv2", "fuse.0", "upsample.0.conv", "down.0.0.res.conv1"} <= two
-    assert len(two) == 10 and all(layer.bases == 1 for layer in layers
-                                  if layer.spec.name not in two)
+    assert len(two) == 10
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ At load, every binarized layer is turned into a frozen dense layer (DESIGN.md 4)
   exactly what the 1-bit layer multiplies by;
 * activations are still binarized per pixel (``alpha_p * sign(x - s)``, sign(0) = +1, s the
   layer's activation threshold or 0), so the layer computes the same function as the CPU
-  kernels;
+  kernels; a conv with two activation bases adds the second base (the sign of the first's
+  residual, scaled by its mean magnitude) before its one dense convolution;
 * SMB + LRMB are folded into one dense 1x1 conv (Cout x Cin) on the full-precision input.
 
 The network then runs in fp16, channels_last, on cuDNN. fp16 rounding makes its output differ

@@ -53,12 +53,12 @@ def binarize(
     ``gain`` a trainable factor on beta (one until calibrated). ``lr_act_bases`` (1 or 2) is
     the number of activation bases of the 1-bit convolutions whose output is at LR resolution
     (level 0). ``exact_shortcut`` changes only the conversion of a plain parent's convolutions
-    given a shortcut: their 1x1 branches take
-    the shortcut's negation whole (``BinaryConv2d.decompose``'s ``centre``), so the converted
-    layer is exact up to binarization with the shortcut cancelled until training moves those
-    SMB values; without it they take a k*k-th of it and the 1-bit weight keeps the rest, which
-    sign() cannot (each convolution then computes about ``W + 0.86 I``; docs/TRAINING.md,
-    "Where binarization hurts"); it changes initial values only and is not recorded. The
+    given a shortcut: their 1x1 branches take the shortcut's negation whole
+    (``BinaryConv2d.decompose``'s ``centre``), so the converted layer is exact up to
+    binarization with the shortcut cancelled until training moves those SMB values; without
+    it they take a k*k-th of it and the 1-bit weight keeps the rest, which sign() cannot
+    (each convolution then computes about ``W + 0.86 I``; docs/TRAINING.md, "Where
+    binarization hurts"); it changes initial values only and is not recorded. The
     other options are recorded in ``model.binarization`` (``shortcut``, ``act_shift`` and
     ``gain`` only when on, ``lr_act_bases`` only when 2). Returns ``model``.
     """

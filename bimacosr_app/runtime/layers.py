@@ -19,7 +19,11 @@ Layout rules (kernels/README.md, DESIGN.md 3):
   call) is a fresh array that the binary kernel takes as its epilogue's ``add`` and ``out``:
   it works in place, so a layer allocates one output. Where the layer's input is a
   LayerNorm of a map (ResBlock convs, attention qkv, MLP fc1) the kernels normalize, pack and
-  run the branch in one pass (``norm_branch``): the normalized map is never written.
+  run the branch in one pass (``norm_branch``): the normalized map is never written (except
+  for a conv with two activation bases, stride 2 or no branch, which normalizes first).
+* With two activation bases (level-0 convs of a ``lr_act_bases`` 2 file) the layer packs a
+  second base from the first's residual (``pack_activations(..., bases=2)``) and the binary
+  kernel sums both products with the same weights.
 
 No NumPy BLAS call (``@``, ``np.dot``, ``np.matmul``) runs here or in the network: numpy's
 OpenBLAS threads spin for a while after every call and take the cores the kernels need
@@ -99,7 +103,9 @@ class BinaryLayer:
     def __init__(self, spec: LayerSpec, tensors: dict[str, np.ndarray], shortcut: bool,
                  bases: int = 1):
         if bases not in (1, 2) or (bases == 2 and spec.linear):
-            raise ValueError(f"{spec.name}: a conv has 1 or 2 activation bases, a linear 1")
+            kind = "linear" if spec.linear else "conv"
+            raise ValueError(f"{spec.name}: a conv has 1 or 2 activation bases, a linear 1 "
+                             f"(got {bases} for a {kind})")
         p, self.spec, self.bases = spec.name, spec, bases
         self.cin, self.cout = spec.cin, spec.cout
         self.kernel_size = 1 if spec.linear else spec.kernel

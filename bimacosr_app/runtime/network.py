@@ -12,7 +12,8 @@ Every map is NHWC float32 (runtime/layers.py has the layout rules). Differences 
 modules, each computing the same function:
 
 * Every LayerNorm that feeds a binarized layer (the ResBlocks' with their SiLU, the Swin
-  blocks' before qkv and fc1) runs inside that layer's ``norm_branch`` pass; ResBlocks hand
+  blocks' before qkv and fc1) runs inside that layer's ``norm_branch`` pass (a conv with two
+  activation bases, stride 2 or no branch normalizes first); ResBlocks hand
   their skip (or a residual unit's stream) to conv2's epilogue.
 * Swin blocks compute q, k, v, the projection and the MLP per pixel of the unshifted map (all
   per-token, so they commute with the roll and the windows); only ``window_attention`` visits

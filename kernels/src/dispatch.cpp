@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "api.h"
@@ -517,10 +518,21 @@ void set_num_threads(int n) {
 
 int get_num_threads() { return g_threads.load(); }
 
+namespace {
+// x alone holds all C channels (C1 == C); with x2, x holds the first C1 <= C, whole words.
+void check_channel_split(const char* fn, const float* x2, int64_t C1, int64_t C) {
+    if (x2 ? C1 % 64 != 0 || C1 > C : C1 != C)
+        throw std::invalid_argument(
+            std::string(fn) + ": " +
+            (x2 ? "with x2, x's channels must be a multiple of 64 and at most the total"
+                : "without x2, x must hold all channels") +
+            " (x: " + std::to_string(C1) + ", total: " + std::to_string(C) + ")");
+}
+}  // namespace
+
 void pack_activations(const float* x, const float* x2, int64_t P, int64_t C1, int64_t C,
                       const float* shift, uint64_t* bits, float* alpha) {
-    if (x2 ? C1 % 64 != 0 || C1 > C : C1 != C)
-        throw std::invalid_argument("pack_activations: C1 == C, or C1 % 64 == 0 with x2");
+    check_channel_split("pack_activations", x2, C1, C);
     const KernelImpl& k = *current();
     PackArgs a{x, x2, shift, bits, alpha, P, C, C1, ceil_div(C, 64)};
     parallel_ranges(P, static_cast<double>(C), 1 << 16,
@@ -530,8 +542,7 @@ void pack_activations(const float* x, const float* x2, int64_t P, int64_t C1, in
 void pack_second_base(const float* x, const float* x2, int64_t P, int64_t C1, int64_t C,
                       const float* shift, const uint64_t* bits, const float* alpha,
                       uint64_t* bits2, float* alpha2) {
-    if (x2 ? C1 % 64 != 0 || C1 > C : C1 != C)
-        throw std::invalid_argument("pack_second_base: C1 == C, or C1 % 64 == 0 with x2");
+    check_channel_split("pack_second_base", x2, C1, C);
     SecondBaseArgs a{x, x2, shift, bits, alpha, bits2, alpha2, P, C, C1, ceil_div(C, 64)};
     parallel_ranges(P, static_cast<double>(C), 1 << 16,
                     [&](int64_t begin, int64_t end) { pack_second_base_rows(a, begin, end); });
