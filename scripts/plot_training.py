@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     rows = -(-(len(args.runs) + 1) // 4)  # one legend below both panels, 4 entries a row
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4 + 0.25 * rows), dpi=110,
                                           layout="constrained")
+    if len(args.runs) > 10:  # past the default cycle's ten colours
+        ax_loss.set_prop_cycle(color=plt.cm.tab20.colors)
     bicubic = None
     for item in args.runs:
         label, _, log = item.rpartition("=")
