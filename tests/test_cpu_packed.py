@@ -215,10 +215,9 @@ def test_two_base_layer_parity(kernel, kind, cin, shift):
 @pytest.mark.parametrize("kind, bases", [("linear", 2), ("conv3x3", 3), ("conv3x3", 0)])
 def test_runtime_layer_bases_checked(kind, bases):
     layer = make_layer(kind, 8, 8, True, seed=0)
-    k = 0 if kind == "linear" else 3
+    layer.act_bases = bases  # what runtime_layer hands the runtime
     with pytest.raises(ValueError, match=f"activation bases, a linear 1 \\(got {bases} for a "):
-        BinaryLayer(LayerSpec("layer", 8, 8, k, 1), _binary_layer_tensors("layer", layer),
-                    False, bases)
+        runtime_layer(layer, kind)
 
 
 @pytest.mark.parametrize("bases", [1, 2])

@@ -290,6 +290,7 @@ def test_model_cost_counts_activation_thresholds_as_parameters_only():
     assert shifted.params_effective - plain.params_effective == thresholds
     assert (shifted.macs, shifted.ops_effective) == (plain.macs, plain.ops_effective)
 
+
 def test_model_cost_counts_a_second_activation_base_as_binary_operations():
     """Two activation bases run the layer's binary products twice: its binary MACs double
     (1/64 each, effective), its parameters and full-precision branches stay."""

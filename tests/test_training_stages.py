@@ -394,7 +394,7 @@ def test_a_budget_run_anneals_over_the_time_after_its_first_step(tmp_path, data_
         return 1e-3 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, fraction))))
 
     for n in checked:
-        fraction = (3.0 + (n - 1) * 0.05 - 3.0) / (budget_s - 3.0)
+        fraction = (n - 1) * 0.05 / (budget_s - 3.0)  # time since the first step / time left
         assert steps[n + 1]["lr"] == pytest.approx(cosine(fraction), rel=1e-6, abs=1e-12), n
 
 

@@ -39,9 +39,9 @@ void pack_activations(const float* x, const float* x2, int64_t P, int64_t C1, in
 // (x, x2, P, C1, C, shift as for pack_activations) from base 1's bits[P, ceil(C/64)] and
 // alpha[P] (as pack_activations wrote them): with d the packed value, r = d + alpha where
 // base 1's bit is 1, else d - alpha (float32), packed into bits2[P, ceil(C/64)] (1 = r < 0) and
-// alpha2[P] = mean |r| (summed in double, four interleaved partial sums). One generic implementation for
-// every kernel; bits2 depends on the alpha given, so it is bit-identical across kernels for
-// the same base 1. Throws std::invalid_argument on the conditions of pack_activations.
+// alpha2[P] = mean |r| (summed in double, four interleaved partial sums). One generic
+// implementation for every kernel; bits2 depends on the alpha given, so it is bit-identical
+// across kernels for the same base 1. Throws std::invalid_argument on the conditions of pack_activations.
 void pack_second_base(const float* x, const float* x2, int64_t P, int64_t C1, int64_t C,
                       const float* shift, const uint64_t* bits, const float* alpha,
                       uint64_t* bits2, float* alpha2);
