@@ -2,8 +2,9 @@
 denoiser by batch size and memory format, and the binarize stage's step (the frozen FP
 parent's target, then the 1-bit student's forward, backward and AdamW) in two recipes:
 
-* ``1-bit, shipped``: the shipped model's recipe, before shortcuts (``configs/
-  binarize_shift.json``: thresholds, RPReLU slope 1, kappa 2, NCHW, eager);
+* ``1-bit, shipped``: the recipe shipped before shortcuts (``be4db9c2…``, ``configs/
+  binarize_shift.json``: thresholds, RPReLU slope 1, kappa 2, NCHW, eager), the baseline of
+  the training-speed target;
 * ``1-bit, shortcuts``: the recipe to train (``configs/binarize_parent.json``: a plain parent
   binarized with a full-precision shortcut around every layer, thresholds, gain, kappa 0),
   eager, under ``torch.compile`` and with each 1-bit layer compiled (``compile: "layers"``,

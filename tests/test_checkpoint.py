@@ -526,10 +526,11 @@ def test_export_refuses_metadata_the_reader_refuses(tmp_path):
 # committed), not a git-ignored training run: its deploy form (to_model(): time path folded,
 # latent weights the packed signs, gain beta) exported again. Its values are those a packed file
 # holds already, so the export gives the shipped file's tensors bit for bit (the hash of its
-# tensors) and (1) and (2) hold exactly (measured: 0 in all 137 layers; bound 0). What it adds to
+# tensors) and (1) and (2) hold exactly (measured: 0 in every layer; bound 0). What it adds to
 # the tiny models is the real architecture at full size with trained values: up to 160 input
-# channels (sign rows of three 64-bit words, the last one padded), attention, SMB, LRMB and
-# activation thresholds. (Folding a trained time path is left to the tiny cases.)
+# channels (sign rows of three 64-bit words, the last one padded), attention, SMB, LRMB,
+# activation thresholds and the fixed shortcut, with its own schedule (kappa 0). (Folding a
+# trained time path is left to the tiny cases.)
 #
 # End to end the binarized network is chaotic: one activation at ~1e-8 flipping sign through
 # such a rounding can change every pixel downstream. Measured, first trained model vs
@@ -562,7 +563,8 @@ def _stored_precision(model: Denoiser) -> Denoiser:
     return folded
 
 
-def _layer_errors(reference: Denoiser, deploy: Denoiser, lr01: torch.Tensor) -> dict:
+def _layer_errors(reference: Denoiser, deploy: Denoiser, diffusion: DiffusionConfig,
+                  lr01: torch.Tensor) -> dict:
     """Max relative error (vs the layer's max |output|) of every parameterised leaf layer of
     ``deploy`` fed the inputs its counterpart in ``reference`` saw during one upscale."""
     # Leaves only: a layer holding binarized sublayers (attention) is itself chaotic.
@@ -578,7 +580,7 @@ def _layer_errors(reference: Denoiser, deploy: Denoiser, lr01: torch.Tensor) -> 
         if isinstance(module, kinds):
             hooks.append(module.register_forward_hook(record(name)))
     with torch.no_grad():
-        upscale_tile(reference, ResShiftSchedule(DIFFUSION), lr01, seed=7)
+        upscale_tile(reference, ResShiftSchedule(diffusion), lr01, seed=7)
         for h in hooks:
             h.remove()
         return {name: ((deploy.get_submodule(name)(*args) - out).abs().max()
@@ -588,18 +590,20 @@ def _layer_errors(reference: Denoiser, deploy: Denoiser, lr01: torch.Tensor) -> 
 
 @pytest.fixture(scope="module")
 def exported(tiny, tmp_path_factory):
-    """``get(which) -> (training-form model, load(export(model)).to_model())``, built once per
-    model."""
+    """``get(which) -> (training-form model, load(export(model)).to_model(), its diffusion
+    config)``, built once per model."""
     cache = {}
 
     def get(which):
         if which not in cache:
+            diffusion = DIFFUSION
             if which == "shipped":
                 ckpt = load_packed(SHIPPED)
-                assert ckpt.diffusion == DIFFUSION
+                diffusion = ckpt.diffusion  # its own kappa; folded at t = steps - 1
+                assert ckpt.time_folded_at == diffusion.steps - 1 == DIFFUSION.steps - 1
                 model = ckpt.to_model()
                 path = tmp_path_factory.mktemp("shipped") / "model.safetensors"
-                export_packed(model, DIFFUSION, path, PROVENANCE)
+                export_packed(model, diffusion, path, PROVENANCE)
                 # file -> deploy model -> file gives the same tensors, bit for bit (the
                 # content hash of the tensors; the file's also covers its provenance)
                 assert content_sha256(load_packed(path).tensors, None) == content_sha256(
@@ -632,7 +636,7 @@ def exported(tiny, tmp_path_factory):
                     (layer.weight.abs().mean(dim=(1, 2, 3)) * layer.gain).detach().numpy())
             else:
                 model, path, _ = tiny
-            cache[which] = model, load_packed(path).to_model()
+            cache[which] = model, load_packed(path).to_model(), diffusion
         return cache[which]
     return get
 
@@ -641,9 +645,9 @@ def exported(tiny, tmp_path_factory):
                                    "tiny with activation thresholds",
                                    "tiny shortcut parent with gains", "shipped"])
 def test_deploy_model_is_exactly_the_stored_precision_network(which, exported):
-    model, deploy = exported(which)
+    model, deploy, diffusion = exported(which)
     reference, lr01 = _stored_precision(model), photo_crop()
-    schedule = ResShiftSchedule(DIFFUSION)
+    schedule = ResShiftSchedule(diffusion)
     with torch.no_grad():
         assert torch.equal(upscale_tile(deploy, schedule, lr01, seed=1),
                            upscale_tile(reference, schedule, lr01, seed=1))
@@ -655,8 +659,8 @@ def test_deploy_model_is_exactly_the_stored_precision_network(which, exported):
                                           ("tiny shortcut parent with gains", 2e-3),
                                           ("shipped", 0.0)])
 def test_each_layer_differs_by_float16_storage_only(which, bound, exported):
-    model, deploy = exported(which)
-    errors = _layer_errors(_folded(model), deploy, photo_crop())
+    model, deploy, diffusion = exported(which)
+    errors = _layer_errors(_folded(model), deploy, diffusion, photo_crop())
     assert len(errors) > 20
     worst = max(errors, key=errors.get)
     assert errors[worst] <= bound, (worst, errors[worst])

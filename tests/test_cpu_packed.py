@@ -12,12 +12,14 @@ float16-stored values rounded first) on the same float32 input. The kernels sum 
 popcounts weighted by alpha, beta in float32; the branch runs as float32 ``up @ (down @ x)``
 plus the sparse entries: measured error <= 3e-6 of max |y|; bound ``LAYER_RTOL = 1e-5``.
 
-Whole network, both architectures the format allows: the shipped checkpoint
-(resources/models/bimacosr-x4.safetensors, no shortcuts, activation thresholds, kappa = 2) and
-a random 1-bit model of a shortcut parent (``ModelConfig(shortcuts=True)``: residual-unit
-ResBlocks, layer shortcuts in every other layer's branch, thresholds, gains; kappa = 0, no
-noise) exported by ``checkpoint.export``, on real photo crops (LR 48x40 and 37x53, so the input
-is padded):
+Whole network, every layout the format allows: the shipped checkpoint
+(resources/models/bimacosr-x4.safetensors: the plain parent's student, a shortcut around every
+1-bit layer, activation thresholds, gains; kappa = 0, no noise) and random 1-bit models exported
+by ``checkpoint.export`` of a shortcut parent (``ModelConfig(shortcuts=True)``: residual-unit
+ResBlocks, layer shortcuts in every other layer's branch, thresholds, gains; kappa = 0), of the
+layout shipped before (no shortcut, activation thresholds, kappa = 2: position noise) and of a
+student with two activation bases, on real photo crops (LR 48x40 and 37x53, so the input is
+padded):
 
 * Teacher-forced: every runtime layer receives the input its torch counterpart received
   (captured by forward hooks; the attention linears' windowed tokens put back on the map); all
@@ -352,6 +354,20 @@ def shortcut_parent_checkpoint(path):
     return load_packed(path)
 
 
+def no_shortcut_checkpoint(path):
+    """A random 1-bit model of the layout shipped before the parent's student (``be4db9c2…``,
+    ``binarize_shift.json``): no shortcut, activation thresholds of calibrated size, kappa = 2
+    (the input noise drawn from the tile position)."""
+    torch.manual_seed(2)
+    model = binarize(Denoiser(ModelConfig()), act_shift=True)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (BinaryConv2d, BinaryLinear)):
+                m.act_shift.normal_(0.0, 0.3)
+    export_packed(model, DiffusionConfig(steps=4, kappa=2.0), path, {"test": "no shortcut"})
+    return load_packed(path)
+
+
 def two_base_checkpoint(path):
     """A random 1-bit student of the plain parent as ``binarize_parent_bases.json`` makes one:
     a shortcut around every 1-bit layer (the exact start), thresholds and gains of calibrated
@@ -383,18 +399,25 @@ def parent(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def no_shortcut(tmp_path_factory):
+    checkpoint = no_shortcut_checkpoint(tmp_path_factory.mktemp("plain") / "n.safetensors")
+    assert not checkpoint.binarization.get("shortcut") and checkpoint.diffusion.kappa > 0
+    return checkpoint
+
+
+@pytest.fixture(scope="module")
 def two_bases(tmp_path_factory):
     checkpoint = two_base_checkpoint(tmp_path_factory.mktemp("bases") / "b.safetensors")
     assert checkpoint.binarization["lr_act_bases"] == 2
     return checkpoint
 
 
-CHECKPOINTS = ("shipped", "shortcut-parent", "two-bases")
+CHECKPOINTS = ("shipped", "shortcut-parent", "no-shortcut", "two-bases")
 
 
 @pytest.fixture(scope="module")
-def checkpoints(shipped, parent, two_bases):
-    return dict(zip(CHECKPOINTS, (shipped, parent, two_bases), strict=True))
+def checkpoints(shipped, parent, no_shortcut, two_bases):
+    return dict(zip(CHECKPOINTS, (shipped, parent, no_shortcut, two_bases), strict=True))
 
 
 class Case:
@@ -505,15 +528,19 @@ def case(request, checkpoints):
     return Case(checkpoints[request.param])
 
 
-def test_network_holds_every_binarized_layer_with_its_shortcut(shipped, parent):
+def test_network_holds_every_binarized_layer_with_its_shortcut(shipped, parent, no_shortcut):
     """Every binarized layer once; the fixed shortcut in the sparse part of a layer's branch
-    exactly where the format puts it (a shortcut parent: every layer but the ResBlock convs)."""
-    for checkpoint in (shipped, parent):
+    exactly where the format puts it: the shipped student of the plain parent, every layer; a
+    shortcut parent, every layer but the ResBlock convs; a model without, none."""
+    residual_units = ("res.conv1", "res.conv2")
+    for checkpoint, has_shortcut in ((shipped, lambda name: True),
+                                     (parent, lambda name: not name.endswith(residual_units)),
+                                     (no_shortcut, lambda name: False)):
         found = layers_of(PackedNetwork(checkpoint))
         assert sorted(layer.spec.name for layer in found) == checkpoint.binary_layers
         for layer in found:
             name, t = layer.spec.name, checkpoint.tensors
-            has = checkpoint is parent and not name.endswith(("res.conv1", "res.conv2"))
+            has = has_shortcut(name)
             entries = len(t.get(f"{name}.smb.index", ())) + (
                 np.count_nonzero(shortcut_matrix(layer.cout, layer.cin)) if has else 0)
             assert len(layer.branch[3]) == entries, name
@@ -578,7 +605,7 @@ def reference_runs(checkpoints):
 FLOOR_CASES = [(k, which, photo) for k in KERNELS for which in CHECKPOINTS
                for photo in SHIPPED_PHOTOS
                if (k != "reference" or (which, photo) == ("shipped", SHIPPED_PHOTOS[1]))
-               and (which != "two-bases" or photo == SHIPPED_PHOTOS[0])]
+               and (which not in ("two-bases", "no-shortcut") or photo == SHIPPED_PHOTOS[0])]
 
 
 @pytest.mark.parametrize("scale", [4, 2])
