@@ -26,7 +26,7 @@ from bimacosr_app.model import (
     resolution_level,
 )
 from bimacosr_app.training import binarize as binarize_stage
-from bimacosr_app.training import onestep, stages, teacher
+from bimacosr_app.training import grow, onestep, stages, teacher
 from bimacosr_app.training import trainer as trainer_module
 from bimacosr_app.training.data import DegradationConfig, PhotoSet, default_data_dir, list_photos
 from bimacosr_app.training.evaluate import evaluate_pairs, load_upscaler
@@ -154,6 +154,46 @@ def test_parent_chain_regresses_resumes_from_its_ema_and_binarizes_with_gains(tm
     with pytest.raises(SystemExit, match="differs from the target run"):  # a noisy schedule
         _run(binarize_stage.main, tmp_path, data_dirs, "mismatch", target_run=str(parent),
              model=shortcut_model)
+
+
+def test_grown_lrmb_computes_the_same_network_and_resumes_at_its_step(tmp_path, data_dirs):
+    no_noise = {"steps": 4, "power": 0.3, "kappa": 0.0, "sqrt_eta_start": 0.02,
+                "sqrt_eta_end": 0.99}
+    parent = _run(onestep.main, tmp_path, data_dirs, "parent", diffusion=no_noise, loss="l1")
+    recipe = {"smb": True, "lrmb": True, "svd_init": True, "rprelu_slope": 1.0,
+              "act_shift": True, "gain": True, "shortcut": True}
+    student = _run(binarize_stage.main, tmp_path, data_dirs, "student", target_run=str(parent),
+                   diffusion=no_noise, binarize={**recipe, "rank": 2})
+    grown_dir = tmp_path / "grown"
+    grow.main(["--run", str(student), "--rank", "4", "--out", str(grown_dir)])
+
+    before, _ = load_weights(student, "ema")
+    after, config = load_weights(grown_dir, "ema")
+    assert config["binarize"]["rank"] == 4
+    for key in (k for k in before if k.endswith(".lrmb_down")):
+        up_key = key.replace("lrmb_down", "lrmb_up")
+        r, cin = before[key].shape
+        assert r == 2 and after[key].shape == (4, cin)  # every tiny layer has >= 8 channels
+        assert torch.equal(after[key][:2], before[key]) and after[key][2:].abs().sum() > 0
+        assert torch.equal(after[up_key][:, :2], before[up_key])
+        assert not after[up_key][:, 2:].any()
+    old_model, _ = load_run_model(student, "cpu")
+    new_model, _ = load_run_model(grown_dir, "cpu")
+    x, lr, t = torch.randn(1, 48, 64, 64), torch.rand(1, 3, 64, 64) * 2 - 1, 3
+    with torch.no_grad():
+        assert torch.equal(new_model(x, lr, t), old_model(x, lr, t))  # the same function
+
+    # the binarize stage resumes the grown run at its step, at the new rank, and trains the
+    # new columns
+    _run(binarize_stage.main, tmp_path, data_dirs, "grown", target_run=str(parent),
+         diffusion=no_noise, binarize={**recipe, "rank": 4}, steps=3)
+    assert [r["step"] for r in _log(grown_dir) if r.get("event") == "start"] == [0, 2]
+    trained, _ = load_weights(grown_dir, "model")
+    assert any(v[:, 2:].any() for k, v in trained.items() if k.endswith(".lrmb_up"))
+    with pytest.raises(SystemExit, match="already holds a run"):
+        grow.main(["--run", str(student), "--rank", "4", "--out", str(grown_dir)])
+    with pytest.raises(SystemExit, match="has rank 4 already"):
+        grow.main(["--run", str(grown_dir), "--rank", "4", "--out", str(tmp_path / "again")])
 
 
 def test_psnr_matches_hand_computation():
