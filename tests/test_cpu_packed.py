@@ -340,47 +340,20 @@ def photo_crops() -> list[torch.Tensor]:
     return crops
 
 
-def shortcut_parent_checkpoint(path):
-    """A random 1-bit model of a shortcut parent, written by the training-side export:
-    residual-unit ResBlocks, layer shortcuts, thresholds and gains of calibrated size."""
-    torch.manual_seed(0)
-    model = binarize(Denoiser(ModelConfig(shortcuts=True)), act_shift=True, gain=True)
+def random_checkpoint(path, seed: int, config: ModelConfig, kappa: float, **options):
+    """A random 1-bit model, ``binarize(Denoiser(config), **options)`` with its thresholds
+    and gains (where it has them) of calibrated size, written by the training-side export
+    with the schedule's ``kappa`` and read back."""
+    torch.manual_seed(seed)
+    model = binarize(Denoiser(config), **options)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, (BinaryConv2d, BinaryLinear)):
-                m.gain.uniform_(0.5, 1.5)
-                m.act_shift.normal_(0.0, 0.3)
-    export_packed(model, DiffusionConfig(steps=4, kappa=0.0), path, {"test": "shortcut parent"})
-    return load_packed(path)
-
-
-def no_shortcut_checkpoint(path):
-    """A random 1-bit model of the layout shipped before the parent's student (``be4db9c2…``,
-    ``binarize_shift.json``): no shortcut, activation thresholds of calibrated size, kappa = 2
-    (the input noise drawn from the tile position)."""
-    torch.manual_seed(2)
-    model = binarize(Denoiser(ModelConfig()), act_shift=True)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (BinaryConv2d, BinaryLinear)):
-                m.act_shift.normal_(0.0, 0.3)
-    export_packed(model, DiffusionConfig(steps=4, kappa=2.0), path, {"test": "no shortcut"})
-    return load_packed(path)
-
-
-def two_base_checkpoint(path):
-    """A random 1-bit student of the plain parent as ``binarize_parent_bases.json`` makes one:
-    a shortcut around every 1-bit layer (the exact start), thresholds and gains of calibrated
-    size, and two activation bases in the convs at LR resolution."""
-    torch.manual_seed(1)
-    model = binarize(Denoiser(ModelConfig()), shortcut=True, act_shift=True, gain=True,
-                     lr_act_bases=2, exact_shortcut=True)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (BinaryConv2d, BinaryLinear)):
-                m.gain.uniform_(0.5, 1.5)
-                m.act_shift.normal_(0.0, 0.3)
-    export_packed(model, DiffusionConfig(steps=4, kappa=0.0), path, {"test": "two bases"})
+                if m.has_gain:
+                    m.gain.uniform_(0.5, 1.5)
+                if m.act_shift is not None:
+                    m.act_shift.normal_(0.0, 0.3)
+    export_packed(model, DiffusionConfig(steps=4, kappa=kappa), path, {"test": str(options)})
     return load_packed(path)
 
 
@@ -393,21 +366,32 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory):
-    checkpoint = shortcut_parent_checkpoint(tmp_path_factory.mktemp("parent") / "p.safetensors")
+    """A shortcut parent's student: residual-unit ResBlocks, layer shortcuts, thresholds and
+    gains."""
+    checkpoint = random_checkpoint(tmp_path_factory.mktemp("parent") / "p.safetensors", 0,
+                                   ModelConfig(shortcuts=True), 0.0, act_shift=True, gain=True)
     assert checkpoint.architecture.shortcuts and checkpoint.binarization["shortcut"]
     return checkpoint
 
 
 @pytest.fixture(scope="module")
 def no_shortcut(tmp_path_factory):
-    checkpoint = no_shortcut_checkpoint(tmp_path_factory.mktemp("plain") / "n.safetensors")
+    """The layout shipped before the parent's student (``be4db9c2…``, ``binarize_shift.json``):
+    no shortcut, thresholds, kappa = 2 (the input noise drawn from the tile position)."""
+    checkpoint = random_checkpoint(tmp_path_factory.mktemp("plain") / "n.safetensors", 2,
+                                   ModelConfig(), 2.0, act_shift=True)
     assert not checkpoint.binarization.get("shortcut") and checkpoint.diffusion.kappa > 0
     return checkpoint
 
 
 @pytest.fixture(scope="module")
 def two_bases(tmp_path_factory):
-    checkpoint = two_base_checkpoint(tmp_path_factory.mktemp("bases") / "b.safetensors")
+    """A student of the plain parent as ``binarize_parent_bases.json`` makes one: a shortcut
+    around every 1-bit layer (the exact start), thresholds, gains, and two activation bases in
+    the convs at LR resolution."""
+    checkpoint = random_checkpoint(tmp_path_factory.mktemp("bases") / "b.safetensors", 1,
+                                   ModelConfig(), 0.0, shortcut=True, act_shift=True,
+                                   gain=True, lr_act_bases=2, exact_shortcut=True)
     assert checkpoint.binarization["lr_act_bases"] == 2
     return checkpoint
 

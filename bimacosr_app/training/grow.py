@@ -60,8 +60,9 @@ def grow_run(run: Path, out: Path, rank: int, seed: int = 0) -> None:
         state, config = load_weights(run, stem)
         if config.get("stage") != "binarize":
             raise ValueError(f"{run} is a {config.get('stage')!r} run, not a binarize run")
-        if rank <= config["binarize"].get("rank", 8):
-            raise ValueError(f"{run} has rank {config['binarize'].get('rank', 8)} already")
+        current = config["binarize"].get("rank", 8)  # binarize()'s default
+        if rank <= current:
+            raise ValueError(f"{run} has rank {current} already")
         # the same draws for the EMA and live weights, so the two start as one network
         grown = grow_lrmb(state, rank, torch.Generator().manual_seed(seed))
         config["binarize"] = {**config["binarize"], "rank": rank}
