@@ -66,6 +66,7 @@ bk = pytest.importorskip(
     reason="native kernels not built (pip install -e . needs a C++ compiler)",
 )
 
+from random_checkpoints import random_checkpoint  # noqa: E402
 from val_photos import photo_lr, val_photos  # noqa: E402
 
 from bimacosr_app.runtime import PackedNetwork  # noqa: E402
@@ -338,23 +339,6 @@ def photo_crops() -> list[torch.Tensor]:
         img = decode_photo(photos[i % len(photos)], max_side=512).float() / 255
         crops.append(img[None, :, 100:100 + h, 120:120 + w].contiguous())  # (1,3,h,w) [0,1]
     return crops
-
-
-def random_checkpoint(path, seed: int, config: ModelConfig, kappa: float, **options):
-    """A random 1-bit model, ``binarize(Denoiser(config), **options)`` with its thresholds
-    and gains (where it has them) of calibrated size, written by the training-side export
-    with the schedule's ``kappa`` and read back."""
-    torch.manual_seed(seed)
-    model = binarize(Denoiser(config), **options)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (BinaryConv2d, BinaryLinear)):
-                if m.has_gain:
-                    m.gain.uniform_(0.5, 1.5)
-                if m.act_shift is not None:
-                    m.act_shift.normal_(0.0, 0.3)
-    export_packed(model, DiffusionConfig(steps=4, kappa=kappa), path, {"test": str(options)})
-    return load_packed(path)
 
 
 @pytest.fixture(scope="module")

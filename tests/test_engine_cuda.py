@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from random_checkpoints import random_checkpoint
 from val_photos import val_photos
 
-from bimacosr_app.checkpoint import export_packed, load_packed
 from bimacosr_app.engine import select_backend
 from bimacosr_app.engine.cuda import densify
 from bimacosr_app.model import (
     BinaryConv2d,
     BinaryLinear,
-    Denoiser,
-    DiffusionConfig,
     ModelConfig,
     ResShiftSchedule,
-    binarize,
     upscale_tile,
 )
 from bimacosr_app.training.data import decode_photo
@@ -32,19 +29,13 @@ def _photo_crop(h: int, w: int) -> torch.Tensor:
     return (photo[:, 100:100 + h, 120:120 + w].float() / 255)[None]  # (1,3,h,w)
 
 
-def _two_base_checkpoint(path):
-    """A random 1-bit student with two activation bases in its convs at LR resolution (no
-    shortcuts: densify sums a shortcut into the branch's matrix, which rounds differently and
-    flips signs in a random network)."""
-    torch.manual_seed(2)
-    model = binarize(Denoiser(ModelConfig()), act_shift=True, gain=True, lr_act_bases=2)
-    export_packed(model, DiffusionConfig(steps=4, kappa=0.0), path, {"test": "two bases"})
-    return load_packed(path)
-
-
 @pytest.mark.parametrize("which", ["shipped", "two-bases"])
 def test_densified_network_equals_binary_network_in_float32(tmp_path, which):
-    checkpoint = None if which == "shipped" else _two_base_checkpoint(tmp_path / "b.safetensors")
+    # two bases, no shortcuts: densify sums a shortcut into the branch's matrix, which rounds
+    # differently and flips signs in a random network
+    checkpoint = None if which == "shipped" else random_checkpoint(
+        tmp_path / "b.safetensors", 2, ModelConfig(), 0.0, act_shift=True, gain=True,
+        lr_act_bases=2)
     reference = select_backend("reference", checkpoint)
     dense = densify(reference.checkpoint.to_model(torch.device("cpu")))
     assert which == "shipped" or any(getattr(m, "act_bases", 1) == 2 for m in dense.modules())
