@@ -183,6 +183,11 @@ def test_grown_lrmb_computes_the_same_network_and_resumes_at_its_step(tmp_path, 
     with torch.no_grad():
         assert torch.equal(new_model(x, lr, t), old_model(x, lr, t))  # the same function
 
+    # resumed at the old rank, the stage names the rank the run was saved with
+    with pytest.raises(SystemExit, match=r"saved with binarize\.rank=4: resume it with "
+                                         r"--set binarize\.rank=4$"):
+        _run(binarize_stage.main, tmp_path, data_dirs, "grown", target_run=str(parent),
+             diffusion=no_noise, binarize={**recipe, "rank": 2}, steps=3)
     # the binarize stage resumes the grown run at its step, at the new rank, and trains the
     # new columns
     _run(binarize_stage.main, tmp_path, data_dirs, "grown", target_run=str(parent),

@@ -30,18 +30,20 @@ _DOWN, _UP = "lrmb_down", "lrmb_up"
 
 def grow_lrmb(state: dict[str, torch.Tensor], rank: int,
               generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """A copy of ``state`` whose LRMB factors have rank ``min(rank, Cin, Cout)`` per layer."""
+    """A copy of ``state`` whose LRMB factors have rank ``min(rank, Cin, Cout)`` per layer.
+    The state's own rank is its widest layer's (every layer has ``min(rank, Cin, Cout)``)."""
     downs = [k for k in state if k.endswith(f".{_DOWN}")]
     if not downs:
         raise ValueError("the run has no low-rank branches (LRMB) to grow")
+    current = max(state[k].shape[0] for k in downs)
+    if rank <= current:
+        raise ValueError(f"the run's LRMB has rank {current} already")
     grown = dict(state)
     for down_key in downs:
         up_key = down_key[: -len(_DOWN)] + _UP
         down, up = state[down_key], state[up_key]  # (r, Cin), (Cout, r)
         r, cin, cout = down.shape[0], down.shape[1], up.shape[0]
-        target = min(rank, cin, cout)
-        if target < r:
-            raise ValueError(f"{down_key} has rank {r}, above {rank}: lowering it is not growing")
+        target = min(rank, cin, cout)  # >= r, as rank > current
         new_rows = torch.randn(target - r, cin, generator=generator) * down.std()
         grown[down_key] = torch.cat([down, new_rows.to(down)])
         grown[up_key] = torch.cat([up, up.new_zeros(cout, target - r)], dim=1)
@@ -60,9 +62,6 @@ def grow_run(run: Path, out: Path, rank: int, seed: int = 0) -> None:
         state, config = load_weights(run, stem)
         if config.get("stage") != "binarize":
             raise ValueError(f"{run} is a {config.get('stage')!r} run, not a binarize run")
-        current = config["binarize"].get("rank", 8)  # binarize()'s default
-        if rank <= current:
-            raise ValueError(f"{run} has rank {current} already")
         # the same draws for the EMA and live weights, so the two start as one network
         grown = grow_lrmb(state, rank, torch.Generator().manual_seed(seed))
         config["binarize"] = {**config["binarize"], "rank": rank}

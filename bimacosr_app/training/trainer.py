@@ -234,6 +234,21 @@ def calibration_batch(cfg: StageConfig, photos: PhotoSet, degradation: Degradati
                              scale_range=cfg.hr_scale_range))
 
 
+def _structure_mismatch(out: Path, saved: dict, current: dict, error: Exception) -> str:
+    """What to say when the run in ``out`` holds a network that the config (``current``,
+    ``asdict(StageConfig)``) does not build: the ``model`` and ``binarize`` options it was
+    saved with (``saved``, its weights' config) where they differ, as the ``--set``
+    overrides that resume it."""
+    differing = [f"{block}.{key}={json.dumps(value)}" for block in ("model", "binarize")
+                 for key, value in (saved.get(block) or {}).items()
+                 if (current.get(block) or {}).get(key) != value]
+    if not differing:
+        return f"{out} holds a network that this config does not build: {error}"
+    return (f"{out} holds a network that this config does not build; it was saved with "
+            f"{', '.join(differing)}: resume it with "
+            + " ".join(f"--set {item}" for item in differing))
+
+
 class Trainer:
     """The training loop; a stage passes ``build_model(cfg, device, sample) -> nn.Module``
     (``sample()`` draws one training batch ``(lr, hr)``, for calibration),
@@ -291,11 +306,14 @@ class Trainer:
         state_file = self.out / "state.json"
         if not state_file.exists() or not weight_files(self.out, "ema"):
             return
-        ema_state, _ = load_weights(self.out, "ema", self.device)
+        ema_state, saved = load_weights(self.out, "ema", self.device)
         has_live = bool(weight_files(self.out, "model"))
         model_state = load_weights(self.out, "model", self.device)[0] if has_live else ema_state
-        self.model.load_state_dict(model_state)
-        self.ema.load_state_dict(ema_state)
+        try:
+            self.model.load_state_dict(model_state)
+            self.ema.load_state_dict(ema_state)
+        except RuntimeError as e:  # missing, unexpected or resized tensors
+            raise SystemExit(_structure_mismatch(self.out, saved, asdict(self.cfg), e)) from None
         self.step = json.loads(state_file.read_text())["step"]
         self.start_step = self.step
 
