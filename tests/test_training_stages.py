@@ -533,3 +533,15 @@ def test_every_config_parses_and_binarize_configs_match_their_parent():
             assert cfg.diffusion == parent.diffusion, name
             checked.add(name)
     assert {"binarize_parent", "binarize_flat", "binarize_twolevel"} <= checked
+
+
+def test_bf16_autocast_option_reaches_the_training_forward(tmp_path, data_dirs):
+    # default on the CPU: float32; true: bf16 autocast on any device (same seed, same batches)
+    losses = {}
+    for name, enabled in (("fp32", None), ("bf16", True)):
+        out = _run(teacher.main, tmp_path, data_dirs, name, steps=1, log_every=1,
+                   bf16_autocast=enabled)
+        losses[name] = next(r["loss"] for r in _log(out) if "loss" in r)
+    assert all(math.isfinite(v) for v in losses.values())
+    assert losses["fp32"] != losses["bf16"]
+    assert abs(losses["fp32"] - losses["bf16"]) < 0.05 * losses["fp32"]

@@ -104,6 +104,7 @@ class StageConfig:
                                                     "svd_init": True, "rprelu_slope": 0.25})
     compile: bool | str = False  # torch.compile on CUDA: true, "layers" (compile_for_training)
     channels_last: bool = True  # NHWC weights and activations on CUDA (cuDNN's fast layout)
+    bf16_autocast: bool | None = None  # training and validation forwards; None: on CUDA only
 
     def model_config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.model)
@@ -413,8 +414,7 @@ class Trainer:
                 # Live model only: the EMA, which is validated and exported, stays fully binary.
                 set_binary_mix(self.module, cfg.binary_mix_at(self.step))
             lr_img, hr_img = next(self.batches)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                enabled=self.device.type == "cuda"):
+            with self._autocast():
                 loss = self.loss_fn(self.model, lr_img, hr_img)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -441,6 +441,13 @@ class Trainer:
             dist.barrier()
             dist.destroy_process_group()
 
+    def _autocast(self):
+        """bf16 autocast of the forward passes: ``cfg.bf16_autocast``, by default on CUDA only."""
+        enabled = self.cfg.bf16_autocast
+        if enabled is None:
+            enabled = self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
     @torch.no_grad()
     def validate(self):
         if not self.is_main or not self.val:
@@ -448,8 +455,7 @@ class Trainer:
         self.ema.eval()
         scores, bicubic, tiles = [], [], []
         for i, (_, lr, hr) in enumerate(self.val):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                enabled=self.device.type == "cuda"):
+            with self._autocast():
                 sr = self.predict_fn(self.ema, lr[None].to(self.device)).float().cpu()
             up = torch.nn.functional.interpolate(lr[None], scale_factor=4, mode="bicubic",
                                                  align_corners=False).clamp(0, 1)
