@@ -546,3 +546,5 @@ def test_bf16_autocast_option_reaches_the_training_forward(tmp_path, data_dirs):
     assert losses["off"] == losses["default"]
     assert losses["on"] != losses["default"]
     assert abs(losses["on"] - losses["default"]) < 0.05 * losses["default"]
+    with pytest.raises(ValueError, match="bf16_autocast must be true, false or null"):
+        StageConfig.from_dict({"stage": "teacher", "bf16_autocast": "cuda"})

@@ -132,6 +132,9 @@ class StageConfig:
                 raise ValueError(f"{key} applies to the binarize stage (its 1-bit layers)")
         if d.get("binary_scale_grad", True) is not True and d.get("stage", cls.stage) != "binarize":
             raise ValueError("binary_scale_grad applies to the binarize stage (its 1-bit layers)")
+        if d.get("bf16_autocast") not in (None, True, False):
+            raise ValueError("bf16_autocast must be true, false or null, "
+                             f"got {d['bf16_autocast']!r}")
         if d.get("compile", cls.compile) not in COMPILE_SCOPES:
             raise ValueError(f"compile must be one of {COMPILE_SCOPES}, got {d['compile']!r}")
         if d.get("compile") == "layers" and d.get("stage", cls.stage) != "binarize":
