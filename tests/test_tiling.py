@@ -9,23 +9,12 @@ Measured tolerances (real photos from ../shared/data/val, default context 64 / f
   test's 260x64 crop of lomiri max 1.28/255 and 0.04/255. The trained FP one-step model of
   runs/session1 reaches max 0.002/255 already at context 64, so the default context 64 meets
   the 1/255 target for a smooth model.
-* a 1-bit model can be sensitive to rounding: sign flips of near-zero activations cascade, so
+* a 1-bit model is sensitive to rounding: sign flips of near-zero activations cascade, so
   tiles cannot be closer to the whole image than the whole image is to itself under a 1e-6
-  change of its input (the floor). The first trained model was chaotic (floor max 86/255, tiled vs
-  whole max 83/255); 8bda046d had a floor of max 1.22/255 and tiled vs whole
-  max 1.44/255; 0a151411 (full-precision shortcut) tiled within 0.57/255. The model
-  shipped after it (be4db9c2, activation thresholds, no shortcut: 0.6 dB better) was again
-  sensitive. Its floor on lomiri (232x120 LR) is mean 0.39/255, p99 1.64/255, max 7.7/255
-  (kde: 0.78, 5.1, 17.2/255), and tiled (64 LR px) vs whole measures mean 0.35/255, p99
-  1.43/255, max 6.3/255 at context 64 (kde: 0.71, 4.7, 20.5/255), mean 0.18/255 at context
-  96: at the floor, not inside the 1/255 target. The test bound is max(1/255, 1.5 x floor)
-  per statistic, which is the 1/255 target for a smooth model. The test's 176x120 crop of
-  lomiri (6 tiles): floor mean 0.42/255, p99 1.65/255, max 8.0/255; tiled mean 0.23/255, p99
-  1.28/255, max 7.9/255. 5b793fba (a shortcut around every 1-bit layer) had about half that
-  floor on the crop: mean 0.22/255, p99 0.79/255, max 2.4/255; tiled mean 0.14/255, p99
-  0.69/255, max 2.5/255. The shipped model (29986fc3, the same layout from the exact start)
-  is back near be4db9c2's: floor mean 0.39/255, p99 1.81/255, max 9.3/255; tiled mean
-  0.26/255, p99 1.69/255, max 11.5/255 (docs/ARCHITECTURE.md, "Sign sensitivity").
+  change of its input (the floor). The test bound is max(1/255, 1.5 x floor) per statistic,
+  which is the 1/255 target for a smooth model. The shipped model's floor and its tiled
+  differences on the test's 176x120 lomiri crop (6 tiles): ``python -m benchmarks.sign_floor``
+  (docs/BENCHMARKS.md, "Rounding floor"; docs/ARCHITECTURE.md, "Sign sensitivity").
 """
 
 from __future__ import annotations
