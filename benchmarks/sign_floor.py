@@ -52,6 +52,10 @@ def stats(diff: np.ndarray) -> dict:
 
 
 def measure(checkpoint: Path, tile: int) -> list[dict]:
+    val = default_data_dir("val")
+    missing = [name for name, _, _ in CROPS if not (val / name).is_file()]
+    if missing:
+        raise SystemExit(f"validation photos missing in {val}: {', '.join(missing)}")
     reference = select_backend("reference", checkpoint=checkpoint)
     packed = select_backend("cpu-packed", checkpoint=checkpoint)
 
@@ -60,7 +64,7 @@ def measure(checkpoint: Path, tile: int) -> list[dict]:
 
     rows = []
     for name, width, height in CROPS:
-        lr = centre_crop_lr(default_data_dir("val") / name, width, height)
+        lr = centre_crop_lr(val / name, width, height)
         noise = np.random.default_rng(0).standard_normal(lr.shape, dtype=np.float32)
         ref = run(reference, lr)
         packed_whole = run(packed, lr)
