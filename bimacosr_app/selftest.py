@@ -29,9 +29,9 @@ cpu-packed against the reference-made golden differs by at most 0.0004 (8bda046d
 (0a151411; mean 0.0001) at full resolution; be4db9c2 (no shortcut) max 0.038, mean 0.0026,
 and 0.0009 at 1/8; 5b793fba and 29986fc3 (a shortcut around every 1-bit layer) max 0.0002,
 the golden's float16 rounding; the shipped 2a0bbeb4 (the same layout) max 0.062, mean 0.003,
-and 0.0008 at 1/8 (sign flips). Full-resolution max and mean |diff| are reported
-too (0 when the backend reproduces the golden bit for bit). Every output must also have the
-golden's shape, be finite and lie in [0, 1].
+and 0.0008 at 1/8 (sign flips). Full-resolution max and mean |diff| are reported too (0
+when the backend reproduces the golden bit for bit). Every output must also have the golden's
+shape, be finite and lie in [0, 1].
 """
 
 from __future__ import annotations
